@@ -1,0 +1,246 @@
+//! The per-request context index (`p_ctx` in the paper): next-token counts for every context of
+//! length `0..n_max` seen in the prompt and the accepted tokens, updated incrementally.
+//!
+//! Contexts live in a trie keyed by their tokens read backwards (last token first), so appending a
+//! token costs `n_max` hash updates whatever the context length, and looking up the longest
+//! matching suffix is a single walk from the root.
+
+use rustc_hash::FxHashMap;
+
+use crate::draft::Followers;
+use crate::store::NONE;
+
+#[derive(Debug, Clone)]
+struct Node {
+    total: u32,
+    best_token: u32,
+    best_count: u32,
+    /// Head of this node's follower list in `ContextIndex::followers`.
+    head: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Follower {
+    token: u32,
+    count: u32,
+    next: u32,
+}
+
+/// Incremental n-gram index over one request's tokens.
+#[derive(Debug, Clone)]
+pub struct ContextIndex {
+    n_max: usize,
+    tokens: Vec<u32>,
+    nodes: Vec<Node>,
+    /// (node, token read backwards) -> child node.
+    children: FxHashMap<u64, u32>,
+    /// (node, next token) -> index in `followers`.
+    slots: FxHashMap<u64, u32>,
+    followers: Vec<Follower>,
+}
+
+/// The next-token distribution of one context in the index.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextFollowers<'a> {
+    index: &'a ContextIndex,
+    node: u32,
+}
+
+impl ContextIndex {
+    /// An index over `tokens` with contexts of up to `n_max - 1` tokens.
+    pub fn new(n_max: usize, tokens: &[u32]) -> Self {
+        let mut index = Self {
+            n_max: n_max.max(1),
+            tokens: Vec::with_capacity(tokens.len() + 64),
+            nodes: vec![Node::empty()],
+            children: FxHashMap::default(),
+            slots: FxHashMap::default(),
+            followers: Vec::new(),
+        };
+        index.extend(tokens);
+        index
+    }
+
+    /// Appends tokens, indexing each under all of its preceding contexts.
+    pub fn extend(&mut self, tokens: &[u32]) {
+        self.children.reserve(tokens.len() * (self.n_max - 1));
+        self.slots.reserve(tokens.len() * self.n_max);
+        for &token in tokens {
+            self.push(token);
+        }
+    }
+
+    fn push(&mut self, token: u32) {
+        let i = self.tokens.len();
+        let mut node = 0u32;
+        self.record(node, token);
+        for m in 1..self.n_max.min(i + 1) {
+            let prev = self.tokens[i - m];
+            node = self.child_or_insert(node, prev);
+            self.record(node, token);
+        }
+        self.tokens.push(token);
+    }
+
+    fn child_or_insert(&mut self, node: u32, token: u32) -> u32 {
+        let next_id = self.nodes.len() as u32;
+        let child = *self.children.entry(key(node, token)).or_insert(next_id);
+        if child == next_id {
+            self.nodes.push(Node::empty());
+        }
+        child
+    }
+
+    fn record(&mut self, node: u32, token: u32) {
+        let next_slot = self.followers.len() as u32;
+        let slot = *self.slots.entry(key(node, token)).or_insert(next_slot);
+        let n = &mut self.nodes[node as usize];
+        let count = if slot == next_slot {
+            self.followers.push(Follower {
+                token,
+                count: 1,
+                next: n.head,
+            });
+            n.head = slot;
+            n.len += 1;
+            1
+        } else {
+            let f = &mut self.followers[slot as usize];
+            f.count += 1;
+            f.count
+        };
+        n.total += 1;
+        if count > n.best_count || (count == n.best_count && token < n.best_token) {
+            n.best_count = count;
+            n.best_token = token;
+        }
+    }
+
+    /// The distribution of the longest suffix of `history` (at most n_max - 1 tokens) that has
+    /// been followed by something in this context, or `None` if the context is empty.
+    pub fn longest_match(&self, history: &[u32]) -> Option<ContextFollowers<'_>> {
+        if self.nodes[0].total == 0 {
+            return None;
+        }
+        let mut node = 0u32;
+        for &token in history.iter().rev().take(self.n_max - 1) {
+            match self.children.get(&key(node, token)) {
+                Some(&child) => node = child,
+                None => break,
+            }
+        }
+        Some(ContextFollowers { index: self, node })
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn n_max(&self) -> usize {
+        self.n_max
+    }
+}
+
+impl Node {
+    fn empty() -> Self {
+        Self {
+            total: 0,
+            best_token: NONE,
+            best_count: 0,
+            head: NONE,
+            len: 0,
+        }
+    }
+}
+
+fn key(node: u32, token: u32) -> u64 {
+    (u64::from(node) << 32) | u64::from(token)
+}
+
+impl Followers for ContextFollowers<'_> {
+    fn total(&self) -> u32 {
+        self.index.nodes[self.node as usize].total
+    }
+    fn best(&self) -> (u32, u32) {
+        let n = &self.index.nodes[self.node as usize];
+        (n.best_token, n.best_count)
+    }
+    fn len(&self) -> usize {
+        self.index.nodes[self.node as usize].len as usize
+    }
+    fn count(&self, token: u32) -> u32 {
+        self.index
+            .slots
+            .get(&key(self.node, token))
+            .map_or(0, |&s| self.index.followers[s as usize].count)
+    }
+    fn for_each(&self, mut f: impl FnMut(u32, u32)) {
+        let mut slot = self.index.nodes[self.node as usize].head;
+        while slot != NONE {
+            let entry = self.index.followers[slot as usize];
+            f(entry.token, entry.count);
+            slot = entry.next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dist(f: ContextFollowers<'_>) -> Vec<(u32, u32)> {
+        let mut v = Vec::new();
+        f.for_each(|t, c| v.push((t, c)));
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn longest_suffix_wins_and_backs_off() {
+        let index = ContextIndex::new(3, &[1, 2, 3, 1, 2, 4, 2]);
+        assert_eq!(
+            dist(index.longest_match(&[1, 2]).unwrap()),
+            vec![(3, 1), (4, 1)]
+        );
+        // (9, 2) never occurred: back off to (2) -> {3, 4}
+        assert_eq!(
+            dist(index.longest_match(&[9, 2]).unwrap()),
+            vec![(3, 1), (4, 1)]
+        );
+        // 4 was followed by 2 once
+        assert_eq!(dist(index.longest_match(&[4]).unwrap()), vec![(2, 1)]);
+        // 7 never occurred: the unigram distribution of the whole context
+        let root = index.longest_match(&[7]).unwrap();
+        assert_eq!(root.total(), 7);
+        assert_eq!(root.best(), (2, 3));
+    }
+
+    #[test]
+    fn incremental_equals_batch() {
+        let all = [5, 6, 5, 6, 7, 5, 6, 5];
+        let batch = ContextIndex::new(4, &all);
+        let mut inc = ContextIndex::new(4, &all[..3]);
+        inc.extend(&all[3..5]);
+        inc.extend(&all[5..]);
+        for suffix in [&[5u32, 6][..], &[6, 5], &[7], &[5, 6, 5], &[]] {
+            let a = batch.longest_match(suffix).unwrap();
+            let b = inc.longest_match(suffix).unwrap();
+            assert_eq!(dist(a), dist(b));
+            assert_eq!(a.best(), b.best());
+        }
+    }
+
+    #[test]
+    fn empty_context_has_no_distribution() {
+        assert!(ContextIndex::new(4, &[]).longest_match(&[1]).is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! Mixing the task and context distributions and proposing greedy draft chains.
+//!
+//! `p_mixed(x) = w * p_corp(x | c) + (1 - w) * p_ctx(x | c)`, each side backing off to its own
+//! longest matching context. The draft is the greedy chain: at each step the token with the highest
+//! mixed probability (smallest id on ties), until `k` tokens, or until that probability is zero or
+//! below `min_prob`.
+
+use crate::config::{check_corpus_weight, check_k, check_min_prob};
+use crate::context::ContextIndex;
+use crate::error::Error;
+use crate::store::NgramStore;
+
+/// A next-token count distribution (unnormalised): the kept followers of one context.
+pub trait Followers {
+    /// Sum of all counts; positive for every distribution handed out.
+    fn total(&self) -> u32;
+    /// The most frequent token and its count, the smallest token id on ties.
+    fn best(&self) -> (u32, u32);
+    /// Number of distinct tokens.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The count of `token`, 0 if absent.
+    fn count(&self, token: u32) -> u32;
+    /// Visits every (token, count) pair, in no particular order.
+    fn for_each(&self, f: impl FnMut(u32, u32));
+}
+
+/// A proposed draft: tokens and each token's mixed probability (the `q` of speculative sampling).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Draft {
+    pub tokens: Vec<u32>,
+    pub probs: Vec<f64>,
+}
+
+fn ratio(count: u32, total: u32) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        f64::from(count) / f64::from(total)
+    }
+}
+
+/// The mixed probability of a token with `corp` = (count, total) and `ctx` = (count, total).
+/// The Python reference computes exactly this expression, so results agree bit for bit.
+fn mixed(w: f64, corp: (u32, u32), ctx: (u32, u32)) -> f64 {
+    w * ratio(corp.0, corp.1) + (1.0 - w) * ratio(ctx.0, ctx.1)
+}
+
+/// The argmax of the mixture and its probability, or `None` if both sides are empty.
+///
+/// Only `{best of one side} ∪ support of the other side` can hold the argmax: a token outside the
+/// scanned support scores at most what the other side's best token scores. Scanning the smaller
+/// support keeps a step cheap even when one side is the unigram distribution.
+pub fn best_mixed(
+    w: f64,
+    corp: Option<impl Followers>,
+    ctx: Option<impl Followers>,
+) -> Option<(u32, f64)> {
+    let (corp_total, ctx_total) = (
+        corp.as_ref().map_or(0, |f| f.total()),
+        ctx.as_ref().map_or(0, |f| f.total()),
+    );
+    let mut best: Option<(u32, f64)> = None;
+    let mut consider = |token: u32, corp_count: u32, ctx_count: u32| {
+        let p = mixed(w, (corp_count, corp_total), (ctx_count, ctx_total));
+        match best {
+            Some((t, q)) if q > p || (q == p && t < token) => {}
+            _ => best = Some((token, p)),
+        }
+    };
+    match (corp, ctx) {
+        (None, None) => {}
+        (Some(c), None) => {
+            let (t, n) = c.best();
+            consider(t, n, 0);
+        }
+        (None, Some(x)) => {
+            let (t, n) = x.best();
+            consider(t, 0, n);
+        }
+        (Some(c), Some(x)) => {
+            if c.len() <= x.len() {
+                c.for_each(|t, n| consider(t, n, x.count(t)));
+                let (t, n) = x.best();
+                consider(t, c.count(t), n);
+            } else {
+                x.for_each(|t, n| consider(t, c.count(t), n));
+                let (t, n) = c.best();
+                consider(t, n, x.count(t));
+            }
+        }
+    }
+    best
+}
+
+/// Drafts up to `k` tokens continuing the tokens of `ctx`.
+///
+/// Drafted tokens extend the history used to look up contexts but are not counted in `ctx`.
+pub fn propose(
+    store: &NgramStore,
+    ctx: &ContextIndex,
+    k: usize,
+    corpus_weight: f64,
+    min_prob: f64,
+) -> Result<Draft, Error> {
+    check_k(k as i64)?;
+    check_corpus_weight(corpus_weight)?;
+    check_min_prob(min_prob)?;
+    let order = store.n_max() - 1;
+    let tail = &ctx.tokens()[ctx.len().saturating_sub(order)..];
+    let mut history: Vec<u32> = Vec::with_capacity(tail.len() + k);
+    history.extend_from_slice(tail);
+    let mut draft = Draft {
+        tokens: Vec::with_capacity(k),
+        probs: Vec::with_capacity(k),
+    };
+    let use_ctx = corpus_weight < 1.0;
+    let use_corp = corpus_weight > 0.0;
+    for _ in 0..k {
+        let suffix = &history[history.len().saturating_sub(order)..];
+        let corp = if use_corp {
+            store.longest_match(suffix)
+        } else {
+            None
+        };
+        let local = if use_ctx {
+            ctx.longest_match(suffix)
+        } else {
+            None
+        };
+        match best_mixed(corpus_weight, corp, local) {
+            Some((token, p)) if p > 0.0 && p >= min_prob => {
+                draft.tokens.push(token);
+                draft.probs.push(p);
+                history.push(token);
+            }
+            _ => break,
+        }
+    }
+    Ok(draft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DrafterConfig;
+    use crate::corpus::Corpus;
+
+    fn store(seqs: &[Vec<u32>], n_max: usize) -> NgramStore {
+        let corpus = Corpus::from_sequences(seqs, None).unwrap();
+        let config = DrafterConfig {
+            n_max,
+            min_count: 1,
+            ..DrafterConfig::default()
+        };
+        NgramStore::build(&corpus, &config).unwrap()
+    }
+
+    #[test]
+    fn follows_the_corpus_chain() {
+        let s = store(&[vec![1, 2, 3, 4, 5]], 3);
+        let ctx = ContextIndex::new(3, &[1, 2]);
+        let d = propose(&s, &ctx, 3, 1.0, 0.0).unwrap();
+        assert_eq!(d.tokens, vec![3, 4, 5]);
+        assert_eq!(d.probs, vec![1.0, 1.0, 1.0]);
+        // the chain ends: 5 was never followed, so back off to the unigram (all 0.2)
+        let d = propose(&s, &ctx, 5, 1.0, 0.0).unwrap();
+        assert_eq!(d.tokens[3], 1);
+        assert_eq!(d.probs[3], 0.2);
+    }
+
+    #[test]
+    fn mixing_weights_both_sides() {
+        let s = store(&[vec![1, 2, 3]], 2);
+        // context says 1 -> 9, corpus says 1 -> 2
+        let ctx = ContextIndex::new(2, &[1, 9, 1]);
+        let d = propose(&s, &ctx, 1, 0.75, 0.0).unwrap();
+        assert_eq!((d.tokens[0], d.probs[0]), (2, 0.75));
+        let d = propose(&s, &ctx, 1, 0.25, 0.0).unwrap();
+        assert_eq!((d.tokens[0], d.probs[0]), (9, 0.75));
+        // equal weights: tie at 0.5, smallest token id wins
+        let d = propose(&s, &ctx, 1, 0.5, 0.0).unwrap();
+        assert_eq!((d.tokens[0], d.probs[0]), (2, 0.5));
+    }
+
+    #[test]
+    fn stops_below_min_prob() {
+        let s = store(&[vec![1, 2], vec![1, 3], vec![1, 3]], 2);
+        let ctx = ContextIndex::new(2, &[1]);
+        assert_eq!(
+            propose(&s, &ctx, 4, 1.0, 0.7).unwrap().tokens,
+            Vec::<u32>::new()
+        );
+        let d = propose(&s, &ctx, 1, 1.0, 0.6).unwrap();
+        assert_eq!(d.tokens, vec![3]);
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        let s = store(&[vec![1, 2]], 2);
+        let ctx = ContextIndex::new(2, &[1]);
+        assert!(propose(&s, &ctx, 0, 0.5, 0.0).is_err());
+        assert!(propose(&s, &ctx, 2, 1.5, 0.0).is_err());
+        assert!(propose(&s, &ctx, 2, 0.5, -1.0).is_err());
+    }
+}

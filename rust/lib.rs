@@ -1,0 +1,38 @@
+//! tasc-rs core: the n-gram drafting engine of TASC-spec (Task-Adaptive Sequence Compression).
+//!
+//! The crate is pure Rust; the Python bindings live in [`py`] behind the `python` cargo feature.
+//!
+//! - [`corpus`]: task output corpora as one flat token buffer plus sequence offsets.
+//! - [`store`]: the immutable task n-gram store (a pruned, level-ordered trie), `p_corp`.
+//! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
+//! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
+//! - [`persist`]: the versioned, checksummed file format.
+//!
+//! ```
+//! use tasc_rs::{Corpus, DrafterConfig, NgramStore, ContextIndex, propose};
+//! let corpus = Corpus::from_sequences(&[vec![1, 2, 3, 4], vec![1, 2, 3, 5]], None).unwrap();
+//! let config = DrafterConfig { min_count: 1, ..DrafterConfig::default() };
+//! let store = NgramStore::build(&corpus, &config).unwrap();
+//! let ctx = ContextIndex::new(config.n_max, &[9, 1, 2]);
+//! let draft = propose(&store, &ctx, 4, config.corpus_weight, config.min_prob).unwrap();
+//! assert_eq!(draft.tokens[0], 3);
+//! ```
+
+pub mod config;
+pub mod context;
+pub mod corpus;
+pub mod draft;
+pub mod error;
+pub mod persist;
+pub mod store;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use config::{ConfigError, DrafterConfig};
+pub use context::ContextIndex;
+pub use corpus::{Corpus, InputError};
+pub use draft::{propose, Draft};
+pub use error::Error;
+pub use persist::FormatError;
+pub use store::{NgramStore, StoreStats};

@@ -1,0 +1,365 @@
+//! The drafter file format (version 1), little-endian:
+//!
+//! ```text
+//! magic    8 bytes  "TASCNGR\0"
+//! version  u32      1
+//! n_max u32, min_count u32, vocab_size u32 (0 = unbounded), corpus_weight f64, min_prob f64,
+//! corpus_tokens u64, sequences u64
+//! for depth 0..=n_max: node count u64, tokens [u32], counts [u32],
+//!                      and for depth < n_max: child_start [u32; nodes + 1], totals [u32], best [u32]
+//! crc32    u32      of every byte before it
+//! ```
+//! Loading checks the checksum first, then every structural invariant the lookups rely on, so
+//! even a file with a forged checksum cannot make a later lookup panic.
+
+use std::io::Write;
+use std::path::Path;
+
+use thiserror::Error;
+
+use crate::config::{DrafterConfig, MAX_N};
+use crate::error::Error;
+use crate::store::{Level, NgramStore, NONE};
+
+const MAGIC: &[u8; 8] = b"TASCNGR\0";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A drafter file that cannot be read.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum FormatError {
+    #[error("not a tasc-rs drafter file (bad magic bytes)")]
+    BadMagic,
+    #[error("unsupported drafter file version {found}; this build reads version {FORMAT_VERSION}")]
+    UnsupportedVersion { found: u32 },
+    #[error(
+        "drafter file is truncated: needed {needed} bytes at offset {offset}, {available} left"
+    )]
+    Truncated {
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
+    #[error("drafter file checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupted")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("drafter file is corrupted: {0}")]
+    Corrupt(String),
+}
+
+impl NgramStore {
+    /// Serialises the store and its configuration.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes() + 128);
+        out.extend_from_slice(MAGIC);
+        let c = &self.config;
+        for v in [
+            FORMAT_VERSION,
+            c.n_max as u32,
+            c.min_count,
+            c.vocab_size.unwrap_or(0),
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&c.corpus_weight.to_le_bytes());
+        out.extend_from_slice(&c.min_prob.to_le_bytes());
+        out.extend_from_slice(&self.corpus_tokens.to_le_bytes());
+        out.extend_from_slice(&self.sequences.to_le_bytes());
+        for (depth, level) in self.levels.iter().enumerate() {
+            out.extend_from_slice(&(level.len() as u64).to_le_bytes());
+            let mut arrays = vec![&level.tokens, &level.counts];
+            if depth < c.n_max {
+                arrays.extend([&level.child_start, &level.totals, &level.best]);
+            }
+            for array in arrays {
+                for v in array {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parses and validates bytes written by [`NgramStore::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(FormatError::BadMagic.into());
+        }
+        let mut r = Reader {
+            bytes,
+            pos: MAGIC.len(),
+        };
+        let version = r.u32()?;
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version }.into());
+        }
+        if bytes.len() < 12 {
+            return Err(r.truncated(4).into());
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(FormatError::Checksum { stored, computed }.into());
+        }
+        let mut r = Reader {
+            bytes: body,
+            pos: r.pos,
+        };
+        let store = read_store(&mut r)?;
+        if r.pos != body.len() {
+            return Err(corrupt(format!("{} trailing bytes", body.len() - r.pos)));
+        }
+        Ok(store)
+    }
+
+    /// Writes the store to `path` atomically: a temporary file in the same directory is written,
+    /// synced and renamed over `path`, so a crash never leaves a half-written drafter.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&self.to_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+
+    /// Reads a store written by [`NgramStore::save`].
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+fn corrupt(msg: String) -> Error {
+    FormatError::Corrupt(msg).into()
+}
+
+fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
+    let n_max = r.u32()? as usize;
+    if !(1..=MAX_N).contains(&n_max) {
+        return Err(corrupt(format!("n_max {n_max}")));
+    }
+    let min_count = r.u32()?;
+    let vocab = r.u32()?;
+    let config = DrafterConfig {
+        n_max,
+        min_count,
+        vocab_size: (vocab != 0).then_some(vocab),
+        corpus_weight: r.f64()?,
+        min_prob: r.f64()?,
+    };
+    config.validate().map_err(|e| corrupt(e.to_string()))?;
+    let corpus_tokens = r.u64()?;
+    let sequences = r.u64()?;
+    let mut levels = Vec::with_capacity(n_max + 1);
+    for depth in 0..=n_max {
+        let n = usize::try_from(r.u64()?).map_err(|_| corrupt("level size".into()))?;
+        let mut level = Level {
+            tokens: r.u32s(n)?,
+            counts: r.u32s(n)?,
+            ..Level::default()
+        };
+        if depth < n_max {
+            level.child_start = r.u32s(
+                n.checked_add(1)
+                    .ok_or_else(|| corrupt("level size".into()))?,
+            )?;
+            level.totals = r.u32s(n)?;
+            level.best = r.u32s(n)?;
+        }
+        levels.push(level);
+    }
+    validate_levels(&levels, config.id_limit()).map_err(corrupt)?;
+    Ok(NgramStore {
+        config,
+        levels,
+        corpus_tokens,
+        sequences,
+    })
+}
+
+/// Checks the invariants `NgramStore` lookups index with, without trusting the file.
+fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
+    if levels[0].len() != 1 {
+        return Err("the root level must hold one node".into());
+    }
+    for depth in 0..levels.len() - 1 {
+        let (level, next) = (&levels[depth], &levels[depth + 1]);
+        let cs = &level.child_start;
+        if cs.first() != Some(&0) || cs.last().map(|&e| e as usize) != Some(next.len()) {
+            return Err(format!(
+                "depth {depth}: child ranges do not cover the next level"
+            ));
+        }
+        for i in 0..level.len() {
+            let (s, e) = (cs[i] as usize, cs[i + 1] as usize);
+            if s > e {
+                return Err(format!("depth {depth}: child ranges decrease"));
+            }
+            let children = &next.tokens[s..e];
+            if children.windows(2).any(|w| w[0] >= w[1]) || children.iter().any(|&t| t >= limit) {
+                return Err(format!(
+                    "depth {}: children unsorted or out of vocabulary",
+                    depth + 1
+                ));
+            }
+            let total: u64 = next.counts[s..e].iter().map(|&c| u64::from(c)).sum();
+            let best = level.best[i];
+            let best_ok = if s == e {
+                best == NONE
+            } else {
+                (s..e).contains(&(best as usize))
+            };
+            if total != u64::from(level.totals[i]) || !best_ok {
+                return Err(format!("depth {depth}: totals or best child inconsistent"));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn truncated(&self, needed: usize) -> FormatError {
+        FormatError::Truncated {
+            offset: self.pos,
+            needed,
+            available: self.bytes.len().saturating_sub(self.pos),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], FormatError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(self.truncated(n)),
+        }
+    }
+
+    fn u32(&mut self) -> Result<u32, FormatError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, FormatError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn f64(&mut self) -> Result<f64, FormatError> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, FormatError> {
+        let len = n.checked_mul(4).ok_or_else(|| self.truncated(usize::MAX))?;
+        let b = self.take(len)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::Corpus;
+
+    fn sample() -> NgramStore {
+        let corpus =
+            Corpus::from_sequences(&[vec![1, 2, 3, 4], vec![1, 2, 3, 5], vec![2, 3]], Some(10))
+                .unwrap();
+        let config = DrafterConfig {
+            min_count: 1,
+            vocab_size: Some(10),
+            ..DrafterConfig::default()
+        };
+        NgramStore::build(&corpus, &config).unwrap()
+    }
+
+    #[test]
+    fn round_trip_is_identical() {
+        let s = sample();
+        assert_eq!(NgramStore::from_bytes(&s.to_bytes()).unwrap(), s);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.tasc");
+        s.save(&path).unwrap();
+        assert_eq!(NgramStore::load(&path).unwrap(), s);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_an_error() {
+        let bytes = sample().to_bytes();
+        for n in 0..bytes.len() {
+            assert!(
+                NgramStore::from_bytes(&bytes[..n]).is_err(),
+                "truncated at {n}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(NgramStore::from_bytes(&b).is_err(), "flipped byte {i}");
+        }
+    }
+
+    #[test]
+    fn wrong_version_is_reported() {
+        let mut bytes = sample().to_bytes();
+        bytes[8] = 2;
+        assert!(matches!(
+            NgramStore::from_bytes(&bytes),
+            Err(Error::Format(FormatError::UnsupportedVersion { found: 2 }))
+        ));
+    }
+
+    #[test]
+    fn forged_checksum_cannot_smuggle_bad_structure() {
+        let s = sample();
+        let mut bytes = s.to_bytes();
+        bytes.truncate(bytes.len() - 4);
+        // corrupt the first child token at depth 1 to exceed the vocabulary, then re-sign
+        let pos = 56 + 8 + 4 * 6 + 8; // header, root level, depth-1 node count
+        bytes[pos..pos + 4].copy_from_slice(&99u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            NgramStore::from_bytes(&bytes),
+            Err(Error::Format(FormatError::Corrupt(_)))
+        ));
+    }
+}
