@@ -12,9 +12,9 @@ pub const MAX_K: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ConfigError {
     #[error("n_max {0} is out of range: allowed 1..={MAX_N}")]
-    NMax(usize),
+    NMax(i64),
     #[error("min_count must be at least 1, got {0}")]
-    MinCount(u64),
+    MinCount(i64),
     #[error("corpus_weight {0} is outside [0, 1]")]
     CorpusWeight(f64),
     #[error("min_prob {0} is outside [0, 1]")]
@@ -77,7 +77,7 @@ pub fn check_n_max(n_max: usize) -> Result<(), ConfigError> {
     if (1..=MAX_N).contains(&n_max) {
         Ok(())
     } else {
-        Err(ConfigError::NMax(n_max))
+        Err(ConfigError::NMax(n_max as i64))
     }
 }
 

@@ -1,0 +1,41 @@
+"""tasc-rs: Task-Adaptive Sequence Compression for fast small language models.
+
+The core (this module) needs only numpy: :class:`NgramDrafter` builds a task n-gram store in Rust
+and proposes speculative-decoding drafts in microseconds. The Hugging Face layer
+(``tasc_rs.hf``, install ``tasc-rs[hf]``) runs lossless speculative generation with it.
+
+Example:
+    >>> from tasc_rs import NgramDrafter
+    >>> drafter = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5)
+    >>> drafter.session([9, 1, 2]).propose(2)[0].tolist()
+    [3, 4]
+"""
+
+from tasc_rs._core import FORMAT_VERSION, CorpusBuilder, DraftSession, NgramStore, __version__
+from tasc_rs.drafter import NgramDrafter, TokenIds
+from tasc_rs.errors import (
+    DrafterFileError,
+    DtypeError,
+    InvalidConfigError,
+    InvalidInputError,
+    TascError,
+    TascIOError,
+    UnsupportedModelError,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CorpusBuilder",
+    "DraftSession",
+    "DrafterFileError",
+    "DtypeError",
+    "InvalidConfigError",
+    "InvalidInputError",
+    "NgramDrafter",
+    "NgramStore",
+    "TascError",
+    "TascIOError",
+    "TokenIds",
+    "UnsupportedModelError",
+    "__version__",
+]

@@ -1,0 +1,213 @@
+"""NgramDrafter: the TASC-spec draft model (task n-grams mixed with context n-grams).
+
+The heavy lifting happens in Rust (:mod:`tasc_rs._core`); this class owns the Python-side policy:
+accepting corpora in every shape users have them, paths, pickling and a readable repr.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from tasc_rs._core import CorpusBuilder, DraftSession, NgramStore
+from tasc_rs.errors import DtypeError, InvalidInputError
+
+__all__ = ["NgramDrafter", "TokenIds"]
+
+#: Token ids: a sequence of Python ints or a 1-D integer numpy array.
+TokenIds = Union[Sequence[int], npt.NDArray[np.integer[Any]]]
+
+
+class NgramDrafter:
+    """A TASC-spec drafter: proposes draft tokens for speculative decoding.
+
+    The task store holds next-token counts for every context of up to ``n_max - 1`` tokens in the
+    task's output corpus, pruned below ``min_count``. A draft is a greedy chain over
+    ``p_mixed = corpus_weight * p_corpus + (1 - corpus_weight) * p_context``, where each side backs
+    off to its longest matching context and ``p_context`` comes from the request's own tokens.
+    Drafting stops after ``k`` tokens or before a token whose mixed probability is below
+    ``min_prob``. The drafter is immutable and safe to share between threads; per-request state
+    lives in a :class:`DraftSession`.
+
+    Example:
+        >>> from tasc_rs import NgramDrafter
+        >>> corpus = [[5, 6, 7, 8, 2], [5, 6, 7, 9, 2]] * 5
+        >>> drafter = NgramDrafter.from_corpus(corpus)
+        >>> session = drafter.session([1, 5])
+        >>> ids, probs = session.propose(4)
+        >>> ids.tolist(), probs.round(2).tolist()
+        ([6, 7, 8, 2], [1.0, 1.0, 0.5, 1.0])
+        >>> session.extend(ids[:2])
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: NgramStore) -> None:
+        """Wraps a native store; use :meth:`from_corpus`, :meth:`from_flat` or :meth:`load`."""
+        if not isinstance(store, NgramStore):
+            raise TypeError(f"expected a tasc_rs._core.NgramStore, got {type(store).__name__}")
+        self._store = store
+
+    @classmethod
+    def from_corpus(
+        cls,
+        corpus: Iterable[TokenIds],
+        *,
+        n_max: int = 4,
+        min_count: int = 5,
+        corpus_weight: float = 0.75,
+        min_prob: float = 0.0,
+        vocab_size: int | None = None,
+    ) -> NgramDrafter:
+        """Builds a drafter from token-id sequences (one per task output).
+
+        Args:
+            corpus: An iterable of sequences (lists of ints or 1-D integer arrays). It is consumed
+                once and never held as Python objects, so a generator over a huge file works.
+            n_max: Largest n-gram order (contexts of up to ``n_max - 1`` tokens), 1..8.
+            min_count: n-grams seen fewer times are pruned (the paper's p_min = 5).
+            corpus_weight: lambda, the weight of the task distribution, in [0, 1].
+            min_prob: default early-stop threshold on the mixed probability, in [0, 1].
+            vocab_size: if given, every id must be below it (checked here and at proposal time).
+
+        Raises:
+            InvalidConfigError: a setting is out of range.
+            InvalidInputError: negative or out-of-range ids, or no tokens at all.
+            DtypeError: a sequence holds something other than integers.
+        """
+        builder = CorpusBuilder(vocab_size)
+        if isinstance(corpus, (str, bytes, np.ndarray)) and getattr(corpus, "ndim", 2) != 2:
+            raise DtypeError(
+                "corpus must be an iterable of token-id sequences "
+                f"(got {type(corpus).__name__}); use from_flat for one flat array plus offsets"
+            )
+        for i, seq in enumerate(corpus):
+            if isinstance(seq, (int, np.integer)):
+                raise InvalidInputError(
+                    f"corpus item {i} is a single int: corpus must be an iterable of sequences, "
+                    "e.g. [[1, 2, 3], [4, 5]]"
+                )
+            try:
+                builder.add(seq)
+            except InvalidInputError as e:
+                raise type(e)(f"corpus sequence {i}: {e}") from None
+        return cls(NgramStore.build(builder, n_max, min_count, corpus_weight, min_prob))
+
+    @classmethod
+    def from_flat(
+        cls,
+        tokens: TokenIds,
+        offsets: TokenIds,
+        *,
+        n_max: int = 4,
+        min_count: int = 5,
+        corpus_weight: float = 0.75,
+        min_prob: float = 0.0,
+        vocab_size: int | None = None,
+    ) -> NgramDrafter:
+        """Builds a drafter from one flat id array and sequence boundaries.
+
+        Sequence ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``; ``offsets`` starts at 0, never
+        decreases and ends at ``len(tokens)``. Other arguments are as in :meth:`from_corpus`.
+
+        Example:
+            >>> import numpy as np
+            >>> d = NgramDrafter.from_flat(np.array([1, 2, 3, 1, 2, 4]), [0, 3, 6], min_count=1)
+            >>> d.stats()["ngrams"]
+            [4, 3, 2, 0]
+        """
+        builder = CorpusBuilder(vocab_size)
+        builder.add_flat(tokens, offsets)
+        return cls(NgramStore.build(builder, n_max, min_count, corpus_weight, min_prob))
+
+    def session(self, prompt_ids: TokenIds) -> DraftSession:
+        """Starts a per-request session whose context index holds ``prompt_ids``.
+
+        Call ``session.propose(k)`` before each verification step and
+        ``session.extend(accepted_ids)`` after it.
+        """
+        return self._store.session(prompt_ids)
+
+    def propose(
+        self,
+        context_ids: TokenIds,
+        k: int,
+        *,
+        min_prob: float | None = None,
+        corpus_weight: float | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Drafts up to ``k`` tokens after ``context_ids`` without keeping state.
+
+        Indexes the whole context on every call; for repeated drafting in one request use
+        :meth:`session`, which is incremental.
+
+        Returns:
+            ``(ids, probs)``: int64 draft ids and float64 mixed probabilities, same length <= k.
+        """
+        return self._store.propose(context_ids, k, min_prob, corpus_weight)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the drafter to ``path`` atomically (versioned binary format with a CRC32)."""
+        self._store.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NgramDrafter:
+        """Reads a drafter written by :meth:`save`.
+
+        Raises:
+            DrafterFileError: the file is truncated, corrupted, foreign or of another version.
+            TascIOError: the file cannot be read.
+        """
+        return cls(NgramStore.load(os.fspath(path)))
+
+    def to_bytes(self) -> bytes:
+        """The saved-file representation as bytes."""
+        return self._store.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NgramDrafter:
+        """Inverse of :meth:`to_bytes`."""
+        return cls(NgramStore.from_bytes(data))
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and memory: ``ngrams`` (distinct kept n-grams per order 1..n_max),
+        ``contexts`` (contexts with a kept next token per length 0..n_max-1),
+        ``corpus_tokens``, ``sequences`` and ``bytes`` (heap bytes of the store)."""
+        return self._store.stats()
+
+    @property
+    def n_max(self) -> int:
+        return self._store.n_max
+
+    @property
+    def min_count(self) -> int:
+        return self._store.min_count
+
+    @property
+    def corpus_weight(self) -> float:
+        return self._store.corpus_weight
+
+    @property
+    def min_prob(self) -> float:
+        return self._store.min_prob
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self._store.vocab_size
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return (NgramDrafter.from_bytes, (self.to_bytes(),))
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return (
+            f"NgramDrafter(n_max={self.n_max}, min_count={self.min_count}, "
+            f"corpus_weight={self.corpus_weight}, min_prob={self.min_prob}, "
+            f"corpus_tokens={s['corpus_tokens']}, bytes={s['bytes']})"
+        )
+
+

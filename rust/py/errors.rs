@@ -1,0 +1,67 @@
+//! Maps core errors onto the Python exception hierarchy defined in `tasc_rs/errors.py`
+//! (rooted at `TascError`; input problems also subclass `ValueError`, I/O problems `OSError`).
+
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+use crate::error::Error;
+
+static INVALID_CONFIG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static INVALID_INPUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FILE_FORMAT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static IO_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static DTYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// Builds an instance of `tasc_rs.errors.<name>`, falling back to `fallback` if the Python
+/// package cannot be imported (the native module used on its own).
+fn raise(
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+    msg: String,
+    fallback: fn(String) -> PyErr,
+) -> PyErr {
+    Python::attach(|py| match cell.import(py, "tasc_rs.errors", name) {
+        Ok(ty) => PyErr::from_type(ty.clone(), msg),
+        Err(_) => fallback(msg),
+    })
+}
+
+/// A `DtypeError` (subclass of `TypeError`): an array or value of the wrong type.
+pub fn dtype_error(msg: String) -> PyErr {
+    raise(&DTYPE, "DtypeError", msg, PyTypeError::new_err)
+}
+
+/// An `InvalidInputError` raised by the binding layer itself (shape, conversion).
+pub fn input_error(msg: String) -> PyErr {
+    raise(&INVALID_INPUT, "InvalidInputError", msg, PyValueError::new_err)
+}
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let msg = e.to_string();
+        match e {
+            Error::Config(_) => raise(&INVALID_CONFIG, "InvalidConfigError", msg, PyValueError::new_err),
+            Error::Input(_) => input_error(msg),
+            Error::Format(_) => raise(&FILE_FORMAT, "DrafterFileError", msg, PyValueError::new_err),
+            Error::Io { .. } => raise(&IO_ERROR, "TascIOError", msg, PyOSError::new_err),
+        }
+    }
+}
+
+macro_rules! via_core_error {
+    ($($t:ty),*) => {
+        $(impl From<$t> for PyErr {
+            fn from(e: $t) -> PyErr {
+                Error::from(e).into()
+            }
+        })*
+    };
+}
+
+via_core_error!(
+    crate::config::ConfigError,
+    crate::corpus::InputError,
+    crate::persist::FormatError
+);

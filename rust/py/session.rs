@@ -1,0 +1,134 @@
+//! `DraftSession`: one request's context index plus a handle on the shared task store.
+
+use std::sync::Arc;
+
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+
+use super::convert::{draft_to_numpy, token_ids};
+use crate::config::{check_corpus_weight, check_k, check_min_prob};
+use crate::context::ContextIndex;
+use crate::draft::propose;
+use crate::store::NgramStore;
+
+/// Inputs longer than this are indexed with the interpreter released.
+const DETACH_TOKENS: usize = 512;
+
+/// The per-request drafting state: the context index over the prompt and every accepted token.
+///
+/// Create with `NgramDrafter.session(prompt_ids)`; call `propose(k)` before each verification
+/// step and `extend(accepted_ids)` after it. Not shared between threads: use one per request.
+///
+/// Example:
+///     >>> s = drafter.session([1, 2, 3])
+///     >>> ids, probs = s.propose(8)
+///     >>> s.extend(ids[:2])
+#[pyclass(module = "tasc_rs._core", name = "DraftSession")]
+pub struct PyDraftSession {
+    store: Arc<NgramStore>,
+    index: ContextIndex,
+    corpus_weight: f64,
+    min_prob: f64,
+}
+
+impl PyDraftSession {
+    pub(crate) fn new(py: Python<'_>, store: Arc<NgramStore>, prompt: Vec<u32>) -> Self {
+        let n_max = store.n_max();
+        let index = if prompt.len() > DETACH_TOKENS {
+            py.detach(|| ContextIndex::new(n_max, &prompt))
+        } else {
+            ContextIndex::new(n_max, &prompt)
+        };
+        let config = store.config();
+        Self {
+            corpus_weight: config.corpus_weight,
+            min_prob: config.min_prob,
+            store,
+            index,
+        }
+    }
+}
+
+#[pymethods]
+impl PyDraftSession {
+    /// Appends accepted token ids (list of ints or 1-D integer array) to the context.
+    /// On error nothing is appended.
+    fn extend(&mut self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tokens = token_ids(ids, self.store.config().id_limit())?;
+        if tokens.len() > DETACH_TOKENS {
+            let index = &mut self.index;
+            py.detach(|| index.extend(&tokens));
+        } else {
+            self.index.extend(&tokens);
+        }
+        Ok(())
+    }
+
+    /// Drafts up to `k` tokens continuing the context.
+    ///
+    /// Returns `(ids, probs)`: int64 and float64 arrays of equal length (0..=k), `probs[i]` being
+    /// the mixed probability of `ids[i]` given everything before it. `min_prob` and
+    /// `corpus_weight` override the drafter's defaults for this call.
+    #[pyo3(signature = (k, min_prob=None, corpus_weight=None))]
+    fn propose<'py>(
+        &self,
+        py: Python<'py>,
+        k: i64,
+        min_prob: Option<f64>,
+        corpus_weight: Option<f64>,
+    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+        let k = check_k(k)?;
+        let draft = propose(
+            &self.store,
+            &self.index,
+            k,
+            corpus_weight.unwrap_or(self.corpus_weight),
+            min_prob.unwrap_or(self.min_prob),
+        )?;
+        Ok(draft_to_numpy(py, draft))
+    }
+
+    /// Session defaults for `min_prob` and `corpus_weight` (validated, kept on error).
+    #[setter]
+    fn set_min_prob(&mut self, value: f64) -> PyResult<()> {
+        check_min_prob(value)?;
+        self.min_prob = value;
+        Ok(())
+    }
+
+    #[getter]
+    fn min_prob(&self) -> f64 {
+        self.min_prob
+    }
+
+    #[setter]
+    fn set_corpus_weight(&mut self, value: f64) -> PyResult<()> {
+        check_corpus_weight(value)?;
+        self.corpus_weight = value;
+        Ok(())
+    }
+
+    #[getter]
+    fn corpus_weight(&self) -> f64 {
+        self.corpus_weight
+    }
+
+    /// The context so far (prompt and accepted tokens) as an int64 array (a copy).
+    fn tokens<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        let ids: Vec<i64> = self.index.tokens().iter().map(|&t| i64::from(t)).collect();
+        ids.into_pyarray(py)
+    }
+
+    fn __len__(&self) -> usize {
+        self.index.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DraftSession(context_tokens={}, corpus_weight={}, min_prob={})",
+            self.index.len(),
+            self.corpus_weight,
+            self.min_prob
+        )
+    }
+}
