@@ -40,7 +40,7 @@ class NgramDrafter:
         >>> session = drafter.session([1, 5])
         >>> ids, probs = session.propose(4)
         >>> ids.tolist(), probs.round(2).tolist()
-        ([6, 7, 8, 2], [1.0, 1.0, 0.5, 1.0])
+        ([6, 7, 8, 2], [0.75, 0.75, 0.38, 0.75])
         >>> session.extend(ids[:2])
     """
 

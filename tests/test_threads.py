@@ -1,0 +1,51 @@
+"""Many threads drafting from one shared drafter: same answers as one thread, no deadlock."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tasc_rs import NgramDrafter
+
+
+@pytest.mark.timeout(120)
+def test_thread_pool_proposals_match_single_thread() -> None:
+    rng = random.Random(7)
+    corpus = [[rng.randrange(50) for _ in range(rng.randrange(5, 60))] for _ in range(2000)]
+    drafter = NgramDrafter.from_corpus(corpus, min_count=2)
+    contexts = [[rng.randrange(50) for _ in range(rng.randrange(0, 300))] for _ in range(64)]
+
+    def work(ctx: list[int]) -> list[tuple[list[int], list[float]]]:
+        out = []
+        session = drafter.session(ctx[: len(ctx) // 2])
+        session.extend(ctx[len(ctx) // 2 :])
+        for _ in range(20):
+            ids, probs = session.propose(8)
+            out.append((ids.tolist(), probs.tolist()))
+            stateless = drafter.propose(ctx, 8)
+            assert stateless[0].tolist() == ids.tolist()
+            session.extend(ids[:1] if len(ids) else [0])
+            ctx = [*ctx, *(ids[:1].tolist() if len(ids) else [0])]
+        return out
+
+    expected = [work(c) for c in contexts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            assert list(pool.map(work, contexts)) == expected
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_builds_and_saves(tmp_path) -> None:
+    corpus = [[i % 7, (i * 3) % 11, i % 5] for i in range(5000)]
+
+    def build(i: int) -> bytes:
+        d = NgramDrafter.from_corpus(corpus, min_count=1 + i % 3)
+        d.save(tmp_path / f"d{i}.tasc")
+        return NgramDrafter.load(tmp_path / f"d{i}.tasc").to_bytes()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(build, range(12)))
+    for i, data in enumerate(results):
+        assert data == results[i % 3]
