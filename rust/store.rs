@@ -7,9 +7,7 @@
 //! (token, count); a node with room for children adds 12 (child start, total, best child).
 //! Immutable after `build`, hence `Sync`: any number of threads may read it without locks.
 
-use rustc_hash::FxHashMap;
-
-use crate::config::DrafterConfig;
+use crate::config::{DrafterConfig, MAX_N};
 use crate::corpus::{Corpus, InputError};
 use crate::draft::Followers;
 use crate::error::Error;
@@ -194,58 +192,71 @@ impl NgramStore {
     }
 }
 
-/// Builds the trie one depth at a time: depth d counts (parent node, next token) pairs for every
-/// position whose (d-1)-gram survived pruning, so pruned prefixes are never extended.
+/// Builds the trie one depth at a time without hashing. The live n-grams of depth d are kept
+/// grouped by their parent node; sorting a group by next token turns runs of equal tokens into
+/// child nodes, already in (parent, token) order, which is the level layout. The runs that survive
+/// pruning, extended by one token, are the groups of the next depth, in node order.
 fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
     let tokens = corpus.tokens();
-    let offsets = corpus.offsets();
-    // parent[pos] = node (at the previous depth) of the n-gram starting at pos, NONE if pruned.
-    let mut parent = vec![0u32; tokens.len()];
-    let mut root = Level {
+    // room[pos] = tokens left in pos's sequence (capped): an n-gram of length d starts at pos
+    // only if room[pos] >= d, so n-grams never cross a sequence boundary.
+    let mut room = vec![0u8; tokens.len()];
+    for w in corpus.offsets().windows(2) {
+        for (i, r) in room[w[0]..w[1]].iter_mut().enumerate() {
+            *r = (w[1] - w[0] - i).min(MAX_N) as u8;
+        }
+    }
+    let root = Level {
+        tokens: vec![NONE],
         counts: vec![tokens.len() as u32],
         ..Level::default()
     };
-    root.tokens.push(NONE);
     let mut levels = vec![root];
-    let mut counts: FxHashMap<u64, u32> = FxHashMap::default();
+    // (next token << 32 | start position) of every live n-gram, grouped by its node at the
+    // previous depth: `groups[p]..groups[p + 1]` belong to node p.
+    let mut items: Vec<u64> = (0..tokens.len())
+        .map(|pos| (u64::from(tokens[pos]) << 32) | pos as u64)
+        .collect();
+    let mut groups = vec![0, items.len()];
     for depth in 1..=n_max {
-        counts.clear();
-        for_each_position(offsets, depth, |pos| {
-            let p = parent[pos];
-            if p != NONE {
-                *counts.entry(key(p, tokens[pos + depth - 1])).or_insert(0) += 1;
-            }
-        });
-        let mut entries: Vec<(u64, u32)> = counts.iter().map(|(&k, &c)| (k, c)).collect();
-        entries.sort_unstable_by_key(|&(k, _)| k);
-        let mut level = Level::default();
         let parents = levels[depth - 1].len();
+        let mut level = Level::default();
         let mut child_start = vec![0u32; parents + 1];
-        for &(k, c) in &entries {
-            let id = if c >= min_count {
-                child_start[(k >> 32) as usize + 1] += 1;
-                level.tokens.push(k as u32);
-                level.counts.push(c);
-                (level.len() - 1) as u32
-            } else {
-                NONE
-            };
-            if depth < n_max {
-                counts.insert(k, id);
-            }
-        }
-        for i in 0..parents {
-            child_start[i + 1] += child_start[i];
-        }
-        finish_parent(&mut levels[depth - 1], child_start, &level.counts);
-        if depth < n_max {
-            for_each_position(offsets, depth, |pos| {
-                let p = parent[pos];
-                if p != NONE {
-                    parent[pos] = counts[&key(p, tokens[pos + depth - 1])];
+        let mut next_groups = vec![0usize];
+        let mut write = 0;
+        let mut runs: Vec<usize> = Vec::new();
+        for p in 0..parents {
+            let group = &mut items[groups[p]..groups[p + 1]];
+            group.sort_unstable();
+            runs.clear();
+            runs.extend(run_lengths(group));
+            let mut read = groups[p];
+            for &run_len in &runs {
+                let run = read..read + run_len;
+                read += run_len;
+                if (run_len as u32) < min_count {
+                    continue;
                 }
-            });
+                level.tokens.push((items[run.start] >> 32) as u32);
+                level.counts.push(run_len as u32);
+                if depth == n_max {
+                    continue;
+                }
+                // Compact in place: the write cursor never passes the read cursor.
+                for i in run {
+                    let pos = (items[i] & 0xffff_ffff) as usize;
+                    if usize::from(room[pos]) > depth {
+                        items[write] = (u64::from(tokens[pos + depth]) << 32) | pos as u64;
+                        write += 1;
+                    }
+                }
+                next_groups.push(write);
+            }
+            child_start[p + 1] = level.len() as u32;
         }
+        items.truncate(write);
+        groups = next_groups;
+        finish_parent(&mut levels[depth - 1], child_start, &level.counts);
         level.tokens.shrink_to_fit();
         level.counts.shrink_to_fit();
         levels.push(level);
@@ -253,18 +264,9 @@ fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
     levels
 }
 
-fn key(parent: u32, token: u32) -> u64 {
-    (u64::from(parent) << 32) | u64::from(token)
-}
-
-/// Calls `f(pos)` for every position that starts a full `depth`-gram inside its sequence.
-fn for_each_position(offsets: &[usize], depth: usize, mut f: impl FnMut(usize)) {
-    for w in offsets.windows(2) {
-        let end = w[1].saturating_sub(depth - 1);
-        for pos in w[0]..end.max(w[0]) {
-            f(pos);
-        }
-    }
+/// Lengths of the runs of equal tokens (high 32 bits) in a sorted group.
+fn run_lengths(group: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    group.chunk_by(|a, b| a >> 32 == b >> 32).map(<[u64]>::len)
 }
 
 /// Fills a parent level's child ranges, totals and best children.

@@ -54,8 +54,19 @@ class ReferenceDrafter:
                     kept[ctx] = d
             self.table.append(kept)
 
-    def propose(self, context: Sequence[int], k: int) -> tuple[list[int], list[float]]:
-        ctx_table = count_ngrams([list(context)], self.n_max)
+    def context_table(self, context: Sequence[int]) -> list[dict[tuple[int, ...], Dist]]:
+        """The unpruned n-gram table of one request's context (what a session would hold)."""
+        return [dict(level) for level in count_ngrams([list(context)], self.n_max)]
+
+    def propose(
+        self,
+        context: Sequence[int],
+        k: int,
+        ctx_table: list[dict[tuple[int, ...], Dist]] | None = None,
+    ) -> tuple[list[int], list[float]]:
+        """Greedy chain of up to ``k`` tokens; ``ctx_table`` defaults to that of ``context``."""
+        if ctx_table is None:
+            ctx_table = self.context_table(context)
         history = list(context)
         w = self.corpus_weight
         ids: list[int] = []
