@@ -4,7 +4,8 @@
 //! vocabulary), 1M tokens; context: 2,048 tokens from the same distribution.
 //! Run: `cargo bench --bench core`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
 use tasc_rs::{propose, ContextIndex, Corpus, DrafterConfig, NgramStore};
 
 /// xorshift64*: deterministic, dependency-free.
@@ -61,7 +62,11 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let store = NgramStore::build(&corpus, &config).unwrap();
-    let context: Vec<u32> = task_like(2_048, 99).concat().into_iter().take(2_048).collect();
+    let context: Vec<u32> = task_like(2_048, 99)
+        .concat()
+        .into_iter()
+        .take(2_048)
+        .collect();
     let index = ContextIndex::new(4, &context);
     c.bench_function("propose k=8, 2k context", |b| {
         b.iter(|| propose(&store, black_box(&index), 8, 0.75, 0.0).unwrap())

@@ -8,7 +8,9 @@
 use rustc_hash::FxHashMap;
 
 use crate::draft::Followers;
-use crate::store::NONE;
+
+/// Marks "no token" / "end of list".
+const NONE: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 struct Node {

@@ -23,6 +23,7 @@ pub mod context;
 pub mod corpus;
 pub mod draft;
 pub mod error;
+pub mod packed;
 pub mod persist;
 pub mod store;
 

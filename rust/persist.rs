@@ -5,8 +5,9 @@
 //! version  u32      1
 //! n_max u32, min_count u32, vocab_size u32 (0 = unbounded), corpus_weight f64, min_prob f64,
 //! corpus_tokens u64, sequences u64
-//! for depth 0..=n_max: node count u64, tokens [u32], counts [u32],
-//!                      and for depth < n_max: child_start [u32; nodes + 1], totals [u32], best [u32]
+//! for depth 0..=n_max: node count u64, tokens, counts (packed arrays),
+//!                      and for depth < n_max: child_start [u32; nodes + 1], totals, best (packed)
+//! packed array = width u8 (1, 2 or 4), length u64, elements of that width
 //! crc32    u32      of every byte before it
 //! ```
 //! Loading checks the checksum first, then every structural invariant the lookups rely on, so
@@ -19,7 +20,8 @@ use thiserror::Error;
 
 use crate::config::{DrafterConfig, MAX_N};
 use crate::error::Error;
-use crate::store::{Level, NgramStore, NONE};
+use crate::packed::Packed;
+use crate::store::{Level, NgramStore};
 
 const MAGIC: &[u8; 8] = b"TASCNGR\0";
 pub const FORMAT_VERSION: u32 = 1;
@@ -65,14 +67,14 @@ impl NgramStore {
         out.extend_from_slice(&self.sequences.to_le_bytes());
         for (depth, level) in self.levels.iter().enumerate() {
             out.extend_from_slice(&(level.len() as u64).to_le_bytes());
-            let mut arrays = vec![&level.tokens, &level.counts];
+            level.tokens.write_to(&mut out);
+            level.counts.write_to(&mut out);
             if depth < c.n_max {
-                arrays.extend([&level.child_start, &level.totals, &level.best]);
-            }
-            for array in arrays {
-                for v in array {
+                for v in &level.child_start {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
+                level.totals.write_to(&mut out);
+                level.best.write_to(&mut out);
             }
         }
         let crc = crc32fast::hash(&out);
@@ -176,17 +178,17 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
     for depth in 0..=n_max {
         let n = usize::try_from(r.u64()?).map_err(|_| corrupt("level size".into()))?;
         let mut level = Level {
-            tokens: r.u32s(n)?,
-            counts: r.u32s(n)?,
+            tokens: r.packed(n)?,
+            counts: r.packed(n)?,
             ..Level::default()
         };
         if depth < n_max {
-            level.child_start = r.u32s(
-                n.checked_add(1)
-                    .ok_or_else(|| corrupt("level size".into()))?,
-            )?;
-            level.totals = r.u32s(n)?;
-            level.best = r.u32s(n)?;
+            let starts = n
+                .checked_add(1)
+                .ok_or_else(|| corrupt("level size".into()))?;
+            level.child_start = r.u32s(starts)?;
+            level.totals = r.packed(n)?;
+            level.best = r.packed(n)?;
         }
         levels.push(level);
     }
@@ -217,21 +219,21 @@ fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
             if s > e {
                 return Err(format!("depth {depth}: child ranges decrease"));
             }
-            let children = &next.tokens[s..e];
-            if children.windows(2).any(|w| w[0] >= w[1]) || children.iter().any(|&t| t >= limit) {
+            let (mut prev, mut sorted, mut total) = (None, true, 0u64);
+            next.tokens.for_each_in(s, e, |j, t| {
+                sorted &= t < limit && prev.is_none_or(|p| p < t);
+                prev = Some(t);
+                total += u64::from(next.counts.get(j));
+            });
+            if !sorted {
                 return Err(format!(
                     "depth {}: children unsorted or out of vocabulary",
                     depth + 1
                 ));
             }
-            let total: u64 = next.counts[s..e].iter().map(|&c| u64::from(c)).sum();
-            let best = level.best[i];
-            let best_ok = if s == e {
-                best == NONE
-            } else {
-                (s..e).contains(&(best as usize))
-            };
-            if total != u64::from(level.totals[i]) || !best_ok {
+            let best = level.best.get(i) as usize;
+            let best_ok = if s == e { best == 0 } else { best < e - s };
+            if total != u64::from(level.totals.get(i)) || !best_ok {
                 return Err(format!("depth {depth}: totals or best child inconsistent"));
             }
         }
@@ -278,6 +280,22 @@ impl Reader<'_> {
 
     fn f64(&mut self) -> Result<f64, FormatError> {
         Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// A packed array that must hold exactly `n` elements.
+    fn packed(&mut self, n: usize) -> Result<Packed, Error> {
+        let width = self.take(1)?[0];
+        let len = self.u64()?;
+        if len != n as u64 || !matches!(width, 1 | 2 | 4) {
+            return Err(corrupt(format!(
+                "packed array: width {width}, length {len}, expected {n}"
+            )));
+        }
+        let bytes = self.take(
+            n.checked_mul(usize::from(width))
+                .ok_or_else(|| self.truncated(usize::MAX))?,
+        )?;
+        Packed::from_le_bytes(width, bytes).ok_or_else(|| corrupt("packed array width".into()))
     }
 
     fn u32s(&mut self, n: usize) -> Result<Vec<u32>, FormatError> {
@@ -353,13 +371,16 @@ mod tests {
         let mut bytes = s.to_bytes();
         bytes.truncate(bytes.len() - 4);
         // corrupt the first child token at depth 1 to exceed the vocabulary, then re-sign
-        let pos = 56 + 8 + 4 * 6 + 8; // header, root level, depth-1 node count
-        bytes[pos..pos + 4].copy_from_slice(&99u32.to_le_bytes());
+        // header 56, root level 56 (count, 3 one-byte packed arrays, 2 child starts), depth-1 node
+        // count 8, then the depth-1 token array: width byte, length, first token
+        let pos = 56 + 56 + 8 + 1 + 8;
+        assert_eq!(bytes[pos - 9], 1, "one-byte tokens");
+        bytes[pos] = 99;
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         assert!(matches!(
             NgramStore::from_bytes(&bytes),
-            Err(Error::Format(FormatError::Corrupt(_)))
+            Err(Error::Format(FormatError::Corrupt(m))) if m.contains("vocabulary")
         ));
     }
 }

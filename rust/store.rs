@@ -3,30 +3,31 @@
 //!
 //! Layout: a trie stored level by level (depth `d` holds the d-grams). The children of a node are
 //! contiguous in the next level and sorted by token id, so a context is found with one binary
-//! search per token and its next-token distribution is a pair of slices. Every node costs 8 bytes
-//! (token, count); a node with room for children adds 12 (child start, total, best child).
+//! search per token and its next-token distribution is a pair of ranges. Every node stores its
+//! token and count; a node with room for children adds its child start, total and best child.
+//! Arrays are packed to 1, 2 or 4 bytes an element ([`Packed`]), so with a 16-bit vocabulary a
+//! leaf costs 4 bytes and an inner node about 12.
 //! Immutable after `build`, hence `Sync`: any number of threads may read it without locks.
 
 use crate::config::{DrafterConfig, MAX_N};
 use crate::corpus::{Corpus, InputError};
 use crate::draft::Followers;
 use crate::error::Error;
-
-/// Marks "no node" in index arrays.
-pub(crate) const NONE: u32 = u32::MAX;
+use crate::packed::Packed;
 
 /// One depth of the trie. Level 0 is the root (the empty context) and has no token.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Level {
-    pub tokens: Vec<u32>,
-    pub counts: Vec<u32>,
+    pub tokens: Packed,
+    pub counts: Packed,
     /// For levels that can have children: `child_start[i]..child_start[i + 1]` are node i's
     /// children in the next level. Empty for the deepest level.
     pub child_start: Vec<u32>,
     /// Sum of the kept children's counts (the normaliser of the next-token distribution).
-    pub totals: Vec<u32>,
-    /// Absolute index (next level) of the most frequent child, smallest token on ties; NONE if none.
-    pub best: Vec<u32>,
+    pub totals: Packed,
+    /// Offset from `child_start[i]` of the most frequent child, smallest token on ties
+    /// (0 when there are no children).
+    pub best: Packed,
 }
 
 impl Level {
@@ -34,12 +35,19 @@ impl Level {
         self.counts.len()
     }
 
+    pub(crate) fn children(&self, node: usize) -> (usize, usize) {
+        (
+            self.child_start[node] as usize,
+            self.child_start[node + 1] as usize,
+        )
+    }
+
     fn bytes(&self) -> usize {
-        4 * (self.tokens.len()
-            + self.counts.len()
-            + self.child_start.len()
-            + self.totals.len()
-            + self.best.len())
+        self.tokens.bytes()
+            + self.counts.bytes()
+            + 4 * self.child_start.len()
+            + self.totals.bytes()
+            + self.best.bytes()
     }
 }
 
@@ -67,8 +75,9 @@ pub struct NgramStore {
 /// The next-token distribution of one context in the store.
 #[derive(Debug, Clone, Copy)]
 pub struct CorpusFollowers<'a> {
-    tokens: &'a [u32],
-    counts: &'a [u32],
+    level: &'a Level,
+    start: usize,
+    end: usize,
     total: u32,
     best: usize,
 }
@@ -78,20 +87,25 @@ impl Followers for CorpusFollowers<'_> {
         self.total
     }
     fn best(&self) -> (u32, u32) {
-        (self.tokens[self.best], self.counts[self.best])
+        (
+            self.level.tokens.get(self.best),
+            self.level.counts.get(self.best),
+        )
     }
     fn len(&self) -> usize {
-        self.tokens.len()
+        self.end - self.start
     }
     fn count(&self, token: u32) -> u32 {
-        self.tokens
-            .binary_search(&token)
-            .map_or(0, |i| self.counts[i])
+        self.level
+            .tokens
+            .search(self.start, self.end, token)
+            .map_or(0, |i| self.level.counts.get(i))
     }
     fn for_each(&self, mut f: impl FnMut(u32, u32)) {
-        for (&t, &c) in self.tokens.iter().zip(self.counts) {
-            f(t, c);
-        }
+        let counts = &self.level.counts;
+        self.level
+            .tokens
+            .for_each_in(self.start, self.end, |i, t| f(t, counts.get(i)));
     }
 }
 
@@ -142,33 +156,27 @@ impl NgramStore {
 
     /// The node of `context` at depth `context.len()`, if it is in the store.
     fn find(&self, context: &[u32]) -> Option<u32> {
-        let mut node = 0u32;
+        let mut node = 0usize;
         for (depth, &token) in context.iter().enumerate() {
-            let start = self.levels[depth].child_start[node as usize] as usize;
-            let end = self.levels[depth].child_start[node as usize + 1] as usize;
-            let pos = self.levels[depth + 1].tokens[start..end]
-                .binary_search(&token)
-                .ok()?;
-            node = (start + pos) as u32;
+            let (start, end) = self.levels[depth].children(node);
+            node = self.levels[depth + 1].tokens.search(start, end, token)?;
         }
-        Some(node)
+        Some(node as u32)
     }
 
     fn followers(&self, depth: usize, node: u32) -> Option<CorpusFollowers<'_>> {
         let level = &self.levels[depth];
         let node = node as usize;
-        let best = level.best[node];
-        if best == NONE {
+        let (start, end) = level.children(node);
+        if start == end {
             return None;
         }
-        let start = level.child_start[node] as usize;
-        let end = level.child_start[node + 1] as usize;
-        let next = &self.levels[depth + 1];
         Some(CorpusFollowers {
-            tokens: &next.tokens[start..end],
-            counts: &next.counts[start..end],
-            total: level.totals[node],
-            best: best as usize - start,
+            level: &self.levels[depth + 1],
+            start,
+            end,
+            total: level.totals.get(node),
+            best: start + level.best.get(node) as usize,
         })
     }
 
@@ -178,7 +186,14 @@ impl NgramStore {
         StoreStats {
             ngrams: (1..=n).map(|d| self.levels[d].len() as u64).collect(),
             contexts: (0..n)
-                .map(|d| self.levels[d].best.iter().filter(|&&b| b != NONE).count() as u64)
+                .map(|d| {
+                    (0..self.levels[d].len())
+                        .filter(|&i| {
+                            let (s, e) = self.levels[d].children(i);
+                            s < e
+                        })
+                        .count() as u64
+                })
                 .collect(),
             corpus_tokens: self.corpus_tokens,
             sequences: self.sequences,
@@ -207,8 +222,8 @@ fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
         }
     }
     let root = Level {
-        tokens: vec![NONE],
-        counts: vec![tokens.len() as u32],
+        tokens: Packed::new(&[0]),
+        counts: Packed::new(&[tokens.len() as u32]),
         ..Level::default()
     };
     let mut levels = vec![root];
@@ -220,7 +235,7 @@ fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
     let mut groups = vec![0, items.len()];
     for depth in 1..=n_max {
         let parents = levels[depth - 1].len();
-        let mut level = Level::default();
+        let (mut level_tokens, mut level_counts) = (Vec::new(), Vec::new());
         let mut child_start = vec![0u32; parents + 1];
         let mut next_groups = vec![0usize];
         let mut write = 0;
@@ -237,8 +252,8 @@ fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
                 if (run_len as u32) < min_count {
                     continue;
                 }
-                level.tokens.push((items[run.start] >> 32) as u32);
-                level.counts.push(run_len as u32);
+                level_tokens.push((items[run.start] >> 32) as u32);
+                level_counts.push(run_len as u32);
                 if depth == n_max {
                     continue;
                 }
@@ -252,14 +267,16 @@ fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
                 }
                 next_groups.push(write);
             }
-            child_start[p + 1] = level.len() as u32;
+            child_start[p + 1] = level_counts.len() as u32;
         }
         items.truncate(write);
         groups = next_groups;
-        finish_parent(&mut levels[depth - 1], child_start, &level.counts);
-        level.tokens.shrink_to_fit();
-        level.counts.shrink_to_fit();
-        levels.push(level);
+        finish_parent(&mut levels[depth - 1], child_start, &level_counts);
+        levels.push(Level {
+            tokens: Packed::new(&level_tokens),
+            counts: Packed::new(&level_counts),
+            ..Level::default()
+        });
     }
     levels
 }
@@ -272,21 +289,23 @@ fn run_lengths(group: &[u64]) -> impl Iterator<Item = usize> + '_ {
 /// Fills a parent level's child ranges, totals and best children.
 fn finish_parent(level: &mut Level, child_start: Vec<u32>, child_counts: &[u32]) {
     let n = level.len();
-    level.totals = Vec::with_capacity(n);
-    level.best = Vec::with_capacity(n);
+    let mut totals = Vec::with_capacity(n);
+    let mut best = Vec::with_capacity(n);
     for i in 0..n {
         let (s, e) = (child_start[i] as usize, child_start[i + 1] as usize);
         let children = &child_counts[s..e];
-        level.totals.push(children.iter().sum());
+        totals.push(children.iter().sum());
         // max_by_key keeps the last maximum; scanning reversed makes it the first (smallest token).
-        let best = children
+        let offset = children
             .iter()
             .enumerate()
             .rev()
             .max_by_key(|&(_, &c)| c)
-            .map_or(NONE, |(j, _)| (s + j) as u32);
-        level.best.push(best);
+            .map_or(0, |(j, _)| j as u32);
+        best.push(offset);
     }
+    level.totals = Packed::new(&totals);
+    level.best = Packed::new(&best);
     level.child_start = child_start;
 }
 

@@ -44,7 +44,11 @@ macro_rules! try_dtypes {
     };
 }
 
-fn extend_from_array(array: &Bound<'_, PyUntypedArray>, limit: u32, out: &mut Vec<u32>) -> PyResult<()> {
+fn extend_from_array(
+    array: &Bound<'_, PyUntypedArray>,
+    limit: u32,
+    out: &mut Vec<u32>,
+) -> PyResult<()> {
     if array.ndim() != 1 {
         return Err(input_error(format!(
             "token ids must be a 1-D array, got {} dimensions",
@@ -55,7 +59,11 @@ fn extend_from_array(array: &Bound<'_, PyUntypedArray>, limit: u32, out: &mut Ve
     if let Ok(a) = array.cast::<PyArray1<u64>>() {
         // u64 beyond i64::MAX would wrap negative: saturate so it reports as out of range.
         let ro = a.readonly();
-        let values = ro.as_array().iter().map(|&v| i64::try_from(v).unwrap_or(i64::MAX)).collect::<Vec<_>>();
+        let values = ro
+            .as_array()
+            .iter()
+            .map(|&v| i64::try_from(v).unwrap_or(i64::MAX))
+            .collect::<Vec<_>>();
         return to_token_ids(values, limit, 0, out).map_err(PyErr::from);
     }
     Err(dtype_error(format!(
@@ -65,7 +73,8 @@ fn extend_from_array(array: &Bound<'_, PyUntypedArray>, limit: u32, out: &mut Ve
 }
 
 fn extend_from_sequence(obj: &Bound<'_, PyAny>, limit: u32, out: &mut Vec<u32>) -> PyResult<()> {
-    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>() {
+    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>()
+    {
         return Err(dtype_error(format!(
             "token ids must be a sequence of ints or an integer array, got {}",
             obj.get_type().name()?
@@ -74,7 +83,10 @@ fn extend_from_sequence(obj: &Bound<'_, PyAny>, limit: u32, out: &mut Vec<u32>) 
     let iter = obj.try_iter().map_err(|_| {
         dtype_error(format!(
             "token ids must be a sequence of ints or an integer array, got {}",
-            obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     for (position, item) in iter.enumerate() {
@@ -86,7 +98,9 @@ fn extend_from_sequence(obj: &Bound<'_, PyAny>, limit: u32, out: &mut Vec<u32>) 
             )));
         }
         // Python ints beyond i64 are out of range whatever the vocabulary.
-        let id = item.extract::<i64>().unwrap_or(if item.lt(0)? { i64::MIN } else { i64::MAX });
+        let id = item
+            .extract::<i64>()
+            .unwrap_or(if item.lt(0)? { i64::MIN } else { i64::MAX });
         to_token_ids([id], limit, position, out)?;
     }
     Ok(())
@@ -95,14 +109,15 @@ fn extend_from_sequence(obj: &Bound<'_, PyAny>, limit: u32, out: &mut Vec<u32>) 
 /// Python int or numpy integer scalar (anything with `__index__`, except floats).
 fn is_integer(item: &Bound<'_, PyAny>) -> bool {
     item.is_instance_of::<pyo3::types::PyInt>()
-        || (!item.is_instance_of::<pyo3::types::PyFloat>() && item.hasattr("__index__").unwrap_or(false))
+        || (!item.is_instance_of::<pyo3::types::PyFloat>()
+            && item.hasattr("__index__").unwrap_or(false))
 }
 
+/// What `propose` returns: draft ids (int64) and their mixed probabilities (float64).
+pub type DraftArrays<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
+
 /// `(ids as int64, probs as float64)`, both moved into numpy without copying.
-pub fn draft_to_numpy<'py>(
-    py: Python<'py>,
-    draft: Draft,
-) -> (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>) {
+pub fn draft_to_numpy<'py>(py: Python<'py>, draft: Draft) -> DraftArrays<'py> {
     let ids: Vec<i64> = draft.tokens.iter().map(|&t| i64::from(t)).collect();
     (ids.into_pyarray(py), draft.probs.into_pyarray(py))
 }

@@ -35,24 +35,36 @@ pub fn dtype_error(msg: String) -> PyErr {
 
 /// An `InvalidInputError` raised by the binding layer itself (shape, conversion).
 pub fn input_error(msg: String) -> PyErr {
-    raise(&INVALID_INPUT, "InvalidInputError", msg, PyValueError::new_err)
+    raise(
+        &INVALID_INPUT,
+        "InvalidInputError",
+        msg,
+        PyValueError::new_err,
+    )
 }
 
 /// A `TascIOError` carrying `errno`, `strerror` and `filename` like a built-in `OSError`.
 fn io_error(path: String, source: std::io::Error) -> PyErr {
     let errno = source.raw_os_error().unwrap_or(0);
     let strerror = source.to_string();
-    Python::attach(|py| match IO_ERROR.import(py, "tasc_rs.errors", "TascIOError") {
-        Ok(ty) => PyErr::from_type(ty.clone(), (errno, strerror, path)),
-        Err(_) => PyOSError::new_err((errno, strerror, path)),
-    })
+    Python::attach(
+        |py| match IO_ERROR.import(py, "tasc_rs.errors", "TascIOError") {
+            Ok(ty) => PyErr::from_type(ty.clone(), (errno, strerror, path)),
+            Err(_) => PyOSError::new_err((errno, strerror, path)),
+        },
+    )
 }
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
         match e {
-            Error::Config(_) => raise(&INVALID_CONFIG, "InvalidConfigError", msg, PyValueError::new_err),
+            Error::Config(_) => raise(
+                &INVALID_CONFIG,
+                "InvalidConfigError",
+                msg,
+                PyValueError::new_err,
+            ),
             Error::Input(_) => input_error(msg),
             Error::Format(_) => raise(&FILE_FORMAT, "DrafterFileError", msg, PyValueError::new_err),
             Error::Io { path, source } => io_error(path, source),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
-use super::convert::{draft_to_numpy, token_ids};
+use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use crate::config::{check_corpus_weight, check_k, check_min_prob};
 use crate::context::ContextIndex;
 use crate::draft::propose;
@@ -76,7 +76,7 @@ impl PyDraftSession {
         k: i64,
         min_prob: Option<f64>,
         corpus_weight: Option<f64>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<DraftArrays<'py>> {
         let k = check_k(k)?;
         let draft = propose(
             &self.store,

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::convert::{draft_to_numpy, token_ids};
+use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
 use super::session::PyDraftSession;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
@@ -52,7 +51,9 @@ impl PyNgramStore {
         config.validate()?;
         let data = &corpus.corpus;
         let store = py.detach(|| NgramStore::build(data, &config))?;
-        Ok(Self { inner: Arc::new(store) })
+        Ok(Self {
+            inner: Arc::new(store),
+        })
     }
 
     /// Starts a drafting session over `prompt` (sequence of ints or 1-D integer array).
@@ -71,7 +72,7 @@ impl PyNgramStore {
         k: i64,
         min_prob: Option<f64>,
         corpus_weight: Option<f64>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<DraftArrays<'py>> {
         let store = &self.inner;
         let config = store.config();
         let context = token_ids(context, config.id_limit())?;
@@ -99,7 +100,9 @@ impl PyNgramStore {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let store = py.detach(|| NgramStore::load(&path))?;
-        Ok(Self { inner: Arc::new(store) })
+        Ok(Self {
+            inner: Arc::new(store),
+        })
     }
 
     /// The file format as bytes (what `save` writes).
@@ -112,7 +115,9 @@ impl PyNgramStore {
     #[staticmethod]
     fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
         let store = py.detach(|| NgramStore::from_bytes(data))?;
-        Ok(Self { inner: Arc::new(store) })
+        Ok(Self {
+            inner: Arc::new(store),
+        })
     }
 
     /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used.
