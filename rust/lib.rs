@@ -18,6 +18,7 @@
 //! assert_eq!(draft.tokens[0], 3);
 //! ```
 
+mod build;
 pub mod config;
 pub mod context;
 pub mod corpus;

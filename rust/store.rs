@@ -9,7 +9,8 @@
 //! leaf costs 4 bytes and an inner node about 12.
 //! Immutable after `build`, hence `Sync`: any number of threads may read it without locks.
 
-use crate::config::{DrafterConfig, MAX_N};
+use crate::build;
+use crate::config::DrafterConfig;
 use crate::corpus::{Corpus, InputError};
 use crate::draft::Followers;
 use crate::error::Error;
@@ -17,7 +18,7 @@ use crate::packed::Packed;
 
 /// One depth of the trie. Level 0 is the root (the empty context) and has no token.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Level {
+pub struct Level {
     pub tokens: Packed,
     pub counts: Packed,
     /// For levels that can have children: `child_start[i]..child_start[i + 1]` are node i's
@@ -127,7 +128,7 @@ impl NgramStore {
             }
             .into());
         }
-        let levels = build_levels(corpus, config.n_max, config.min_count);
+        let levels = build::build_levels(corpus, config.n_max, config.min_count);
         Ok(Self {
             config: config.clone(),
             levels,
@@ -205,108 +206,6 @@ impl NgramStore {
     pub fn bytes(&self) -> usize {
         self.levels.iter().map(Level::bytes).sum::<usize>() + std::mem::size_of::<Self>()
     }
-}
-
-/// Builds the trie one depth at a time without hashing. The live n-grams of depth d are kept
-/// grouped by their parent node; sorting a group by next token turns runs of equal tokens into
-/// child nodes, already in (parent, token) order, which is the level layout. The runs that survive
-/// pruning, extended by one token, are the groups of the next depth, in node order.
-fn build_levels(corpus: &Corpus, n_max: usize, min_count: u32) -> Vec<Level> {
-    let tokens = corpus.tokens();
-    // room[pos] = tokens left in pos's sequence (capped): an n-gram of length d starts at pos
-    // only if room[pos] >= d, so n-grams never cross a sequence boundary.
-    let mut room = vec![0u8; tokens.len()];
-    for w in corpus.offsets().windows(2) {
-        for (i, r) in room[w[0]..w[1]].iter_mut().enumerate() {
-            *r = (w[1] - w[0] - i).min(MAX_N) as u8;
-        }
-    }
-    let root = Level {
-        tokens: Packed::new(&[0]),
-        counts: Packed::new(&[tokens.len() as u32]),
-        ..Level::default()
-    };
-    let mut levels = vec![root];
-    // (next token << 32 | start position) of every live n-gram, grouped by its node at the
-    // previous depth: `groups[p]..groups[p + 1]` belong to node p.
-    let mut items: Vec<u64> = (0..tokens.len())
-        .map(|pos| (u64::from(tokens[pos]) << 32) | pos as u64)
-        .collect();
-    let mut groups = vec![0, items.len()];
-    for depth in 1..=n_max {
-        let parents = levels[depth - 1].len();
-        let (mut level_tokens, mut level_counts) = (Vec::new(), Vec::new());
-        let mut child_start = vec![0u32; parents + 1];
-        let mut next_groups = vec![0usize];
-        let mut write = 0;
-        let mut runs: Vec<usize> = Vec::new();
-        for p in 0..parents {
-            let group = &mut items[groups[p]..groups[p + 1]];
-            group.sort_unstable();
-            runs.clear();
-            runs.extend(run_lengths(group));
-            let mut read = groups[p];
-            for &run_len in &runs {
-                let run = read..read + run_len;
-                read += run_len;
-                if (run_len as u32) < min_count {
-                    continue;
-                }
-                level_tokens.push((items[run.start] >> 32) as u32);
-                level_counts.push(run_len as u32);
-                if depth == n_max {
-                    continue;
-                }
-                // Compact in place: the write cursor never passes the read cursor.
-                for i in run {
-                    let pos = (items[i] & 0xffff_ffff) as usize;
-                    if usize::from(room[pos]) > depth {
-                        items[write] = (u64::from(tokens[pos + depth]) << 32) | pos as u64;
-                        write += 1;
-                    }
-                }
-                next_groups.push(write);
-            }
-            child_start[p + 1] = level_counts.len() as u32;
-        }
-        items.truncate(write);
-        groups = next_groups;
-        finish_parent(&mut levels[depth - 1], child_start, &level_counts);
-        levels.push(Level {
-            tokens: Packed::new(&level_tokens),
-            counts: Packed::new(&level_counts),
-            ..Level::default()
-        });
-    }
-    levels
-}
-
-/// Lengths of the runs of equal tokens (high 32 bits) in a sorted group.
-fn run_lengths(group: &[u64]) -> impl Iterator<Item = usize> + '_ {
-    group.chunk_by(|a, b| a >> 32 == b >> 32).map(<[u64]>::len)
-}
-
-/// Fills a parent level's child ranges, totals and best children.
-fn finish_parent(level: &mut Level, child_start: Vec<u32>, child_counts: &[u32]) {
-    let n = level.len();
-    let mut totals = Vec::with_capacity(n);
-    let mut best = Vec::with_capacity(n);
-    for i in 0..n {
-        let (s, e) = (child_start[i] as usize, child_start[i + 1] as usize);
-        let children = &child_counts[s..e];
-        totals.push(children.iter().sum());
-        // max_by_key keeps the last maximum; scanning reversed makes it the first (smallest token).
-        let offset = children
-            .iter()
-            .enumerate()
-            .rev()
-            .max_by_key(|&(_, &c)| c)
-            .map_or(0, |(j, _)| j as u32);
-        best.push(offset);
-    }
-    level.totals = Packed::new(&totals);
-    level.best = Packed::new(&best);
-    level.child_start = child_start;
 }
 
 #[cfg(test)]
