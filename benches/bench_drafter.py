@@ -66,7 +66,8 @@ def percentiles_us(samples: list[float]) -> tuple[float, float]:
 
 def memory_table(tok) -> list[str]:  # type: ignore[no-untyped-def]
     rows = [
-        "| corpus (train outputs) | tokens | build median (ms) | Mtok/s | bytes/token (min_count=1) "
+        "| corpus (train outputs) | tokens | build median (ms) | Mtok/s "
+        "| bytes/token (min_count=1) "
         "| bytes/token (min_count=5) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -75,7 +76,7 @@ def memory_table(tok) -> list[str]:  # type: ignore[no-untyped-def]
         n = sum(map(len, seqs))
         tokens = np.fromiter((t for s in seqs for t in s), dtype=np.uint32, count=n)
         offsets = np.cumsum([0] + [len(s) for s in seqs])
-        build = timed(lambda: NgramDrafter.from_flat(tokens, offsets, min_count=1), 5)
+        build = timed(lambda t=tokens, o=offsets: NgramDrafter.from_flat(t, o, min_count=1), 5)
         d1 = NgramDrafter.from_flat(tokens, offsets, min_count=1)
         d5 = NgramDrafter.from_flat(tokens, offsets, min_count=5)
         rows.append(
@@ -124,13 +125,13 @@ def latency_table(tok) -> list[str]:  # type: ignore[no-untyped-def]
             stateless.append(time.perf_counter() - t)
     tables = [ref.context_table(c) for c in contexts[:16]]
     py_samples = []
-    for c, table in zip(contexts[:16], tables):
+    for c, table in zip(contexts[:16], tables, strict=True):
         for _ in range(5):
             t = time.perf_counter()
             ref.propose(c, 8, table)
             py_samples.append(time.perf_counter() - t)
     # Same drafts from both: the benchmark compares equal work.
-    for c, table in zip(contexts[:16], tables):
+    for c, table in zip(contexts[:16], tables, strict=True):
         assert drafter.propose(c, 8)[0].tolist() == ref.propose(c, 8, table)[0]
     rs50, rs99 = percentiles_us(rs_samples)
     sl50, sl99 = percentiles_us(stateless)
@@ -139,7 +140,8 @@ def latency_table(tok) -> list[str]:  # type: ignore[no-untyped-def]
         f"Corpus: {n:,} tokens (medquad train answers, n_max=4, min_count=1); contexts: "
         f"{len(contexts)} x 2,048 tokens of medquad test answers; k = 8.",
         "",
-        "| operation | tasc-rs p50 | tasc-rs p99 | pure Python p50 | pure Python p99 | ratio (p50) |",
+        "| operation | tasc-rs p50 | tasc-rs p99 | pure Python p50 | pure Python p99 "
+        "| ratio (p50) |",
         "|---|---:|---:|---:|---:|---:|",
         f"| session.propose(8) | {rs50:.2f} us | {rs99:.2f} us | {py50:.0f} us | {py99:.0f} us "
         f"| {py50 / rs50:,.0f}x |",

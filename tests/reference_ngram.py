@@ -12,7 +12,9 @@ from collections.abc import Sequence
 Dist = dict[int, int]
 
 
-def count_ngrams(seqs: Sequence[Sequence[int]], n_max: int) -> list[dict[tuple[int, ...], Counter[int]]]:
+def count_ngrams(
+    seqs: Sequence[Sequence[int]], n_max: int
+) -> list[dict[tuple[int, ...], Counter[int]]]:
     """``table[m][context][token]`` = occurrences of ``context + (token,)``, |context| = m."""
     table: list[dict[tuple[int, ...], Counter[int]]] = [defaultdict(Counter) for _ in range(n_max)]
     for seq in seqs:

@@ -178,7 +178,7 @@ def test_bad_ids_are_reported_with_position(drafter: NgramDrafter) -> None:
     with pytest.raises(InvalidInputError, match="corpus sequence 1"):
         NgramDrafter.from_corpus([[1, 2], [3, -4]])
     with pytest.raises(InvalidInputError):
-        NgramDrafter.from_corpus([[1, 2 ** 40]])
+        NgramDrafter.from_corpus([[1, 2**40]])
     with pytest.raises(InvalidInputError):
         NgramDrafter.from_corpus([[1, 99]], vocab_size=50)
 

@@ -9,9 +9,7 @@ from reference_ngram import ReferenceDrafter
 from tasc_rs import NgramDrafter
 
 tokens = st.integers(min_value=0, max_value=6)
-corpora = st.lists(st.lists(tokens, max_size=12), min_size=1, max_size=12).filter(
-    lambda c: any(c)
-)
+corpora = st.lists(st.lists(tokens, max_size=12), min_size=1, max_size=12).filter(lambda c: any(c))
 settings_ = st.fixed_dictionaries(
     {
         "n_max": st.integers(1, 5),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ from tasc_rs.errors import DtypeError, InvalidInputError
 __all__ = ["NgramDrafter", "TokenIds"]
 
 #: Token ids: a sequence of Python ints or a 1-D integer numpy array.
-TokenIds = Union[Sequence[int], npt.NDArray[np.integer[Any]]]
+TokenIds = Sequence[int] | npt.NDArray[np.integer[Any]]
 
 
 class NgramDrafter:
@@ -209,5 +209,3 @@ class NgramDrafter:
             f"corpus_weight={self.corpus_weight}, min_prob={self.min_prob}, "
             f"corpus_tokens={s['corpus_tokens']}, bytes={s['bytes']})"
         )
-
-
