@@ -1,20 +1,19 @@
 """Drafter benchmark: build speed, memory and proposal latency across the Python boundary.
 
 Compares tasc-rs with the plain pure-Python dict implementation (tests/reference_ngram.py) in the
-same run and prints medians and ratios; `--write` appends the tables to benches/RESULTS.md.
+same run and prints medians and ratios; `--write` updates the drafter section of benches/RESULTS.md.
 
 Corpora are task outputs from ../shared/data tokenized with SmolLM2-135M-Instruct's tokenizer
 (the embedded default; fetched and cached by tasc_rs.embedded on first use).
 
     python benches/bench_drafter.py            # prints the tables
-    python benches/bench_drafter.py --write    # also rewrites the drafter section of RESULTS.md
+    python benches/bench_drafter.py --write    # also updates the drafter section of RESULTS.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benches"))
+from _results import machine, write_section  # noqa: E402
 from reference_ngram import ReferenceDrafter  # noqa: E402
 
 import tasc_rs  # noqa: E402
@@ -152,24 +153,16 @@ def latency_table(tok) -> list[str]:  # type: ignore[no-untyped-def]
     ]
 
 
-def machine() -> str:
-    import os
-
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, tasc-rs {tasc_rs.__version__}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite benches/RESULTS_drafter.md")
+    parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
     args = parser.parse_args()
     tok = load_tokenizer()
     lines = [
         "## Drafter core (issue 2)",
         "",
-        f"Machine: {machine()}. Command: `python benches/bench_drafter.py --write`.",
+        f"Machine: {machine()}, tasc-rs {tasc_rs.__version__}. "
+        "Command: `python benches/bench_drafter.py --write`.",
         "",
         *latency_table(tok),
         "",
@@ -180,7 +173,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        (ROOT / "benches" / "RESULTS_drafter.md").write_text(text, encoding="utf-8")
+        write_section("drafter", text)
 
 
 if __name__ == "__main__":
