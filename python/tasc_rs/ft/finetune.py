@@ -1,0 +1,273 @@
+"""Fine-tuning a causal LM on a task's (input, output) pairs, the TASC-ft recipe.
+
+The loss covers the answer tokens only (the assistant's output and its end-of-turn token), never
+the prompt. Full fine-tuning suits small models on a CPU; ``lora_r`` switches to LoRA (needs the
+``peft`` package) with the input embeddings and LM head kept trainable, as the paper does, so new
+vocabulary tokens learn. Checkpoints (model, optimizer, step, RNG state) are written every
+``save_every`` steps and at the end; calling :func:`finetune` again with the same ``output_dir``
+resumes from the last checkpoint.
+
+Example:
+    >>> from tasc_rs.ft.finetune import FinetuneConfig, finetune  # doctest: +SKIP
+    >>> pairs = [(prompt_ids, answer_ids), ...]  # doctest: +SKIP
+    >>> finetune(model, pairs, "out/slurp-ft", FinetuneConfig(epochs=1.5))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tasc_rs.errors import InvalidConfigError, InvalidInputError, TascError
+
+CHECKPOINT = "checkpoint.pt"
+IGNORE = -100
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyper-parameters of :func:`finetune`.
+
+    Attributes:
+        epochs: Passes over the data (fractions allowed, e.g. 1.5).
+        lr: Peak learning rate (linear warm-up over ``warmup`` of the steps, then linear decay).
+        batch_size: Examples per optimizer step.
+        max_length: Prompt + answer tokens kept per example (longer prompts are cut on the left).
+        lora_r: LoRA rank; ``None`` means full fine-tuning.
+        weight_decay: AdamW weight decay.
+        warmup: Fraction of steps spent warming up.
+        seed: Seeds shuffling and initialisation.
+        save_every: Steps between checkpoints.
+        trainable_layers: Train only the last N transformer blocks (backward stops there, which
+            roughly halves a CPU step); ``None`` trains them all. Full fine-tuning only.
+        train_embeddings: Train the input embeddings and LM head (needed when new vocabulary
+            tokens were added); with tied embeddings they are one matrix.
+    """
+
+    epochs: float = 1.5
+    lr: float = 1e-4
+    batch_size: int = 8
+    max_length: int = 256
+    lora_r: int | None = None
+    weight_decay: float = 0.0
+    warmup: float = 0.05
+    seed: int = 0
+    save_every: int = 100
+    trainable_layers: int | None = None
+    train_embeddings: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidConfigError` for a value out of range."""
+        checks = [
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}"),
+            (self.lora_r is None or self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}"),
+            (0 <= self.warmup < 1, f"warmup must be in [0, 1), got {self.warmup}"),
+            (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
+            (
+                self.trainable_layers is None or self.trainable_layers >= 1,
+                f"trainable_layers must be >= 1, got {self.trainable_layers}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidConfigError(message)
+
+
+def encode_example(
+    prompt_ids: Sequence[int], answer_ids: Sequence[int], max_length: int
+) -> tuple[list[int], list[int]]:
+    """Token ids and labels for one example; prompt positions are masked with -100.
+
+    The prompt is cut on the left if prompt + answer exceed ``max_length``; the answer is kept
+    whole when it fits, else cut on the right.
+
+    Example:
+        >>> encode_example([1, 2, 3], [7, 8], max_length=4)
+        ([2, 3, 7, 8], [-100, -100, 7, 8])
+    """
+    answer = list(answer_ids)[:max_length]
+    room = max_length - len(answer)
+    prompt = list(prompt_ids)[len(prompt_ids) - room :] if room > 0 else []
+    return prompt + answer, [IGNORE] * len(prompt) + answer
+
+
+def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (x, y) in enumerate(batch):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _blocks(model: Any) -> Any:
+    """The list of transformer blocks of common architectures (Llama-, GPT-2- and OPT-like)."""
+    for path in ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            return obj
+    raise TascError(f"cannot find the transformer blocks of {type(model).__name__}")
+
+
+def _trainable(model: Any, config: FinetuneConfig) -> Any:
+    lora_r = config.lora_r
+    if lora_r is None:
+        model.requires_grad_(config.trainable_layers is None)
+        if config.trainable_layers is not None:
+            for block in list(_blocks(model))[-config.trainable_layers :]:
+                block.requires_grad_(True)
+            for name in ("norm", "final_layernorm", "ln_f"):
+                for module in (getattr(model, "model", None), getattr(model, "transformer", None)):
+                    if module is not None and hasattr(module, name):
+                        getattr(module, name).requires_grad_(True)
+        model.get_input_embeddings().requires_grad_(config.train_embeddings)
+        model.get_output_embeddings().requires_grad_(config.train_embeddings)
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise TascError("LoRA fine-tuning needs the peft package: pip install peft") from e
+    names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    config = LoraConfig(
+        r=lora_r,
+        lora_alpha=2 * lora_r,
+        target_modules=[n for n in names if n in present] or "all-linear",
+        modules_to_save=["embed_tokens", "lm_head"],
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def finetune(
+    model: Any,
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+    output_dir: str | Path,
+    config: FinetuneConfig | None = None,
+    pad_id: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Any:
+    """Fine-tunes ``model`` in place on tokenized (prompt ids, answer ids) pairs.
+
+    Args:
+        model: A transformers causal LM (on any device; batches follow it).
+        examples: Pairs of prompt ids (ending with the assistant header) and answer ids (the output
+            followed by the end-of-turn token).
+        output_dir: Where checkpoints go; an existing checkpoint there is resumed.
+        config: Hyper-parameters (defaults: :class:`FinetuneConfig`).
+        pad_id: Id used to pad batches (masked out of attention and loss).
+        progress: Called as ``progress(step, total_steps, loss)`` after every step; a tqdm bar
+            is shown when omitted.
+
+    Returns:
+        The trained model (a peft model when ``lora_r`` is set).
+
+    Raises:
+        InvalidInputError: no examples, or an example without answer tokens.
+        InvalidConfigError: a hyper-parameter out of range.
+    """
+    config = config or FinetuneConfig()
+    config.validate()
+    if not examples:
+        raise InvalidInputError("no training examples")
+    if any(len(answer) == 0 for _, answer in examples):
+        raise InvalidInputError("every example needs at least one answer token")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    model = _trainable(model, config)
+    model.train()
+    encoded = [encode_example(p, a, config.max_length) for p, a in examples]
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total = max(1, round(steps_per_epoch * config.epochs))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warm = max(1, int(total * config.warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    step = _resume(out, model, optimizer, schedule, config)
+    bar = None
+    if progress is None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, desc="fine-tuning", unit="step")
+    order = _order(len(encoded), total * config.batch_size, config.seed)
+    while step < total:
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        batch = {k: v.to(device) for k, v in _collate([encoded[i] for i in idx], pad_id).items()}
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        value = float(loss.detach())
+        if step % config.save_every == 0 or step == total:
+            _save(out, model, optimizer, schedule, step, config)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}")
+        elif progress is not None:
+            progress(step, total, value)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return model
+
+
+def _order(n: int, needed: int, seed: int) -> list[int]:
+    """Example indices for every step: shuffled epochs concatenated (deterministic per seed)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < needed:
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    return order
+
+
+def _save(out: Path, model: Any, optimizer: Any, schedule: Any, step: int, config: Any) -> None:
+    state = {
+        "step": step,
+        "config": asdict(config),
+        "model": {k: v for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+    }
+    tmp = out / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / CHECKPOINT)
+    (out / "progress.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+
+
+def _resume(out: Path, model: Any, optimizer: Any, schedule: Any, config: FinetuneConfig) -> int:
+    path = out / CHECKPOINT
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("config") != asdict(config):
+        raise InvalidConfigError(
+            f"{path} was written with another configuration ({state.get('config')}); "
+            "use a fresh output_dir or the same settings to resume"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    return int(state["step"])

@@ -1,0 +1,109 @@
+"""The fine-tuning recipe: answer-only loss, learning, partial training, resuming, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tasc_rs.errors import InvalidConfigError, InvalidInputError  # noqa: E402
+from tasc_rs.ft.finetune import IGNORE, FinetuneConfig, encode_example, finetune  # noqa: E402
+
+PAIRS = [([1, 2, 3, 4], [10, 11, 12]), ([5, 6], [13, 14, 12])] * 4
+
+
+def tiny_llama(seed: int = 0):  # type: ignore[no-untyped-def]
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=32,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return transformers.LlamaForCausalLM(config)
+
+
+def answer_loss(model) -> float:  # type: ignore[no-untyped-def]
+    losses = []
+    with torch.no_grad():
+        for prompt, answer in PAIRS[:2]:
+            ids, labels = encode_example(prompt, answer, 64)
+            out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+            losses.append(float(out.loss))
+    return sum(losses) / len(losses)
+
+
+def test_prompt_tokens_are_masked_and_long_prompts_cut_on_the_left() -> None:
+    ids, labels = encode_example([1, 2, 3, 4, 5], [8, 9], max_length=5)
+    assert ids == [3, 4, 5, 8, 9]
+    assert labels == [IGNORE, IGNORE, IGNORE, 8, 9]
+
+
+@pytest.mark.timeout(120)
+def test_training_lowers_the_answer_loss(tmp_path) -> None:
+    model = tiny_llama()
+    before = answer_loss(model)
+    finetune(
+        model,
+        PAIRS,
+        tmp_path,
+        FinetuneConfig(epochs=15, lr=3e-3, batch_size=4),
+        progress=lambda *a: None,
+    )
+    assert answer_loss(model) < before * 0.5
+
+
+@pytest.mark.timeout(120)
+def test_partial_training_leaves_frozen_weights(tmp_path) -> None:
+    model = tiny_llama()
+    first = model.model.layers[0].self_attn.q_proj.weight.clone()
+    last = model.model.layers[1].self_attn.q_proj.weight.clone()
+    emb = model.get_input_embeddings().weight.clone()
+    config = FinetuneConfig(
+        epochs=3, lr=1e-2, batch_size=4, trainable_layers=1, train_embeddings=False
+    )
+    finetune(model, PAIRS, tmp_path, config, progress=lambda *a: None)
+    assert torch.equal(first, model.model.layers[0].self_attn.q_proj.weight)
+    assert torch.equal(emb, model.get_input_embeddings().weight)
+    assert not torch.equal(last, model.model.layers[1].self_attn.q_proj.weight)
+
+
+@pytest.mark.timeout(120)
+def test_resume_continues_to_the_same_weights(tmp_path) -> None:
+    config = FinetuneConfig(epochs=4, lr=1e-3, batch_size=4, save_every=3)
+    straight = finetune(tiny_llama(), PAIRS, tmp_path / "a", config, progress=lambda *a: None)
+    steps: list[int] = []
+
+    def stop_after_three(step: int, total: int, loss: float) -> None:
+        steps.append(step)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tiny_llama(), PAIRS, tmp_path / "b", config, progress=stop_after_three)
+    resumed = finetune(
+        tiny_llama(),
+        PAIRS,
+        tmp_path / "b",
+        config,
+        progress=lambda s, t, v: steps.append(s),
+    )
+    assert steps[:3] == [1, 2, 3] and steps[3] == 4
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_bad_input(tmp_path) -> None:
+    with pytest.raises(InvalidInputError):
+        finetune(tiny_llama(), [], tmp_path)
+    with pytest.raises(InvalidInputError):
+        finetune(tiny_llama(), [([1], [])], tmp_path)
+    with pytest.raises(InvalidConfigError):
+        finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=0))
+    finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=1), progress=lambda *a: None)
+    with pytest.raises(InvalidConfigError, match="another configuration"):
+        finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=2), progress=lambda *a: None)
