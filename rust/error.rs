@@ -4,6 +4,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::corpus::InputError;
+use crate::enrich::EnrichError;
 use crate::persist::FormatError;
 
 /// Everything a public core function can fail with.
@@ -18,6 +19,9 @@ pub enum Error {
     /// A saved drafter file is truncated, corrupted or of another version.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Vocabulary enrichment settings or input are invalid, or the budget cannot be filled.
+    #[error(transparent)]
+    Enrich(#[from] EnrichError),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`persist`]: the versioned, checksummed file format.
+//! - [`enrich`]: TASC-ft vocabulary enrichment (score, PCS filter, incremental merges).
 //!
 //! ```
 //! use tasc_rs::{Corpus, DrafterConfig, NgramStore, ContextIndex, propose};
@@ -23,6 +24,7 @@ pub mod config;
 pub mod context;
 pub mod corpus;
 pub mod draft;
+pub mod enrich;
 pub mod error;
 pub mod packed;
 pub mod persist;

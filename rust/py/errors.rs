@@ -66,6 +66,13 @@ impl From<Error> for PyErr {
                 PyValueError::new_err,
             ),
             Error::Input(_) => input_error(msg),
+            Error::Enrich(e) if e.is_config() => raise(
+                &INVALID_CONFIG,
+                "InvalidConfigError",
+                msg,
+                PyValueError::new_err,
+            ),
+            Error::Enrich(_) => input_error(msg),
             Error::Format(_) => raise(&FILE_FORMAT, "DrafterFileError", msg, PyValueError::new_err),
             Error::Io { path, source } => io_error(path, source),
         }

@@ -4,6 +4,7 @@
 
 mod convert;
 mod corpus;
+mod enrich;
 mod errors;
 mod session;
 mod store;
@@ -19,5 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<corpus::PyCorpusBuilder>()?;
     m.add_class::<store::PyNgramStore>()?;
     m.add_class::<session::PyDraftSession>()?;
+    m.add_function(wrap_pyfunction!(enrich::enrich_vocabulary, m)?)?;
+    m.add_class::<enrich::PyEnrichment>()?;
     Ok(())
 }

@@ -1,0 +1,148 @@
+"""TASC-ft with Hugging Face: SmolLM2's real tokenizer on slurp outputs, tiny random Llamas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tasc_rs import InvalidInputError  # noqa: E402
+from tasc_rs.ft import (  # noqa: E402
+    EnrichmentResult,
+    enrich,
+    expand_model,
+    expand_tokenizer,
+    is_byte_level,
+    token_bytes,
+)
+
+SLURP = Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp"
+BUDGET = 300
+
+
+def _outputs(split: str) -> list[str]:
+    path = SLURP / f"{split}.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    with path.open() as f:
+        return [json.loads(line)["output"] for line in f]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from tasc_rs.embedded import ensure_embedded
+
+    return transformers.AutoTokenizer.from_pretrained(str(ensure_embedded(verbose=False)))
+
+
+@pytest.fixture(scope="module")
+def result(tokenizer: Any) -> EnrichmentResult:
+    return enrich(_outputs("train"), tokenizer, budget=BUDGET)
+
+
+@pytest.fixture(scope="module")
+def expanded(tokenizer: Any, result: EnrichmentResult) -> Any:
+    return expand_tokenizer(tokenizer, result)
+
+
+def test_token_bytes_spell_every_output(tokenizer: Any) -> None:
+    vocab = token_bytes(tokenizer)
+    assert len(vocab) == len(tokenizer) and is_byte_level(tokenizer)
+    for text in _outputs("test")[:200]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert b"".join(vocab[i] for i in ids) == text.encode()
+
+
+def test_expanded_tokenizer_encodes_the_predicted_merges(
+    tokenizer: Any, result: EnrichmentResult, expanded: Any
+) -> None:
+    assert len(result.tokens) == BUDGET and len(expanded) == result.vocab_size
+    assert len(tokenizer) == result.base_vocab_size  # the original is untouched
+    outputs = _outputs("train")
+    base = tokenizer(outputs, add_special_tokens=False)["input_ids"]
+    merged = expanded(outputs, add_special_tokens=False)["input_ids"]
+    exact = sum(result.apply(b).tolist() == m for b, m in zip(base, merged, strict=True))
+    assert exact / len(outputs) >= 0.99
+    # Compression: the issue quotes ~5x at M = 500 without PCS; at M = 300 with it, > 4x.
+    assert sum(map(len, base)) / sum(map(len, merged)) > 4.0
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_decoding_round_trips_exactly(expanded: Any, split: str) -> None:
+    outputs = _outputs(split)
+    encoded = expanded(outputs, add_special_tokens=False)["input_ids"]
+    decoded = expanded.batch_decode(encoded, clean_up_tokenization_spaces=False)
+    assert decoded == outputs
+
+
+def test_save_and_load_keep_the_new_tokens(
+    expanded: Any, result: EnrichmentResult, tmp_path: Path
+) -> None:
+    expanded.save_pretrained(tmp_path)
+    loaded = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert len(loaded) == result.vocab_size
+    outputs = _outputs("test")[:300]
+    assert loaded(outputs)["input_ids"] == expanded(outputs)["input_ids"]
+    assert loaded.convert_tokens_to_ids(result.tokens[0].text) == result.tokens[0].id
+
+
+def test_tokenizer_errors(tokenizer: Any, result: EnrichmentResult, expanded: Any) -> None:
+    with pytest.raises(InvalidInputError, match="not a fast"):
+        enrich(["a b"], object(), budget=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="no outputs"):
+        enrich([], tokenizer, budget=1)
+    with pytest.raises(InvalidInputError, match="base vocabulary"):
+        expand_tokenizer(expanded, result)  # already expanded: sizes disagree
+
+
+def _tiny_llama(vocab_size: int, tied: bool) -> Any:
+    config = transformers.LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=tied,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_expand_model_initializes_new_rows_as_means(
+    expanded: Any, result: EnrichmentResult, tied: bool
+) -> None:
+    model = _tiny_llama(result.base_vocab_size, tied)
+    old_in = model.get_input_embeddings().weight.detach().clone()
+    old_out = model.get_output_embeddings().weight.detach().clone()
+    expand_model(model, expanded, result)
+    new_in = model.get_input_embeddings().weight.detach()
+    new_out = model.get_output_embeddings().weight.detach()
+    assert new_in.shape[0] == result.vocab_size and new_out.shape[0] == result.vocab_size
+    assert torch.equal(new_in[: result.base_vocab_size], old_in)
+    assert torch.equal(new_out[: result.base_vocab_size], old_out)
+    assert (new_in.data_ptr() == new_out.data_ptr()) == tied
+    for token in (result.tokens[0], result.tokens[-1]):
+        ids = torch.tensor(token.base_ids)
+        assert torch.allclose(new_in[token.id], old_in[ids].mean(0))
+        assert torch.allclose(new_out[token.id], old_out[ids].mean(0))
+    # The expanded pair runs end to end.
+    prompt = expanded("intent: calendar_set; slots:", return_tensors="pt")
+    out = model.generate(**prompt, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == prompt["input_ids"].shape[1] + 3
+
+
+def test_expand_model_rejects_a_mismatched_model(expanded: Any, result: EnrichmentResult) -> None:
+    model = _tiny_llama(1000, tied=True)
+    with pytest.raises(InvalidInputError, match="do not match"):
+        expand_model(model, expanded, result)
+    assert model.get_input_embeddings().weight.shape[0] == 1000  # untouched
+    with pytest.raises(InvalidInputError, match="not a fast"):
+        expand_model(_tiny_llama(result.base_vocab_size, True), object(), result)  # type: ignore[arg-type]
