@@ -1,0 +1,162 @@
+"""Pick the draft length ``k`` and the drafting threshold from the measured verify cost.
+
+Verifying ``k`` draft tokens costs one forward pass over ``k + 1`` positions. On a GPU that is
+nearly the price of one token, so long drafts are free; on a CPU (prototype numbers for
+SmolLM2-135M on 2 cores: 8 tokens cost ~1.8x one token) each extra drafted token costs real
+time, so drafts should be shorter and stop earlier when the drafter is unsure.
+
+Model: with a per-token acceptance ``alpha``, a draft of ``k`` yields
+``E(k) = (1 - alpha**(k+1)) / (1 - alpha)`` tokens per forward, at relative cost
+``r(k) = t(k) / t(1)``. We pick the ``k`` that maximizes ``E(k) / r(k)`` (the
+shortest within 5% of the best, as the optimum is flat), and set the threshold
+to a multiple of the average marginal cost of one more drafted token relative to a forward pass:
+drafting a token is worth it only when its chance of being accepted pays for it.
+
+Example:
+    >>> from tasc_rs.hf import calibrate  # doctest: +SKIP
+    >>> calibrate(model)  # doctest: +SKIP
+    AdaptiveDefaults(num_draft_tokens=8, min_prob=0.33, ...)
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+CANDIDATE_K = (2, 4, 8, 12, 16)
+ASSUMED_ACCEPTANCE = 0.8
+_NEAR_BEST = 0.95
+_THRESHOLD_SCALE = 3.0
+_MIN_PROB_RANGE = (0.1, 0.5)
+
+_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], AdaptiveDefaults]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass(frozen=True)
+class AdaptiveDefaults:
+    """Draft settings chosen for one model on one device.
+
+    Attributes:
+        num_draft_tokens: Longest draft ``k``.
+        min_prob: Stop drafting when the mixed n-gram probability drops below this.
+        relative_cost: ``{k: t(k) / t(1)}`` as measured (empty when not measured).
+    """
+
+    num_draft_tokens: int
+    min_prob: float
+    relative_cost: dict[int, float] = field(default_factory=dict)
+
+
+def choose_defaults(
+    relative_cost: dict[int, float], alpha: float = ASSUMED_ACCEPTANCE
+) -> AdaptiveDefaults:
+    """Pick ``k`` and ``min_prob`` from measured relative verify costs.
+
+    Args:
+        relative_cost: ``{k: t(k) / t(1)}`` for a few candidate ``k`` (1 not needed).
+        alpha: Assumed probability that each drafted token is accepted.
+
+    Returns:
+        The chosen :class:`AdaptiveDefaults`.
+
+    Example:
+        >>> d = choose_defaults({2: 1.2, 4: 1.45, 8: 1.8, 12: 1.87, 16: 1.92})
+        >>> d.num_draft_tokens, d.min_prob
+        (12, 0.218)
+        >>> choose_defaults({2: 1.0, 4: 1.0, 8: 1.01, 12: 1.02, 16: 1.03}).min_prob  # GPU-like
+        0.1
+    """
+
+    def expected_tokens(k: int) -> float:
+        return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+    score = {k: expected_tokens(k) / max(cost, 1e-9) for k, cost in relative_cost.items()}
+    # The optimum is flat on CPUs; among near-best k prefer the shortest (less wasted compute).
+    best_k = min(k for k in score if score[k] >= _NEAR_BEST * max(score.values()))
+    marginal = max(relative_cost[best_k] - 1.0, 0.0) / best_k
+    lo, hi = _MIN_PROB_RANGE
+    min_prob = round(min(max(_THRESHOLD_SCALE * marginal, lo), hi), 3)
+    return AdaptiveDefaults(best_k, min_prob, dict(relative_cost))
+
+
+@torch.no_grad()
+def measure_verify_cost(
+    model: Any, candidates: tuple[int, ...] = CANDIDATE_K, context_len: int = 128, repeats: int = 5
+) -> dict[int, float]:
+    """Time one cached forward pass over ``1`` and over ``k + 1`` tokens on the model's device.
+
+    Args:
+        model: A transformers causal LM.
+        candidates: Draft lengths to time.
+        context_len: Length of the random context already in the KV cache.
+        repeats: Timings per size; the fastest is used (the least disturbed by other processes).
+
+    Returns:
+        ``{k: t(k) / t(1)}``.
+
+    Example:
+        >>> measure_verify_cost(model)  # doctest: +SKIP
+        {2: 1.1, 4: 1.3, 8: 1.8, 12: 1.9, 16: 2.0}
+    """
+    from tasc_rs.hf.decoding import _crop, check_model
+
+    cache_kw, _ = check_model(model)
+    from transformers import DynamicCache
+
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (1, context_len + max(candidates) + 1), generator=gen).to(
+        model.device
+    )
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids[:, :context_len], use_cache=True, **{cache_kw: cache})
+
+    sizes = [1, *(k + 1 for k in candidates)]
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    # Interleave the sizes round by round so that load from other processes hits all of them
+    # alike; the first round only warms up kernels and allocators.
+    for round_ in range(repeats + 1):
+        for n in sizes:
+            start = time.perf_counter()
+            out = model(
+                input_ids=ids[:, context_len : context_len + n], use_cache=True, **{cache_kw: cache}
+            )
+            out.logits[0, -1, 0].item()  # waits for the device
+            if round_:
+                times[n].append(time.perf_counter() - start)
+            _crop(cache, context_len)
+    base = min(times[1])
+    return {k: min(times[k + 1]) / base for k in candidates}
+
+
+def calibrate(model: Any, refresh: bool = False) -> AdaptiveDefaults:
+    """Measure the verify cost of ``model`` on its device and choose draft defaults.
+
+    Results are cached per model object, device and dtype (about a second on a CPU).
+
+    Args:
+        model: A transformers causal LM.
+        refresh: Measure again even if a cached result exists.
+
+    Returns:
+        The chosen :class:`AdaptiveDefaults`.
+
+    Example:
+        >>> defaults = calibrate(model)  # doctest: +SKIP
+        >>> defaults.num_draft_tokens, defaults.min_prob  # doctest: +SKIP
+        (8, 0.33)
+    """
+    key = (str(model.device), str(model.dtype))
+    per_model = _cache.setdefault(model, {})
+    if refresh or key not in per_model:
+        per_model[key] = choose_defaults(measure_verify_cost(model))
+    return per_model[key]
+
+
+get_defaults = calibrate

@@ -1,0 +1,184 @@
+"""Build a TASC-spec corpus and drafter from task outputs with the target's tokenizer.
+
+Each output is wrapped the way the model will produce it in a chat: the assistant header of the
+chat template before it and the end-of-turn token after it (``<|im_start|>assistant\\n`` ...
+``<|im_end|>`` for SmolLM2). The drafter thus learns how answers start (right after the prompt's
+generation header) and how they end (so it can propose the end-of-turn token, letting the target
+finish one forward pass earlier).
+
+Example:
+    >>> from tasc_rs.hf.corpus import build_drafter  # doctest: +SKIP
+    >>> outputs = ["intent: alarm_set; slots: time=seven am"] * 10
+    >>> drafter = build_drafter(tokenizer, outputs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasc_rs.errors import InvalidInputError
+
+_SENTINEL = "\u2402TASC\u2403"
+
+
+@dataclass(frozen=True)
+class AnswerFrame:
+    """Text the chat template puts around an assistant answer.
+
+    Attributes:
+        header: Text before the answer (generation prompt), e.g. ``"<|im_start|>assistant\\n"``.
+        end: Text after the answer that the model generates, e.g. ``"<|im_end|>"``.
+    """
+
+    header: str
+    end: str
+
+
+def answer_frame(tokenizer: Any) -> AnswerFrame:
+    """Find the assistant header and end-of-turn text of ``tokenizer``'s chat template.
+
+    Without a chat template the header is empty and the end is the EOS token.
+
+    Args:
+        tokenizer: A transformers tokenizer.
+
+    Returns:
+        The :class:`AnswerFrame`.
+
+    Example:
+        >>> answer_frame(smollm2_tokenizer)  # doctest: +SKIP
+        AnswerFrame(header='<|im_start|>assistant\\n', end='<|im_end|>')
+    """
+    eos = tokenizer.eos_token or ""
+    if not getattr(tokenizer, "chat_template", None):
+        return AnswerFrame("", eos)
+    user = [{"role": "user", "content": "x"}]
+    plain = tokenizer.apply_chat_template(user, tokenize=False)
+    prompted = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(
+        [*user, {"role": "assistant", "content": _SENTINEL}], tokenize=False
+    )
+    header = prompted[len(plain) :] if prompted.startswith(plain) else ""
+    before, _, after = full.partition(_SENTINEL)
+    if not after and not before:
+        return AnswerFrame(header, eos)
+    return AnswerFrame(header, after.rstrip() or eos)
+
+
+def read_outputs(path: str | Path, field: str = "output") -> Iterator[str]:
+    """Yield ``row[field]`` of each line of a JSONL file (a plain string per line also works).
+
+    Raises:
+        InvalidInputError: A line is not JSON or lacks ``field``.
+
+    Example:
+        >>> rows = list(read_outputs("train.jsonl"))  # doctest: +SKIP
+    """
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if isinstance(row, str):
+                yield row
+            elif isinstance(row, dict) and isinstance(row.get(field), str):
+                yield row[field]
+            else:
+                raise InvalidInputError(
+                    f"{path}:{lineno}: expected an object with a string {field!r}"
+                )
+
+
+def tokenize_outputs(
+    tokenizer: Any,
+    texts: Iterable[str],
+    wrap: bool = True,
+    batch_size: int = 1024,
+    progress: bool | None = None,
+) -> list[np.ndarray]:
+    """Tokenize task outputs into a corpus for ``NgramDrafter.from_corpus``.
+
+    Args:
+        tokenizer: The target model's tokenizer (fast tokenizers batch in Rust).
+        texts: Output texts.
+        wrap: Put the chat template's assistant header before and end-of-turn after each output.
+        batch_size: Texts per tokenizer call.
+        progress: Show a tqdm bar; default: only for more than 10,000 texts.
+
+    Returns:
+        One ``int64`` array of token ids per output.
+
+    Example:
+        >>> corpus = tokenize_outputs(tokenizer, ["intent: x; slots: none"])  # doctest: +SKIP
+    """
+    texts = list(texts)
+    frame = answer_frame(tokenizer) if wrap else AnswerFrame("", "")
+    show = len(texts) > 10_000 if progress is None else progress
+    batches = range(0, len(texts), batch_size)
+    if show:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="tokenizing corpus", unit="batch")
+    corpus: list[np.ndarray] = []
+    for start in batches:
+        chunk = [frame.header + t + frame.end for t in texts[start : start + batch_size]]
+        encoded = tokenizer(chunk, add_special_tokens=False)["input_ids"]
+        corpus.extend(np.asarray(ids, dtype=np.int64) for ids in encoded)
+    return corpus
+
+
+def build_drafter(
+    tokenizer: Any,
+    texts: Iterable[str] | str | Path,
+    *,
+    field: str = "output",
+    wrap: bool = True,
+    n_max: int = 4,
+    min_count: int = 5,
+    corpus_weight: float = 0.75,
+    min_prob: float = 0.0,
+    progress: bool | None = None,
+) -> Any:
+    """Build a ``tasc_rs.NgramDrafter`` from output texts or a JSONL file of outputs.
+
+    Args:
+        tokenizer: The target model's tokenizer.
+        texts: Output strings, or the path of a JSONL file (see :func:`read_outputs`).
+        field: JSONL field holding the output.
+        wrap: Wrap outputs in the chat template's answer header and end-of-turn.
+        n_max: Longest n-gram order.
+        min_count: Prune n-grams seen fewer times (the paper's p_min = 5).
+        corpus_weight: Weight of the corpus model against the live-context model.
+        min_prob: Default drafting threshold of the drafter.
+        progress: Progress bar (see :func:`tokenize_outputs`).
+
+    Returns:
+        A ``tasc_rs.NgramDrafter``.
+
+    Example:
+        >>> d = build_drafter(tokenizer, "data/slurp/train.jsonl", min_count=2)  # doctest: +SKIP
+    """
+    from tasc_rs import NgramDrafter
+
+    if isinstance(texts, (str, Path)):
+        texts = read_outputs(texts, field)
+    corpus = tokenize_outputs(tokenizer, texts, wrap=wrap, progress=progress)
+    if not corpus:
+        raise InvalidInputError("the corpus is empty: give at least one output text")
+    return NgramDrafter.from_corpus(
+        corpus,
+        n_max=n_max,
+        min_count=min_count,
+        corpus_weight=corpus_weight,
+        min_prob=min_prob,
+        vocab_size=len(tokenizer),
+    )

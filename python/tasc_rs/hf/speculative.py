@@ -1,0 +1,268 @@
+"""Entry points: ``model.generate(custom_generate=...)`` and the direct :func:`generate` function.
+
+transformers (>= 4.56) lets ``generate`` take a callable as ``custom_generate``: it prepares the
+generation config, logits processors and stopping criteria exactly as for a normal call and then
+hands them to the callable, which runs the decoding loop. :func:`speculative_decoding` is that
+callable, so EOS ids, ``max_new_tokens``/``max_length``, temperature/top-k/top-p and any custom
+``LogitsProcessor``/``StoppingCriteria`` behave exactly as in plain ``generate``.
+
+Two transformers details the direct :func:`generate` papers over: with a callable
+``custom_generate``, transformers does not pass ``streamer`` or ``tokenizer`` to it. So
+:func:`generate` forwards the streamer as ``tasc_streamer`` and turns ``stop_strings`` into a
+``StopStringCriteria`` itself. Prefer :func:`generate`; use the ``model.generate`` route when code
+must go through ``model.generate``.
+
+Example:
+    >>> from tasc_rs import NgramDrafter  # doctest: +SKIP
+    >>> from tasc_rs.hf import generate, speculative_decoding  # doctest: +SKIP
+    >>> out = generate(model, input_ids, drafter, max_new_tokens=64)  # doctest: +SKIP
+    >>> out.sequences, out.stats.tokens_per_forward  # doctest: +SKIP
+    >>> same = model.generate(input_ids, custom_generate=speculative_decoding,  # doctest: +SKIP
+    ...                       drafter=drafter, max_new_tokens=64, do_sample=False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+from transformers.generation.stopping_criteria import StopStringCriteria
+
+from tasc_rs.errors import InvalidInputError
+from tasc_rs.hf.adaptive import get_defaults
+from tasc_rs.hf.decoding import (
+    _ROWWISE_PROCESSORS,
+    Drafter,
+    _Decoder,
+    _pad_id,
+    _validate,
+    check_model,
+)
+from tasc_rs.hf.stats import SpecStats
+
+
+@dataclass
+class SpecOutput:
+    """Result of :func:`generate`.
+
+    Attributes:
+        sequences: ``(batch, length)`` prompt plus generated ids, like ``model.generate``.
+        stats: Counters and timings of the run.
+    """
+
+    sequences: torch.Tensor
+    stats: SpecStats
+
+
+@torch.no_grad()
+def speculative_decoding(
+    model: Any,
+    input_ids: torch.Tensor,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+    synced_gpus: bool = False,
+    streamer: Any = None,
+    drafter: Drafter | None = None,
+    num_draft_tokens: int | None = None,
+    draft_min_prob: float | None = None,
+    spec_stats: SpecStats | None = None,
+    generator: torch.Generator | None = None,
+    tasc_streamer: Any = None,
+    **model_kwargs: Any,
+) -> Any:
+    """TASC-spec decoding loop, in the shape of transformers' ``custom_generate`` callables.
+
+    Pass it to ``model.generate(..., custom_generate=speculative_decoding, drafter=d)``; the extra
+    keyword arguments below reach it through ``generate``.
+
+    Args:
+        model: The target causal LM (passed by ``generate``).
+        input_ids: ``(batch, prompt_len)`` prompt ids; rows are decoded one after another and
+            left padding (per ``attention_mask``) is stripped first.
+        logits_processor: Prepared by ``generate`` (temperature, top-k, top-p, ...).
+        stopping_criteria: Prepared by ``generate`` (max length, EOS ids, stop strings, ...).
+        generation_config: The merged generation config.
+        synced_gpus: Unsupported; must be False.
+        streamer: Ignored (transformers does not forward it to callables); see ``tasc_streamer``.
+        drafter: Object with ``session(prompt_ids)``, e.g. ``tasc_rs.NgramDrafter``.
+        num_draft_tokens: Longest draft ``k``; default from :func:`tasc_rs.hf.calibrate`.
+        draft_min_prob: Stop drafting when the mixed probability drops below this; default
+            from :func:`tasc_rs.hf.calibrate`.
+        spec_stats: A :class:`SpecStats` to add this run's counters to.
+        generator: ``torch.Generator`` for sampling (seeded runs are reproducible for a fixed
+            ``num_draft_tokens`` and ``draft_min_prob``); None uses torch's global RNG.
+        tasc_streamer: A transformers streamer (``put``/``end``); receives the prompt first.
+        **model_kwargs: ``attention_mask`` and the rest of what ``generate`` prepared.
+
+    Returns:
+        A ``(batch, length)`` tensor, or a ``GenerateDecoderOnlyOutput`` when
+        ``return_dict_in_generate`` is set.
+
+    Raises:
+        InvalidInputError: Missing drafter or unsupported option (beam search, output scores).
+        UnsupportedModelError: Model without a rollback-able KV cache, or not a causal LM.
+    """
+    _validate(generation_config, drafter)
+    if synced_gpus:
+        raise InvalidInputError("synced_gpus is not supported by TASC-spec")
+    cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+    if cache is not None and cache.get_seq_length() > 0:
+        raise InvalidInputError(
+            "TASC-spec starts from an empty cache; do not pass a pre-filled cache"
+        )
+    cache_kw, keep_kw = check_model(model)
+    if num_draft_tokens is None or draft_min_prob is None:
+        defaults = get_defaults(model)
+        num_draft_tokens = (
+            defaults.num_draft_tokens if num_draft_tokens is None else num_draft_tokens
+        )
+        draft_min_prob = defaults.min_prob if draft_min_prob is None else draft_min_prob
+    if num_draft_tokens < 0:
+        raise InvalidInputError(f"num_draft_tokens={num_draft_tokens} must be >= 0")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InvalidInputError(
+            f"generator must be a torch.Generator, got {type(generator).__name__}"
+        )
+    max_length = stopping_criteria.max_length or generation_config.max_length
+    stats = SpecStats()
+    decoder = _Decoder(
+        model=model,
+        cache_kw=cache_kw,
+        keep_kw=keep_kw,
+        logits_processor=logits_processor,
+        rowwise=all(isinstance(p, _ROWWISE_PROCESSORS) for p in logits_processor),
+        stopping_criteria=stopping_criteria,
+        max_length=int(max_length),
+        do_sample=bool(generation_config.do_sample),
+        generator=generator,
+        k=int(num_draft_tokens),
+        min_prob=draft_min_prob,
+        stats=stats,
+        streamer=tasc_streamer,
+        vocab=int(model.get_output_embeddings().weight.shape[0]),
+    )
+    if tasc_streamer is not None:
+        tasc_streamer.put(input_ids.cpu())
+    mask = model_kwargs.get("attention_mask")
+    rows = []
+    for b in range(input_ids.shape[0]):
+        rows.append(decoder.decode_row(input_ids[b], _left_padding(mask, b), drafter))
+    if tasc_streamer is not None:
+        tasc_streamer.end()
+    if spec_stats is not None:
+        spec_stats += stats
+    sequences = _assemble(input_ids, rows, _pad_id(generation_config))
+    if generation_config.return_dict_in_generate:
+        from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+        return GenerateDecoderOnlyOutput(sequences=sequences)
+    return sequences
+
+
+def _left_padding(mask: torch.Tensor | None, row: int) -> int:
+    """Number of leading padding positions of ``row``; only left padding is supported."""
+    if mask is None:
+        return 0
+    valid = mask[row].bool()
+    start = int(valid.long().argmax()) if bool(valid.any()) else int(valid.shape[0])
+    if not bool(valid[start:].all()):
+        raise InvalidInputError(
+            f"attention_mask row {row} has gaps or right padding; "
+            "decoder-only models need left padding "
+            "(tokenizer.padding_side = 'left')"
+        )
+    return start
+
+
+def _assemble(input_ids: torch.Tensor, rows: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Append each row's new ids to its (possibly padded) prompt, right-padding with ``pad_id``."""
+    width = max(len(r) for r in rows)
+    out = torch.full(
+        (input_ids.shape[0], input_ids.shape[1] + width), pad_id, dtype=input_ids.dtype
+    )
+    out = out.to(input_ids.device)
+    out[:, : input_ids.shape[1]] = input_ids
+    for b, row in enumerate(rows):
+        if row:
+            out[b, input_ids.shape[1] : input_ids.shape[1] + len(row)] = torch.tensor(
+                row, dtype=input_ids.dtype
+            )
+    return out
+
+
+def generate(
+    model: Any,
+    input_ids: torch.Tensor,
+    drafter: Drafter,
+    *,
+    num_draft_tokens: int | None = None,
+    min_prob: float | None = None,
+    tokenizer: Any = None,
+    streamer: Any = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **generate_kwargs: Any,
+) -> SpecOutput:
+    """Generate with TASC-spec; same arguments and outputs as ``model.generate`` plus statistics.
+
+    Greedy output (``do_sample=False``) is token-identical to ``model.generate``; sampled output
+    has the same distribution (see :mod:`tasc_rs.hf.decoding` for why).
+
+    Args:
+        model: A transformers causal LM with a KV cache.
+        input_ids: ``(batch, prompt_len)`` or 1-D prompt ids.
+        drafter: ``tasc_rs.NgramDrafter`` (or anything with ``session(prompt_ids)``).
+        num_draft_tokens: Longest draft; default measured on this device (:func:`calibrate`).
+        min_prob: Stop drafting below this mixed probability; default measured likewise.
+        tokenizer: Needed only for ``stop_strings``.
+        streamer: A transformers streamer (e.g. ``TextStreamer``).
+        generator: ``torch.Generator`` for sampling.
+        seed: Shortcut for a fresh generator seeded with ``seed`` on the model's device.
+        **generate_kwargs: Anything ``model.generate`` takes: ``max_new_tokens``, ``do_sample``,
+            ``temperature``, ``top_k``, ``top_p``, ``eos_token_id``, ``stop_strings``,
+            ``attention_mask``, ``generation_config``, ``logits_processor``, ...
+
+    Returns:
+        :class:`SpecOutput` with ``sequences`` and ``stats``.
+
+    Example:
+        >>> out = generate(model, ids, drafter, max_new_tokens=32)  # doctest: +SKIP
+        >>> print(out.stats.summary())  # doctest: +SKIP
+    """
+    if input_ids.dim() == 1:
+        input_ids = input_ids.unsqueeze(0)
+    if seed is not None:
+        if generator is not None:
+            raise InvalidInputError("pass either generator or seed, not both")
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+    stop_strings = generate_kwargs.pop("stop_strings", None)
+    config = generate_kwargs.get("generation_config") or model.generation_config
+    stop_strings = stop_strings or getattr(config, "stop_strings", None)
+    if stop_strings:
+        if tokenizer is None:
+            raise InvalidInputError("stop_strings needs tokenizer=<the model's tokenizer>")
+        criteria = StoppingCriteriaList(generate_kwargs.pop("stopping_criteria", None) or [])
+        criteria.append(StopStringCriteria(tokenizer, stop_strings))
+        generate_kwargs["stopping_criteria"] = criteria
+        if "generation_config" in generate_kwargs:
+            cfg = GenerationConfig.from_dict(generate_kwargs["generation_config"].to_dict())
+            cfg.stop_strings = None
+            generate_kwargs["generation_config"] = cfg
+    stats = SpecStats()
+    sequences = model.generate(
+        input_ids.to(model.device),
+        custom_generate=speculative_decoding,
+        drafter=drafter,
+        num_draft_tokens=num_draft_tokens,
+        draft_min_prob=min_prob,
+        spec_stats=stats,
+        generator=generator,
+        tasc_streamer=streamer,
+        **generate_kwargs,
+    )
+    if not isinstance(sequences, torch.Tensor):
+        sequences = sequences.sequences
+    return SpecOutput(sequences=sequences, stats=stats)

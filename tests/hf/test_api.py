@@ -1,0 +1,129 @@
+"""Errors, statistics, defaults and the torch-free import path of the Hugging Face layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from hf_helpers import oracle, plain_greedy, prompts, tiny_model
+
+from tasc_rs.errors import InvalidInputError, TascError, UnsupportedModelError
+from tasc_rs.hf import (
+    SpecStats,
+    calibrate,
+    check_model,
+    choose_defaults,
+    generate,
+    speculative_decoding,
+)
+from tasc_rs.hf.corpus import read_outputs
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_missing_drafter_is_invalid_input() -> None:
+    model = tiny_model("llama")
+    with pytest.raises(InvalidInputError, match="drafter"):
+        model.generate(
+            torch.tensor([[5, 6, 7]]), custom_generate=speculative_decoding, max_new_tokens=3
+        )
+
+
+def test_beam_search_is_rejected() -> None:
+    model = tiny_model("llama")
+    with pytest.raises(InvalidInputError, match="num_beams"):
+        generate(model, torch.tensor([[5, 6, 7]]), oracle([]), num_beams=2, max_new_tokens=3)
+
+
+def test_unknown_architecture_and_encoder_decoder() -> None:
+    with pytest.raises(UnsupportedModelError, match="unknown architecture"):
+        check_model(torch.nn.Linear(2, 2))
+    config = transformers.T5Config(
+        vocab_size=32, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8
+    )
+    with pytest.raises(UnsupportedModelError, match="encoder-decoder"):
+        check_model(transformers.T5ForConditionalGeneration(config))
+
+
+def test_model_without_kv_cache() -> None:
+    class NoCacheLlama(transformers.LlamaForCausalLM):
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):  # type: ignore[override]
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask)
+
+    model = NoCacheLlama(tiny_model("llama").config)
+    with pytest.raises(UnsupportedModelError, match="KV cache"):
+        check_model(model)
+    assert issubclass(UnsupportedModelError, TascError)
+
+
+def test_drafts_outside_the_vocabulary_are_cut() -> None:
+    model = tiny_model("qwen2")
+    prompt = prompts(1, seed=12)[0]
+    expected = plain_greedy(model, prompt, max_new_tokens=10, eos_token_id=None)
+    bad = oracle([*expected[: len(prompt) + 2], 10**6, *expected[len(prompt) + 2 :]])
+    out = generate(
+        model,
+        torch.tensor([prompt]),
+        bad,
+        max_new_tokens=10,
+        eos_token_id=None,
+        num_draft_tokens=6,
+        min_prob=0.0,
+        do_sample=False,
+    )
+    assert out.sequences[0].tolist() == expected
+
+
+def test_stats_accumulate() -> None:
+    a, b = SpecStats(), SpecStats()
+    a.record_step(3, 2)
+    b.record_step(5, 5)
+    a.new_tokens, b.new_tokens = 3, 6
+    a += b
+    assert (a.forward_passes, a.drafted, a.accepted) == (2, 8, 7)
+    assert a.acceptance_by_position == [1.0, 1.0, 0.5, 1.0, 1.0]
+    assert a.tokens_per_forward == 4.5
+    assert json.loads(json.dumps(a.as_dict()))["accepted"] == 7
+
+
+def test_defaults_follow_verify_cost() -> None:
+    # CPU curve measured for SmolLM2-135M on 2 cores (8 tokens ~1.8x, 16 ~1.9x); a GPU is flat.
+    cpu = choose_defaults({2: 1.2, 4: 1.45, 8: 1.8, 12: 1.87, 16: 1.92})
+    gpu = choose_defaults({2: 1.0, 4: 1.01, 8: 1.02, 12: 1.03, 16: 1.04})
+    steep = choose_defaults({2: 1.6, 4: 2.5, 8: 4.5, 12: 6.5, 16: 8.5})
+    assert gpu.num_draft_tokens >= 12 and gpu.min_prob == 0.1
+    assert 8 <= cpu.num_draft_tokens <= 16 and 0.15 <= cpu.min_prob <= 0.4
+    assert steep.num_draft_tokens == 2 and steep.min_prob == 0.5
+
+
+def test_calibrate_is_cached_per_model() -> None:
+    model = tiny_model("gpt2")
+    first = calibrate(model)
+    assert first is calibrate(model)
+    assert 2 <= first.num_draft_tokens <= 16 and 0.1 <= first.min_prob <= 0.5
+
+
+def test_read_outputs_reports_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"output": "a"}\n"b"\n\n{"input": "x"}\n')
+    with pytest.raises(InvalidInputError, match=":4:"):
+        list(read_outputs(path))
+    path.write_text('{"output": "a"}\n"b"\n')
+    assert list(read_outputs(path)) == ["a", "b"]
+
+
+def test_core_and_cli_import_without_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import tasc_rs, tasc_rs.cli, tasc_rs.embedded, tasc_rs.errors\n"
+        "tasc_rs.cli.build_parser()\n"
+        "assert tasc_rs.cli.main(['demo']) == 2\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'tasc-rs[hf]'" in proc.stderr
