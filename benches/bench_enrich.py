@@ -9,7 +9,8 @@
    without the PCS filter; mean tokens per test output with the expanded Hugging Face tokenizer,
    the ratio against the base tokenizer, and how often encoding gives the predicted merges.
 
-Run: ``python benches/bench_enrich.py [--write]`` (``--write`` updates benches/RESULTS_enrich.md).
+Run: ``python benches/bench_enrich.py [--write]``
+(``--write`` updates the enrich section of benches/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "tests"))
-
+sys.path.insert(0, str(ROOT / "benches"))
+from _results import write_section  # noqa: E402
 from reference_enrich import replace  # noqa: E402
 
 from tasc_rs.ft import enrich_ids, expand_tokenizer, token_bytes  # noqa: E402
@@ -106,12 +108,12 @@ def table(speed_result: dict, comp: Sequence[dict], base_mean: float) -> str:
     s = speed_result
     naive_total = s["naive_per_iter"] * 1000
     lines = [
-        "# TASC-ft enrichment benchmark",
+        "## TASC-ft enrichment benchmark (benches/bench_enrich.py)",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; the loop is single-threaded.",
         "",
-        f"## Speed: M = 1000 over {s['tokens']:,} tokens "
+        f"### Speed: M = 1000 over {s['tokens']:,} tokens "
         f"(medquad train outputs x{s['copies']}, SmolLM2 tokenizer)",
         "",
         "| loop | time | compression | skipped |",
@@ -126,7 +128,7 @@ def table(speed_result: dict, comp: Sequence[dict], base_mean: float) -> str:
         "The naive loop recounts all n-grams and rewrites the corpus each iteration; its time is "
         "measured over a few iterations and multiplied by 1000 (not run to the end).",
         "",
-        "## Compression on slurp (train outputs enriched, test outputs measured)",
+        "### Compression on slurp (train outputs enriched, test outputs measured)",
         "",
         f"Base tokenizer: {base_mean:.2f} tokens per test output. `exact` = share of outputs the "
         "expanded HF tokenizer encodes exactly as the enrichment predicts.",
@@ -151,7 +153,7 @@ def table(speed_result: dict, comp: Sequence[dict], base_mean: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="write benches/RESULTS_enrich.md")
+    parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
     parser.add_argument("--tokens", type=int, default=5_000_000)
     parser.add_argument("--naive-seconds", type=float, default=60.0)
     args = parser.parse_args()
@@ -168,7 +170,7 @@ def main() -> None:
     text = table(sp, comp, base_mean)
     print(text)
     if args.write:
-        (ROOT / "benches" / "RESULTS_enrich.md").write_text(text)
+        write_section("enrich", text)
 
 
 if __name__ == "__main__":

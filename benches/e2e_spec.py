@@ -50,11 +50,14 @@ def bench_task(
     """Run the three decoders on one task; return totals and per-prompt timings."""
     train = load_rows(task_dir / "train.jsonl")
     test = load_rows(task_dir / "test.jsonl", limit=args.limit)
-    prompt = TaskPrompt(
-        tokenizer,
-        examples=train[: args.shots],
-        instruction=INSTRUCTIONS.get(task_dir.name, "Answer like the examples."),
-    )
+    instruction = INSTRUCTIONS.get(task_dir.name, "Answer like the examples.")
+    shots = args.shots
+    meta_path = Path(args.model or "") / "tasc_task.json"
+    if args.model and meta_path.exists():
+        # A model fine-tuned by benches/finetune_task.py: prompt it exactly as it was trained.
+        instruction = json.loads(meta_path.read_text(encoding="utf-8"))["instruction"]
+        shots = 0
+    prompt = TaskPrompt(tokenizer, examples=train[:shots], instruction=instruction)
     corpus = [r["output"] for r in train]
     if args.corpus == "self":
         corpus = [r["output"] for r in load_rows(args.self_outputs)]
@@ -85,7 +88,10 @@ def bench_task(
         stats += spec.stats
     return {
         "task": task_dir.name,
-        "model": args.model or "SmolLM2-135M-Instruct (embedded, not fine-tuned)",
+        "model": args.model_label
+        or args.model
+        or "SmolLM2-135M-Instruct (embedded, not fine-tuned)",
+        "shots": shots,
         "corpus": args.corpus,
         "prompts": len(test),
         "k": k,
@@ -120,8 +126,8 @@ def markdown(results: list[dict[str, Any]], machine: str) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['corpus']} | {r['prompts']} "
-            f"| {r['k']} / {r['min_prob']} | {r['tokens_per_forward']:.2f} "
+            f"| {r['task']} | {r['model']}, {r['shots']}-shot | {r['corpus']} | {r['prompts']} "
+            f"| {r['k']} / {r['min_prob']:.2f} | {r['tokens_per_forward']:.2f} "
             f"| {r['speedup_vs_plain']:.2f}x ({r['median_speedup_vs_plain']:.2f}x) "
             f"| {r['speedup_vs_lookup']:.2f}x | {r['lookup_speedup_vs_plain']:.2f}x "
             f"| {r['identical_spec']}/{r['prompts']} / {r['identical_lookup']}/{r['prompts']} |"
@@ -140,6 +146,7 @@ def main() -> None:
     p.add_argument(
         "--model", default=None, help="model path (default: embedded SmolLM2-135M-Instruct)"
     )
+    p.add_argument("--model-label", default=None, help="how the model is named in the table")
     p.add_argument("--corpus", choices=["references", "self"], default="references")
     p.add_argument(
         "--self-outputs",
@@ -158,7 +165,8 @@ def main() -> None:
     p.add_argument("--lookup-k", type=int, default=10, help="prompt_lookup_num_tokens")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=repo / "benches" / "RESULTS.md")
-    p.add_argument("--write", action="store_true", help="update the e2e_spec section of RESULTS.md")
+    p.add_argument("--write", action="store_true", help="update a section of RESULTS.md")
+    p.add_argument("--section", default="e2e_spec", help="RESULTS.md section key to update")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -176,8 +184,8 @@ def main() -> None:
     if args.write:
         from _results import write_section  # benches/ helper shared by the benchmark scripts
 
-        write_section("e2e_spec", section)
-        (args.out.parent / "RESULTS_e2e_spec.json").write_text(json.dumps(results, indent=2))
+        write_section(args.section, section)
+        (args.out.parent / f"RESULTS_{args.section}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
