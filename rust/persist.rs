@@ -130,9 +130,12 @@ impl NgramStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // Unique per process and per call, so concurrent saves to one path never share a file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
+            let mut file = std::fs::File::create_new(&tmp)?;
             file.write_all(&self.to_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)

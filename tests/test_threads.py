@@ -49,3 +49,15 @@ def test_concurrent_builds_and_saves(tmp_path) -> None:
         results = list(pool.map(build, range(12)))
     for i, data in enumerate(results):
         assert data == results[i % 3]
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_saves_to_one_path_leave_a_valid_file(tmp_path) -> None:
+    drafters = [NgramDrafter.from_corpus([[i, i + 1, i + 2]] * 3, min_count=1) for i in range(8)]
+    path = tmp_path / "shared.tasc"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(5):
+            list(pool.map(lambda d: d.save(path), drafters))
+            loaded = NgramDrafter.load(path).to_bytes()
+            assert loaded in {d.to_bytes() for d in drafters}
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.tasc"]
