@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tasc_rs.errors import TascError
+from tasc_rs.ft.cli import add_subcommands
 
 _EPILOG = """\
 examples:
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     d.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     _add_draft_args(d)
+    _COMMANDS.update(add_subcommands(sub))
     return parser
 
 
@@ -316,7 +318,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         print(f"  example output: {text}")
 
 
-_COMMANDS = {"build": _cmd_build, "generate": _cmd_generate, "bench": _cmd_bench, "demo": _cmd_demo}
+_COMMANDS: dict[str, Any] = {
+    "build": _cmd_build,
+    "generate": _cmd_generate,
+    "bench": _cmd_bench,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,163 @@
+"""The ``tasc enrich`` and ``tasc finetune`` subcommands (TASC-ft from the shell).
+
+Both write into a fresh temporary directory next to ``--out`` and rename it into place only when
+everything succeeded, so a failed run never leaves a half-written model or tokenizer, and the
+input model and tokenizer are only ever read.
+
+Example:
+    tasc enrich train.jsonl --budget 500 -o slurp-enriched
+    tasc finetune train.jsonl --model slurp-enriched -o slurp-ft --epochs 1.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tasc_rs.errors import InvalidInputError
+
+FT_INSTRUCTION = "Answer the request in the task's format."
+
+
+def add_subcommands(sub: Any) -> dict[str, Any]:
+    """Register ``enrich`` and ``finetune`` on an argparse subparsers object; return handlers."""
+    e = sub.add_parser(
+        "enrich",
+        help="TASC-ft: add frequent output n-grams to a tokenizer and model",
+        description="Run the vocabulary enrichment loop over task outputs and save the enriched "
+        "tokenizer and model (new embeddings = mean of their parts) into --out.",
+    )
+    e.add_argument("corpus", help="JSONL file with the task outputs in --field")
+    e.add_argument("-o", "--out", required=True, help="directory to create")
+    e.add_argument("--field", default="output", help='JSONL field (default: "output")')
+    e.add_argument("--model", default=None, help="model dir or Hub name (default: embedded)")
+    e.add_argument("--budget", type=int, default=500, help="tokens to add, M (default: 500)")
+    e.add_argument("--n-max", type=int, default=4, help="longest n-gram (default: 4)")
+    e.add_argument("--alpha", type=float, default=None, help="PCS threshold (default: 0.05)")
+    e.add_argument("--min-count", type=int, default=2, help="ignore rarer n-grams (default: 2)")
+    e.add_argument(
+        "--allow-fewer", action="store_true", help="add fewer tokens if candidates run out"
+    )
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on a JSONL task (loss on the outputs only)",
+        description="Fine-tune on input/output rows with the chat template; resumable "
+        "(rerun the same command after an interruption).",
+    )
+    f.add_argument("train", help="JSONL file with 'input' and 'output' fields")
+    f.add_argument("-o", "--out", required=True, help="directory for the fine-tuned model")
+    f.add_argument("--model", default=None, help="model dir or Hub name (default: embedded)")
+    f.add_argument("--instruction", default=FT_INSTRUCTION, help="system message of the prompt")
+    f.add_argument("--epochs", type=float, default=1.5)
+    f.add_argument("--lr", type=float, default=1e-4)
+    f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--lora-r", type=int, default=None, help="LoRA rank (needs peft)")
+    f.add_argument("--trainable-layers", type=int, default=None, help="train the last N blocks")
+    f.add_argument("--freeze-embeddings", action="store_true")
+    f.add_argument("--limit", type=int, default=None, help="use the first N rows only")
+    return {"enrich": cmd_enrich, "finetune": cmd_finetune}
+
+
+@contextmanager
+def staged(out: str | Path) -> Iterator[Path]:
+    """A temporary sibling of ``out`` that becomes ``out`` only if the block succeeds."""
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        raise InvalidInputError(f"{target} exists and is not empty; choose a new --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            target.rmdir()
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def cmd_enrich(args: argparse.Namespace) -> None:
+    """``tasc enrich``: enrichment, tokenizer and model expansion, saved together."""
+    from tasc_rs.embedded import load_model
+    from tasc_rs.ft import DEFAULT_ALPHA, enrich, expand_model, expand_tokenizer
+    from tasc_rs.hf.corpus import read_outputs
+
+    outputs = list(read_outputs(args.corpus, field=args.field))
+    model, tokenizer = load_model(args.model, device="cpu")
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    result = enrich(
+        outputs,
+        tokenizer,
+        budget=args.budget,
+        n_max=args.n_max,
+        alpha=alpha,
+        min_count=args.min_count,
+        strict=not args.allow_fewer,
+    )
+    with staged(args.out) as tmp:
+        new_tokenizer = expand_tokenizer(tokenizer, result)
+        expand_model(model, new_tokenizer, result)
+        new_tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        report = {
+            "settings": result.settings,
+            "base_vocab_size": result.base_vocab_size,
+            "compression_ratio": result.compression_ratio(),
+            "corpus_tokens_after_each_step": result.compression_curve(),
+            "tokens": [dataclasses.asdict(t) for t in result.tokens],
+        }
+        (tmp / "tasc_enrichment.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(
+        f"added {len(result.tokens)} tokens; outputs {result.compression_ratio():.2f}x shorter; "
+        f"saved to {args.out}"
+    )
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """``tasc finetune``: answer-only fine-tuning with resumable checkpoints."""
+    from tasc_rs.embedded import load_model
+    from tasc_rs.ft.finetune import FinetuneConfig, finetune
+    from tasc_rs.hf.corpus import answer_frame
+    from tasc_rs.hf.task import TaskPrompt, load_rows
+
+    rows = load_rows(args.train, limit=args.limit)
+    if any(not isinstance(r.get("output"), str) for r in rows):
+        raise InvalidInputError(f"{args.train}: every row needs a string 'output'")
+    model, tokenizer = load_model(args.model)
+    prompt = TaskPrompt(tokenizer, examples=(), instruction=args.instruction)
+    end = answer_frame(tokenizer).end
+    examples = [
+        (
+            prompt.ids(r["input"])[0].tolist(),
+            tokenizer(r["output"] + end, add_special_tokens=False)["input_ids"],
+        )
+        for r in rows
+    ]
+    config = FinetuneConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        lora_r=args.lora_r,
+        trainable_layers=args.trainable_layers,
+        train_embeddings=not args.freeze_embeddings,
+    )
+    out = Path(args.out)
+    # Checkpoints live beside --out so an interrupted run resumes; the model moves in at the end.
+    work = out.parent / f".{out.name}.checkpoints"
+    trained = finetune(model, examples, work, config, pad_id=tokenizer.pad_token_id or 0)
+    if config.lora_r is not None:
+        trained = trained.merge_and_unload()
+    with staged(out) as tmp:
+        trained.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta = {"instruction": args.instruction, "rows": len(rows), **dataclasses.asdict(config)}
+        (tmp / "tasc_task.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"fine-tuned on {len(rows)} rows; saved to {out}")

@@ -1,0 +1,87 @@
+"""`tasc enrich` and `tasc finetune` end to end, and that a failed run touches nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+from tasc_rs.cli import main  # noqa: E402
+
+SLURP = Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp" / "train.jsonl"
+
+
+def rows(n: int) -> list[dict[str, str]]:
+    if not SLURP.exists():
+        pytest.skip(f"{SLURP} not found")
+    with SLURP.open(encoding="utf-8") as f:
+        return [json.loads(line) for _, line in zip(range(n), f, strict=False)]
+
+
+def write_jsonl(path: Path, data: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama with SmolLM2's real tokenizer."""
+    from tasc_rs.embedded import ensure_embedded
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(ensure_embedded()))
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny")
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_model_dir) -> None:
+    corpus = write_jsonl(tmp_path / "train.jsonl", rows(400))
+    out = tmp_path / "enriched"
+    args = ["enrich", str(corpus), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*args, "--budget", "20"]) == 0
+    report = json.loads((out / "tasc_enrichment.json").read_text())
+    assert len(report["tokens"]) == 20 and report["compression_ratio"] > 1.5
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert len(tok) == report["base_vocab_size"] + 20
+    assert model.get_input_embeddings().weight.shape[0] >= len(tok)
+    # A second run into the same directory fails and leaves it as it was.
+    before = sorted(p.name for p in out.iterdir())
+    assert main([*args, "--budget", "5"]) == 1
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.timeout(300)
+def test_finetune_saves_a_loadable_model(tmp_path: Path, tiny_model_dir) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", rows(8))
+    out = tmp_path / "ft"
+    argv = ["finetune", str(train), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--epochs", "1", "--batch-size", "4"]) == 0
+    meta = json.loads((out / "tasc_task.json").read_text())
+    assert meta["rows"] == 8 and meta["epochs"] == 1
+    transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert not (tmp_path / ".ft.checkpoints").exists()
+
+
+def test_finetune_rejects_rows_without_output(tmp_path: Path, tiny_model_dir) -> None:
+    train = write_jsonl(tmp_path / "bad.jsonl", [{"input": "hi"}])
+    out = tmp_path / "never"
+    assert main(["finetune", str(train), "-o", str(out), "--model", str(tiny_model_dir)]) == 1
+    assert not out.exists()
