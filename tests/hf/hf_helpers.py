@@ -28,28 +28,20 @@ def real_or_fake_drafter() -> Any:
 
 def _tiny_config(arch: str) -> Any:
     common = {"vocab_size": VOCAB, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}
+    llama_like = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "initializer_range": 0.3,
+        **common,
+    }
     if arch == "llama":
-        return transformers.LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            initializer_range=0.3,
-            **common,
-        )
+        return transformers.LlamaConfig(**llama_like)
     if arch == "qwen2":
-        return transformers.Qwen2Config(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            initializer_range=0.3,
-            **common,
-        )
+        return transformers.Qwen2Config(**llama_like)
     if arch == "gpt2":
         return transformers.GPT2Config(
             n_embd=32,
