@@ -2,7 +2,7 @@
 # (a Rust toolchain and Python >= 3.10 with pip are the only prerequisites).
 PYTHON ?= python3
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench bench-peers bench-all
 
 # Main job: SmolLM2-135M-Instruct (embedded default) with and without TASC-spec, side by side.
 demo:
@@ -23,3 +23,20 @@ test:
 bench:
 	cargo bench --bench core
 	$(PYTHON) benches/bench_drafter.py --write
+
+# The peers side by side (builds them into benches/.peers-venv first; about 15 min the first time).
+PEERS_PY = benches/.peers-venv/bin/python
+FT = $(HOME)/.cache/tasc_rs/eval_ft
+bench-peers:
+	benches/setup_peers.sh
+	$(PEERS_PY) benches/bench_peers.py --write
+	$(PEERS_PY) benches/e2e_peers.py --write \
+		$(if $(wildcard $(FT)/slurp/ft-M0),--finetuned slurp=$(FT)/slurp/ft-M0) \
+		$(if $(wildcard $(FT)/e2e_nlg/ft-M0),--finetuned e2e_nlg=$(FT)/e2e_nlg/ft-M0)
+
+# Everything in benches/RESULTS.md and benches/plots (several hours on a 2-core CPU).
+bench-all: bench
+	$(PYTHON) -m pip install -q -e ".[hf,dev,bench]"
+	$(PYTHON) benches/bench_enrich.py --write
+	$(PYTHON) benches/eval_ft.py --write
+	$(MAKE) bench-peers

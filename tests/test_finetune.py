@@ -13,9 +13,10 @@ from tasc_rs.ft.finetune import IGNORE, FinetuneConfig, encode_example, finetune
 PAIRS = [([1, 2, 3, 4], [10, 11, 12]), ([5, 6], [13, 14, 12])] * 4
 
 
-def tiny_llama(seed: int = 0):  # type: ignore[no-untyped-def]
+def tiny_llama(seed: int = 0, tied: bool = False):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
     config = transformers.LlamaConfig(
+        tie_word_embeddings=tied,
         vocab_size=32,
         hidden_size=32,
         intermediate_size=64,
@@ -70,6 +71,30 @@ def test_partial_training_leaves_frozen_weights(tmp_path) -> None:
     assert torch.equal(first, model.model.layers[0].self_attn.q_proj.weight)
     assert torch.equal(emb, model.get_input_embeddings().weight)
     assert not torch.equal(last, model.model.layers[1].self_attn.q_proj.weight)
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_head_only_embeddings_stop_the_backward_at_the_trainable_blocks(
+    tmp_path, input_grad: bool
+) -> None:
+    model = tiny_llama(tied=True)
+    first = model.model.layers[0]
+    first_before = [p.detach().clone() for p in first.parameters()]
+    emb_before = model.get_input_embeddings().weight.detach().clone()
+    backward_calls: list[int] = []
+    first.register_full_backward_hook(lambda *_: backward_calls.append(1))
+    config = FinetuneConfig(
+        epochs=2, lr=1e-2, batch_size=4, trainable_layers=1, input_embedding_grad=input_grad
+    )
+    finetune(model, PAIRS, tmp_path, config, progress=lambda *a: None)
+    # The tied matrix learns either way; only the full backward reaches the first block.
+    assert not torch.equal(model.get_input_embeddings().weight, emb_before)
+    assert bool(backward_calls) is input_grad
+    for before, after in zip(first_before, first.parameters(), strict=True):
+        torch.testing.assert_close(before, after)
+    # The detaching hook is gone after training: embeddings feed gradients again.
+    out = model.get_input_embeddings()(torch.tensor([[1, 2]]))
+    assert out.requires_grad
 
 
 @pytest.mark.timeout(120)

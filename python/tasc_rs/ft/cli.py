@@ -61,6 +61,11 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
     f.add_argument("--lora-r", type=int, default=None, help="LoRA rank (needs peft)")
     f.add_argument("--trainable-layers", type=int, default=None, help="train the last N blocks")
     f.add_argument("--freeze-embeddings", action="store_true")
+    f.add_argument(
+        "--no-input-embedding-grad",
+        action="store_true",
+        help="embeddings learn through the LM head only (no backward below --trainable-layers)",
+    )
     f.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     return {"enrich": cmd_enrich, "finetune": cmd_finetune}
 
@@ -147,6 +152,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         lora_r=args.lora_r,
         trainable_layers=args.trainable_layers,
         train_embeddings=not args.freeze_embeddings,
+        input_embedding_grad=not args.no_input_embedding_grad,
     )
     out = Path(args.out)
     # Checkpoints live beside --out so an interrupted run resumes; the model moves in at the end.

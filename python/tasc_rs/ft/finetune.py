@@ -49,6 +49,11 @@ class FinetuneConfig:
             roughly halves a CPU step); ``None`` trains them all. Full fine-tuning only.
         train_embeddings: Train the input embeddings and LM head (needed when new vocabulary
             tokens were added); with tied embeddings they are one matrix.
+        input_embedding_grad: With ``False`` the input embeddings' output is detached, so the
+            backward pass stops at the first trainable block even though the embeddings train:
+            a tied matrix then learns through the LM head only (untied input embeddings stay
+            fixed). With ``trainable_layers`` this keeps a CPU step about as cheap as with frozen
+            embeddings; new tokens keep their mean-of-parts input rows plus the head's updates.
     """
 
     epochs: float = 1.5
@@ -62,6 +67,7 @@ class FinetuneConfig:
     save_every: int = 100
     trainable_layers: int | None = None
     train_embeddings: bool = True
+    input_embedding_grad: bool = True
 
     def validate(self) -> None:
         """Raise :class:`InvalidConfigError` for a value out of range."""
@@ -191,6 +197,11 @@ def finetune(
     out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     model = _trainable(model, config)
+    hook = None
+    if not config.input_embedding_grad:
+        hook = model.get_input_embeddings().register_forward_hook(
+            lambda _module, _inputs, output: output.detach()
+        )
     model.train()
     encoded = [encode_example(p, a, config.max_length) for p, a in examples]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
@@ -228,6 +239,8 @@ def finetune(
             progress(step, total, value)
     if bar is not None:
         bar.close()
+    if hook is not None:
+        hook.remove()
     model.eval()
     return model
 

@@ -1,0 +1,385 @@
+"""TASC-ft evaluation: vocabulary budget M against compression, task metric and decode latency.
+
+For each task and each budget M (M = 0 is the base tokenizer) this runs the whole TASC-ft
+pipeline with one recipe and measures the result on the task's test split:
+
+1. ``tasc enrich`` over the train outputs (budget M, PCS threshold alpha; skipped for M = 0),
+2. ``tasc finetune`` of the enriched SmolLM2-135M-Instruct on the first ``--train-rows`` train
+   rows (same epochs, learning rate, trainable parameters for every M),
+3. greedy decoding of ``--test-rows`` test prompts with plain ``model.generate`` and with
+   TASC-spec (a drafter built from the train outputs with the same enriched tokenizer).
+
+Reported per run: mean reference-output tokens and mean generated tokens (compression against
+M = 0), exact match, intent accuracy and slot F1 (slurp) or corpus BLEU-4 (e2e_nlg, spider_dev),
+and median per-prompt decode latency. Stages are cached in ``--work`` (a rerun skips finished
+models and evaluations), so the long CPU run can be interrupted and resumed.
+
+A benchmark, not a test. Example (about 2 h on a 2-core CPU):
+
+    python benches/eval_ft.py --tasks slurp e2e_nlg --write
+    python benches/eval_ft.py --tasks slurp --budgets 0 1000 --no-pcs 1000 --train-rows 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from _results import machine, write_section
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+HERE = Path(__file__).resolve().parent
+INSTRUCTIONS = {
+    "slurp": "Label the request: intent and slots.",
+    "e2e_nlg": "Describe the restaurant in one or two sentences.",
+    "spider_dev": "Write the SQL query.",
+    "medquad": "Answer the medical question.",
+}
+MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128, "medquad": 256}
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def parse_slurp(text: str) -> tuple[str, Counter[tuple[str, str]]]:
+    """``"intent: X; slots: a=b, c=d"`` -> (``X``, multiset of (slot, value))."""
+    m = re.match(r"\s*intent:\s*([^;]*?)\s*;\s*slots:\s*(.*)$", text, flags=re.S)
+    if not m:
+        return "", Counter()
+    intent, rest = m.group(1), m.group(2).strip()
+    slots: Counter[tuple[str, str]] = Counter()
+    if rest and rest != "none":
+        for part in rest.split(", "):
+            key, _, value = part.partition("=")
+            slots[(key.strip(), value.strip())] += 1
+    return intent, slots
+
+
+def slurp_scores(preds: list[str], refs: list[str]) -> dict[str, float]:
+    """Intent accuracy and micro slot F1 (exact (type, value) pairs), in percent."""
+    intents = tp = n_pred = n_ref = 0
+    for p, r in zip(preds, refs, strict=True):
+        pi, ps = parse_slurp(p)
+        ri, rs = parse_slurp(r)
+        intents += int(pi == ri)
+        tp += sum((ps & rs).values())
+        n_pred += sum(ps.values())
+        n_ref += sum(rs.values())
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_ref if n_ref else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"intent_acc": 100 * intents / len(refs), "slot_f1": 100 * f1}
+
+
+def bleu4(preds: list[str], refs: list[str]) -> float:
+    """Corpus BLEU-4 (single reference, lower-cased word/punctuation tokens, brevity penalty)."""
+
+    def toks(s: str) -> list[str]:
+        return re.findall(r"\w+|[^\w\s]", s.lower())
+
+    match = [0] * 4
+    total = [0] * 4
+    hyp_len = ref_len = 0
+    for p, r in zip(preds, refs, strict=True):
+        ph, rh = toks(p), toks(r)
+        hyp_len += len(ph)
+        ref_len += len(rh)
+        for n in range(1, 5):
+            pc = Counter(tuple(ph[i : i + n]) for i in range(len(ph) - n + 1))
+            rc = Counter(tuple(rh[i : i + n]) for i in range(len(rh) - n + 1))
+            match[n - 1] += sum((pc & rc).values())
+            total[n - 1] += max(0, len(ph) - n + 1)
+    if min(match) == 0:
+        return 0.0
+    log_p = sum(math.log(m / t) for m, t in zip(match, total, strict=True)) / 4
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / max(hyp_len, 1))
+    return 100 * bp * math.exp(log_p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline stages
+
+
+def run_name(budget: int, pcs: bool) -> str:
+    return f"M{budget}" if pcs or budget == 0 else f"M{budget}-nopcs"
+
+
+def tasc(*args: str) -> None:
+    """Runs the ``tasc`` CLI in a fresh process (one model in memory at a time)."""
+    cmd = [sys.executable, "-m", "tasc_rs.cli", *args]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
+    """Enrich (if M > 0) and fine-tune; return the fine-tuned model directory."""
+    root = args.work / task
+    name = run_name(budget, pcs)
+    ft = root / f"ft-{name}"
+    if ft.exists():
+        return ft
+    train_file = str(DATA / task / "train.jsonl")
+    model: list[str] = []
+    if budget > 0:
+        enriched = root / f"enriched-{name}"
+        if not enriched.exists():
+            alpha = str(args.alpha if pcs else 1.0)
+            tasc(
+                "enrich",
+                train_file,
+                "-o",
+                str(enriched),
+                "--budget",
+                str(budget),
+                "--alpha",
+                alpha,
+                "--allow-fewer",
+            )
+        model = ["--model", str(enriched)]
+    recipe = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--limit", str(args.train_rows)]
+    if args.trainable_layers:
+        recipe += ["--trainable-layers", str(args.trainable_layers)]
+    if not args.input_embedding_grad:
+        recipe.append("--no-input-embedding-grad")
+    tasc(
+        "finetune", train_file, "-o", str(ft), "--instruction", INSTRUCTIONS[task], *model, *recipe
+    )
+    return ft
+
+
+def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Greedy decoding of the test prompts with plain generate and TASC-spec; metrics."""
+    out_file = ft / f"eval-{args.test_rows}.json"
+    if out_file.exists():
+        return json.loads(out_file.read_text(encoding="utf-8"))
+    import torch
+
+    from tasc_rs.embedded import load_model
+    from tasc_rs.hf import generate
+    from tasc_rs.hf.corpus import build_drafter
+    from tasc_rs.hf.task import TaskPrompt, load_rows
+
+    model, tokenizer = load_model(str(ft))
+    meta = json.loads((ft / "tasc_task.json").read_text(encoding="utf-8"))
+    prompt = TaskPrompt(tokenizer, examples=(), instruction=meta["instruction"])
+    train_rows = load_rows(DATA / task / "train.jsonl")
+    test = load_rows(DATA / task / "test.jsonl", limit=args.test_rows)
+    drafter = build_drafter(tokenizer, [r["output"] for r in train_rows], progress=False)
+    enc = tokenizer([r["output"] for r in test], add_special_tokens=False)["input_ids"]
+    ref_tokens = [len(x) for x in enc]
+    common: dict[str, Any] = {"max_new_tokens": MAX_NEW[task], "do_sample": False}
+    model.generate(prompt.ids(test[0]["input"]).to(model.device), max_new_tokens=2)  # warm-up
+    preds, gen_tokens, plain_s, spec_s, identical, forwards = [], [], [], [], 0, 0
+    for i, row in enumerate(test):
+        ids = prompt.ids(row["input"]).to(model.device)
+        start = time.perf_counter()
+        plain = model.generate(ids, **common)
+        plain_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        spec = generate(
+            model, ids, drafter, num_draft_tokens=args.k, min_prob=args.min_prob, **common
+        )
+        spec_s.append(time.perf_counter() - start)
+        identical += int(torch.equal(plain, spec.sequences))
+        forwards += spec.stats.forward_passes
+        new = plain[0, ids.shape[1] :].tolist()
+        gen_tokens.append(len(new))
+        preds.append(tokenizer.decode(new, skip_special_tokens=True).strip())
+        if (i + 1) % 20 == 0:
+            print(f"  {task} {name}: {i + 1}/{len(test)} prompts", flush=True)
+    refs = [r["output"].strip() for r in test]
+    result: dict[str, Any] = {
+        "task": task,
+        "run": name,
+        "vocab_size": len(tokenizer),
+        "test_rows": len(test),
+        "ref_tokens": statistics.mean(ref_tokens),
+        "gen_tokens": statistics.mean(gen_tokens),
+        "exact_match": 100 * sum(p == r for p, r in zip(preds, refs, strict=True)) / len(refs),
+        "plain_ms": 1000 * statistics.median(plain_s),
+        "plain_total_s": sum(plain_s),
+        "spec_ms": 1000 * statistics.median(spec_s),
+        "spec_total_s": sum(spec_s),
+        "spec_identical": identical,
+        "spec_tokens_per_forward": sum(gen_tokens) / max(forwards, 1),
+        "predictions": preds[:20],
+    }
+    if task == "slurp":
+        result.update(slurp_scores(preds, refs))
+    else:
+        result["bleu4"] = bleu4(preds, refs)
+    enrich_report = ft.parent / f"enriched-{name}" / "tasc_enrichment.json"
+    if enrich_report.exists():
+        report = json.loads(enrich_report.read_text(encoding="utf-8"))
+        result["tokens_added"] = len(report["tokens"])
+        result["train_compression"] = report["compression_ratio"]
+    out_file.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        "## TASC-ft: budget M against compression, task metric and latency (benches/eval_ft.py)",
+        "",
+        f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
+        f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs), "
+        f"then `tasc finetune` on the first {args.train_rows} train rows, {args.epochs} epoch(s), "
+        f"lr {args.lr}, batch 8, "
+        + (f"last {args.trainable_layers} blocks" if args.trainable_layers else "all blocks")
+        + " plus the embeddings/LM head trainable"
+        + ("" if args.input_embedding_grad else " (tied matrix, learning through the LM head)")
+        + ", loss on the answer only. "
+        f"First {args.test_rows} test prompts, 0-shot, greedy. Compression = mean tokens at M=0 "
+        "/ mean tokens at M (reference outputs encoded with the run's tokenizer; generated "
+        "outputs of the run's model). Latency = median per-prompt wall time of plain "
+        "`model.generate` and of TASC-spec (drafter from the train outputs, same tokenizer).",
+        "",
+        "| task | run | vocab | ref tokens | compression (ref) | generated tokens "
+        "| compression (gen) | exact match | intent acc / slot F1 or BLEU-4 "
+        "| plain ms | speedup (plain) | TASC-spec ms | speedup (TASC-spec, vs M=0 plain) "
+        "| spec identical |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = {r["task"]: r for r in results if r["run"] == "M0"}
+    for r in results:
+        b = base.get(r["task"], r)
+        metric = (
+            f"{r['intent_acc']:.1f} / {r['slot_f1']:.1f}"
+            if "intent_acc" in r
+            else f"{r['bleu4']:.1f}"
+        )
+        lines.append(
+            f"| {r['task']} | {r['run']} | {r['vocab_size']} | {r['ref_tokens']:.1f} "
+            f"| {b['ref_tokens'] / r['ref_tokens']:.2f}x | {r['gen_tokens']:.1f} "
+            f"| {b['gen_tokens'] / r['gen_tokens']:.2f}x | {r['exact_match']:.1f} | {metric} "
+            f"| {r['plain_ms']:.0f} | {b['plain_ms'] / r['plain_ms']:.2f}x "
+            f"| {r['spec_ms']:.0f} | {b['plain_ms'] / r['spec_ms']:.2f}x "
+            f"| {r['spec_identical']}/{r['test_rows']} |"
+        )
+    lines += ["", "![compression and metric against budget](plots/ft_budget.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Compression and task metric against M, one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in results})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = [r for r in results if r["task"] == task and not r["run"].endswith("nopcs")]
+        rows.sort(key=lambda r: int(r["run"][1:]))
+        base = rows[0]
+        budgets = [int(r["run"][1:]) for r in rows]
+        ax.plot(
+            budgets,
+            [base["ref_tokens"] / r["ref_tokens"] for r in rows],
+            "o-",
+            label="compression (ref outputs)",
+        )
+        ax.plot(
+            budgets,
+            [base["plain_ms"] / r["plain_ms"] for r in rows],
+            "s--",
+            label="latency gain (plain greedy)",
+        )
+        ax.set_xlabel("budget M (tokens added)")
+        ax.set_ylabel("x over M=0")
+        ax.set_title(task)
+        metric_ax = ax.twinx()
+        key = "exact_match"
+        metric_ax.plot(
+            budgets, [r[key] for r in rows], "^-", color="tab:red", label="exact match (%)"
+        )
+        second = "slot_f1" if task == "slurp" else "bleu4"
+        metric_ax.plot(
+            budgets,
+            [r[second] for r in rows],
+            "v:",
+            color="tab:purple",
+            label="slot F1 (%)" if task == "slurp" else "BLEU-4",
+        )
+        metric_ax.set_ylim(0, 100)
+        metric_ax.set_ylabel("task metric")
+        handles = ax.get_legend_handles_labels()
+        more = metric_ax.get_legend_handles_labels()
+        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["slurp", "e2e_nlg"])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[0, 250, 500, 1000])
+    parser.add_argument(
+        "--no-pcs",
+        nargs="*",
+        type=int,
+        default=[1000],
+        help="budgets also run without the PCS filter (slurp only)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--train-rows", type=int, default=800)
+    parser.add_argument("--test-rows", type=int, default=100)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--trainable-layers", type=int, default=10, help="0 trains all blocks")
+    parser.add_argument(
+        "--input-embedding-grad",
+        action="store_true",
+        help="backpropagate into the input embeddings (full backward)",
+    )
+    parser.add_argument("--k", type=int, default=None, help="TASC-spec draft length")
+    parser.add_argument("--min-prob", type=float, default=None)
+    parser.add_argument("--stage", choices=["train", "eval", "all"], default="all")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache/tasc_rs/eval_ft")
+    parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
+    args = parser.parse_args()
+
+    runs = [(t, m, True) for t in args.tasks for m in args.budgets]
+    runs += [("slurp", m, False) for m in args.no_pcs if "slurp" in args.tasks and m > 0]
+    dirs = {}
+    if args.stage in ("train", "all"):
+        for task, budget, pcs in runs:
+            dirs[(task, budget, pcs)] = train(task, budget, pcs, args)
+    if args.stage == "train":
+        return
+    results = []
+    for task, budget, pcs in runs:
+        ft = dirs.get((task, budget, pcs)) or args.work / task / f"ft-{run_name(budget, pcs)}"
+        if not ft.exists():
+            print(f"skipping {task} {run_name(budget, pcs)}: not trained", flush=True)
+            continue
+        r = evaluate(task, run_name(budget, pcs), ft, args)
+        results.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "predictions"}), flush=True)
+    if not results:
+        return
+    print(markdown(results, args))
+    if args.write:
+        write_section("ft_eval", markdown(results, args))
+        (HERE / "RESULTS_ft_eval.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        plot(results, HERE / "plots" / "ft_budget.png")
+
+
+if __name__ == "__main__":
+    main()
