@@ -236,7 +236,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "## TASC-ft: budget M against compression, task metric and latency (benches/eval_ft.py)",
         "",
         f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
-        f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs), "
+        f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs; "
+        "a run stops early when no candidate occurring twice is left, see tokens added), "
         f"then `tasc finetune` on the first {args.train_rows} train rows, {args.epochs} epoch(s), "
         f"lr {args.lr}, batch 8, "
         + (f"last {args.trainable_layers} blocks" if args.trainable_layers else "all blocks")
@@ -248,7 +249,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "outputs of the run's model). Latency = median per-prompt wall time of plain "
         "`model.generate` and of TASC-spec (drafter from the train outputs, same tokenizer).",
         "",
-        "| task | run | vocab | ref tokens | compression (ref) | generated tokens "
+        "| task | run | tokens added | ref tokens | compression (ref) | generated tokens "
         "| compression (gen) | exact match | intent acc / slot F1 or BLEU-4 "
         "| plain ms | speedup (plain) | TASC-spec ms | speedup (TASC-spec, vs M=0 plain) "
         "| spec identical |",
@@ -263,7 +264,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             else f"{r['bleu4']:.1f}"
         )
         lines.append(
-            f"| {r['task']} | {r['run']} | {r['vocab_size']} | {r['ref_tokens']:.1f} "
+            f"| {r['task']} | {r['run']} | {r.get('tokens_added', 0)} | {r['ref_tokens']:.1f} "
             f"| {b['ref_tokens'] / r['ref_tokens']:.2f}x | {r['gen_tokens']:.1f} "
             f"| {b['gen_tokens'] / r['gen_tokens']:.2f}x | {r['exact_match']:.1f} | {metric} "
             f"| {r['plain_ms']:.0f} | {b['plain_ms'] / r['plain_ms']:.2f}x "

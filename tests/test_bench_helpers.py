@@ -1,0 +1,72 @@
+"""The benchmark helpers whose numbers go into benches/RESULTS.md: task metrics, peer adapters."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
+from _peers import _Context, available
+from eval_ft import bleu4, parse_slurp, slurp_scores
+
+
+def test_parse_slurp_reads_intent_and_slot_multiset() -> None:
+    intent, slots = parse_slurp("intent: alarm_set; slots: time=seven am, date=friday")
+    assert intent == "alarm_set"
+    assert slots == {("time", "seven am"): 1, ("date", "friday"): 1}
+    assert parse_slurp("intent: x; slots: none") == ("x", {})
+    assert parse_slurp("garbage") == ("", {})
+
+
+def test_slurp_scores_count_partial_slot_matches() -> None:
+    refs = ["intent: a; slots: t=1, d=2", "intent: b; slots: none"]
+    preds = ["intent: a; slots: t=1, d=3", "intent: c; slots: x=1"]
+    s = slurp_scores(preds, refs)
+    assert s["intent_acc"] == 50.0
+    # one true positive; 3 predicted and 2 reference slots: P = 1/3, R = 1/2, F1 = 0.4
+    assert math.isclose(s["slot_f1"], 40.0)
+
+
+def test_bleu4_is_100_for_identical_and_drops_for_changes() -> None:
+    refs = ["the cat sat on the mat today .", "a fine place to eat near the river ."]
+    assert math.isclose(bleu4(refs, refs), 100.0)
+    changed = ["the cat sat on a mat today .", "a fine place to eat near the river ."]
+    assert 0 < bleu4(changed, refs) < 100
+    assert bleu4(["x y"], ["a b c d e"]) == 0.0
+
+
+def test_context_buffer_grows_without_losing_tokens() -> None:
+    ctx = _Context([1, 2, 3])
+    for i in range(3000):
+        ctx.extend([i])
+    view = ctx.view()
+    assert view.dtype == np.int32 and len(view) == 3003
+    assert view[:3].tolist() == [1, 2, 3] and view[-1] == 2999
+
+
+def test_hf_prompt_lookup_adapter_copies_the_continuation() -> None:
+    pytest.importorskip("transformers")
+    from _peers import hf_lookup
+
+    session = hf_lookup().session(np.array([5, 6, 7, 8, 9, 5, 6]))
+    ids, probs = session.propose(3)
+    assert ids.tolist() == [7, 8, 9] and probs.shape == (3,)
+    session.extend([7, 8])
+    assert session.propose(2)[0].tolist() == [9, 5]
+
+
+def test_suffix_adapter_drafts_from_the_corpus() -> None:
+    if available()["suffix"] is not None:
+        pytest.skip("arctic-inference not installed (benches/setup_peers.sh builds it)")
+    from _peers import SuffixDrafter
+
+    drafter = SuffixDrafter([[1, 2, 3, 4, 5, 6]] * 3)
+    session = drafter.session(np.array([9, 1, 2, 3]))
+    ids, _ = session.propose(3)
+    assert ids.tolist() == [4, 5, 6]
+    session.close()
+    assert drafter.cache.active_requests == set() or len(drafter.cache.active_requests) == 0
