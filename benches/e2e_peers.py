@@ -187,7 +187,7 @@ def plots(rows: list[dict[str, Any]], out: Path) -> None:
         ax.bar([j + i * width for j in range(len(groups))], vals, width, label=name)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))])
-    ax.set_xticklabels([f"{t}\n{m.split(' ')[0]}" for t, m in groups], fontsize=8)
+    ax.set_xticklabels([f"{t}\n{m.split(',')[0]}" for t, m in groups], fontsize=8)
     ax.set_ylabel("speedup over plain greedy")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -199,7 +199,7 @@ def plots(rows: list[dict[str, Any]], out: Path) -> None:
             if (r["task"], r["model"]) == g and r["acceptance_by_position"]:
                 acc = r["acceptance_by_position"][:12]
                 ax.plot(range(1, len(acc) + 1), acc, "o-", ms=3, label=r["method"])
-        ax.set_title(f"{g[0]} ({g[1].split(' ')[0]})", fontsize=9)
+        ax.set_title(f"{g[0]} ({g[1].split(',')[0]})", fontsize=9)
         ax.set_xlabel("draft position")
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("acceptance rate")

@@ -286,42 +286,62 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         rows = [r for r in results if r["task"] == task and not r["run"].endswith("nopcs")]
-        rows.sort(key=lambda r: int(r["run"][1:]))
+        rows.sort(key=lambda r: r.get("tokens_added", 0))
         base = rows[0]
-        budgets = [int(r["run"][1:]) for r in rows]
+        added = [r.get("tokens_added", 0) for r in rows]
         ax.plot(
-            budgets,
+            added,
             [base["ref_tokens"] / r["ref_tokens"] for r in rows],
             "o-",
             label="compression (ref outputs)",
         )
         ax.plot(
-            budgets,
+            added,
             [base["plain_ms"] / r["plain_ms"] for r in rows],
             "s--",
             label="latency gain (plain greedy)",
         )
-        ax.set_xlabel("budget M (tokens added)")
+        ax.set_xlabel("tokens added (budgets 250, 500, 1000)")
         ax.set_ylabel("x over M=0")
         ax.set_title(task)
         metric_ax = ax.twinx()
-        key = "exact_match"
         metric_ax.plot(
-            budgets, [r[key] for r in rows], "^-", color="tab:red", label="exact match (%)"
+            added, [r["exact_match"] for r in rows], "^-", color="tab:red", label="exact match (%)"
         )
         second = "slot_f1" if task == "slurp" else "bleu4"
         metric_ax.plot(
-            budgets,
+            added,
             [r[second] for r in rows],
             "v:",
             color="tab:purple",
             label="slot F1 (%)" if task == "slurp" else "BLEU-4",
         )
+        for r in results:
+            if r["task"] == task and r["run"].endswith("nopcs"):
+                x = r.get("tokens_added", 0)
+                ax.plot(
+                    [x],
+                    [base["ref_tokens"] / r["ref_tokens"]],
+                    "o",
+                    mfc="none",
+                    ms=9,
+                    color="tab:blue",
+                    label="compression, no PCS",
+                )
+                metric_ax.plot(
+                    [x],
+                    [r["exact_match"]],
+                    "^",
+                    mfc="none",
+                    ms=9,
+                    color="tab:red",
+                    label="exact match, no PCS",
+                )
         metric_ax.set_ylim(0, 100)
         metric_ax.set_ylabel("task metric")
         handles = ax.get_legend_handles_labels()
         more = metric_ax.get_legend_handles_labels()
-        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="lower right")
+        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
