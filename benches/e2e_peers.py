@@ -45,7 +45,7 @@ from tasc_rs.hf.stats import SpecStats  # noqa: E402
 from tasc_rs.hf.task import TaskPrompt, load_rows  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128, "medquad": 128}
+MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 
 
 def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int, float]]:
