@@ -161,7 +161,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tok = load_tokenizer()
     avail = available()
     peers = [p for p in PEERS if avail.get(p) is None]
-    results: dict[str, Any] = {"available": avail, "versions": versions(), "rows": []}
+    results: dict[str, Any] = {
+        "available": avail,
+        "versions": versions(),
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "rows": [],
+    }
     tmp = Path(args.tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     for name, docs, test in corpora(tok, args.tasks, args.sizes):
@@ -213,7 +219,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"Machine: {machine()}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in res["versions"].items())
-        + ". Each cell: a session opened on the context, then 256 steps (x2 contexts) of "
+        + f". Each cell: a session opened on the context, then {res['steps']} steps "
+        f"(x{res['repeats']} contexts) of "
         f"`propose(k={K})` followed by `extend(next token)`; latency is of `propose` only. "
         "tasc-rs: n_max 4, lambda 0.75, min_count 1, no probability threshold. SuffixDecoding: "
         "vLLM's defaults (depth 24, min_token_prob 0.1, spec factor 1). hf-lookup and "
