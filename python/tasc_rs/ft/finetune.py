@@ -197,11 +197,6 @@ def finetune(
     out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     model = _trainable(model, config)
-    hook = None
-    if not config.input_embedding_grad:
-        hook = model.get_input_embeddings().register_forward_hook(
-            lambda _module, _inputs, output: output.detach()
-        )
     model.train()
     encoded = [encode_example(p, a, config.max_length) for p, a in examples]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
@@ -219,28 +214,36 @@ def finetune(
 
         bar = tqdm(total=total, initial=step, desc="fine-tuning", unit="step")
     order = _order(len(encoded), total * config.batch_size, config.seed)
-    while step < total:
-        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-        batch = {k: v.to(device) for k, v in _collate([encoded[i] for i in idx], pad_id).items()}
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        value = float(loss.detach())
-        if step % config.save_every == 0 or step == total:
-            _save(out, model, optimizer, schedule, step, config)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}")
-        elif progress is not None:
-            progress(step, total, value)
+    hook = None
+    if not config.input_embedding_grad:
+        hook = model.get_input_embeddings().register_forward_hook(
+            lambda _module, _inputs, output: output.detach()
+        )
+    try:
+        while step < total:
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            rows = _collate([encoded[i] for i in idx], pad_id)
+            batch = {k: v.to(device) for k, v in rows.items()}
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            value = float(loss.detach())
+            if step % config.save_every == 0 or step == total:
+                _save(out, model, optimizer, schedule, step, config)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+            elif progress is not None:
+                progress(step, total, value)
+    finally:
+        if hook is not None:
+            hook.remove()
     if bar is not None:
         bar.close()
-    if hook is not None:
-        hook.remove()
     model.eval()
     return model
 
