@@ -254,3 +254,15 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def status_lines(res: dict[str, Any]) -> list[str]:
+    """For a results header: the versions sentence, then a "Not measured here" paragraph if any.
+
+    ``res`` holds ``versions()`` under "versions" and ``available()`` under "available".
+    """
+    lines = ["Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + "."]
+    missing = {k: v for k, v in res["available"].items() if v}
+    if missing:
+        lines += ["Not measured here: " + "; ".join(f"{k} ({v})" for k, v in missing.items()), ""]
+    return lines

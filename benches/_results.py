@@ -1,13 +1,16 @@
-"""Shared by the benchmark scripts: machine description and RESULTS.md section updates."""
+"""Shared by the benchmark scripts: machine description, RESULTS.md section updates, task data."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+TASKS = ["slurp", "e2e_nlg", "spider_dev", "medquad"]
 HEADER = (
     "# Benchmark results\n\n"
     "Each section is written by the script named in it; rerun that script to refresh it.\n"
@@ -36,3 +39,18 @@ def write_section(key: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text, encoding="utf-8")
+
+
+def load_tokenizer():  # type: ignore[no-untyped-def]
+    """SmolLM2-135M-Instruct's tokenizer (the embedded default, fetched and cached on first use)."""
+    from transformers import AutoTokenizer
+
+    from tasc_rs.embedded import ensure_embedded
+
+    return AutoTokenizer.from_pretrained(str(ensure_embedded()))
+
+
+def outputs(task: str, split: str) -> list[str]:
+    """The ``output`` field of ../shared/data/<task>/<split>.jsonl."""
+    with open(DATA / task / f"{split}.jsonl", encoding="utf-8") as f:
+        return [json.loads(line)["output"] for line in f]

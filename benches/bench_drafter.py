@@ -13,7 +13,6 @@ Corpora are task outputs from ../shared/data tokenized with SmolLM2-135M-Instruc
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,27 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benches"))
-from _results import machine, write_section  # noqa: E402
+from _results import TASKS, load_tokenizer, machine, outputs, write_section  # noqa: E402
 from reference_ngram import ReferenceDrafter  # noqa: E402
 
 import tasc_rs  # noqa: E402
 from tasc_rs import NgramDrafter  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data"
-TASKS = ["slurp", "e2e_nlg", "spider_dev", "medquad"]
-
-
-def load_tokenizer():  # type: ignore[no-untyped-def]
-    from transformers import AutoTokenizer
-
-    from tasc_rs.embedded import ensure_embedded
-
-    return AutoTokenizer.from_pretrained(str(ensure_embedded()))
-
-
-def outputs(task: str, split: str) -> list[str]:
-    with open(DATA / task / f"{split}.jsonl", encoding="utf-8") as f:
-        return [json.loads(line)["output"] for line in f]
 
 
 def tokenize(tok, texts: list[str]) -> list[list[int]]:  # type: ignore[no-untyped-def]

@@ -29,29 +29,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
-from _peers import PEERS, SuffixDrafter, available, versions  # noqa: E402
-from _results import machine, write_section  # noqa: E402
+from _peers import PEERS, SuffixDrafter, available, status_lines, versions  # noqa: E402
+from _results import TASKS, load_tokenizer, machine, outputs, write_section  # noqa: E402
 
 from tasc_rs import NgramDrafter  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-TASKS = ["slurp", "e2e_nlg", "spider_dev", "medquad"]
 CONTEXTS = [512, 2048, 8192, 32768]
 K = 8
 
 
-def load_tokenizer() -> Any:
-    from transformers import AutoTokenizer
-
-    from tasc_rs.embedded import ensure_embedded
-
-    return AutoTokenizer.from_pretrained(str(ensure_embedded()))
-
-
 def task_tokens(tok: Any, task: str, split: str) -> list[list[int]]:
-    with open(DATA / task / f"{split}.jsonl", encoding="utf-8") as f:
-        texts = [json.loads(line)["output"] for line in f]
-    return tok(texts, add_special_tokens=False)["input_ids"]
+    return tok(outputs(task, split), add_special_tokens=False)["input_ids"]
 
 
 def synthetic(pool: list[list[int]], tokens: int, seed: int, vocab: int) -> list[list[int]]:
@@ -217,9 +205,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "## Proposers side by side (benches/bench_peers.py)",
         "",
-        f"Machine: {machine()}. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in res["versions"].items())
-        + f". Each cell: a session opened on the context, then {res['steps']} steps "
+        f"Machine: {machine()}. {status_lines(res)[0]} Each cell: a session opened on the "
+        f"context, then {res['steps']} steps "
         f"(x{res['repeats']} contexts) of "
         f"`propose(k={K})` followed by `extend(next token)`; latency is of `propose` only. "
         "tasc-rs: n_max 4, lambda 0.75, min_count 1, no probability threshold. SuffixDecoding: "
@@ -228,9 +215,7 @@ def markdown(res: dict[str, Any]) -> str:
         "search the context only (they take no corpus). Ratio = peer p50 / tasc-rs p50.",
         "",
     ]
-    missing = {k: v for k, v in res["available"].items() if v}
-    if missing:
-        lines += ["Not measured here: " + "; ".join(f"{k} ({v})" for k, v in missing.items()), ""]
+    lines += status_lines(res)[1:]
     lines += [
         "| corpus | context | method | propose p50 (us) | p99 (us) | ratio p50 | open (ms) "
         "| mean draft | build (s) | memory (MB) |",

@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
-from _peers import PEERS, SuffixDrafter, available, versions  # noqa: E402
+from _peers import PEERS, SuffixDrafter, available, status_lines, versions  # noqa: E402
 from _results import machine, write_section  # noqa: E402
 from e2e_spec import INSTRUCTIONS  # noqa: E402
 
@@ -123,9 +123,9 @@ def markdown(rows: list[dict[str, Any]], res: dict[str, Any], args: argparse.Nam
     lines = [
         "## End to end: every drafter in the same loop (benches/e2e_peers.py)",
         "",
-        f"Machine: {machine()}, torch {torch.__version__}, CPU. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in res["versions"].items())
-        + f". First {args.limit} test prompts per task, greedy, SmolLM2-135M-Instruct. Base "
+        f"Machine: {machine()}, torch {torch.__version__}, CPU. "
+        + status_lines(res)[0]
+        + f" First {args.limit} test prompts per task, greedy, SmolLM2-135M-Instruct. Base "
         "model: 3-shot prompts; fine-tuned models (benches/eval_ft.py, M = 0): 0-shot. Corpus "
         "for tasc and suffix: the task's train outputs (references). Speedup = total plain "
         "time / total method time (median per prompt in brackets); identical = greedy output "
@@ -136,9 +136,7 @@ def markdown(rows: list[dict[str, Any]], res: dict[str, Any], args: argparse.Nam
         "`tasc_rs.hf.generate`, so only the drafter differs.",
         "",
     ]
-    missing = {k: v for k, v in res["available"].items() if v}
-    if missing:
-        lines += ["Not measured here: " + "; ".join(f"{k} ({v})" for k, v in missing.items()), ""]
+    lines += status_lines(res)[1:]
     lines += [
         "| task | model | method | k / threshold | tokens/forward | speedup vs plain "
         "| drafting share | identical |",

@@ -34,16 +34,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _results import machine, write_section
+from _results import DATA, machine, write_section
+from finetune_task import INSTRUCTIONS
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HERE = Path(__file__).resolve().parent
-INSTRUCTIONS = {
-    "slurp": "Label the request: intent and slots.",
-    "e2e_nlg": "Describe the restaurant in one or two sentences.",
-    "spider_dev": "Write the SQL query.",
-    "medquad": "Answer the medical question.",
-}
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128, "medquad": 256}
 
 
