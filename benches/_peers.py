@@ -109,6 +109,11 @@ class SuffixSession:
         self.ctx.extend(ids)
         self.owner.cache.add_active_response(self.rid, ids)
 
+    def finish(self) -> None:
+        """End the request; its response stays in the global tree (online learning)."""
+        if self.rid in self.owner.cache.active_requests:
+            self.owner.cache.stop_request(self.rid)
+
     def close(self) -> None:
         """End the request and forget its response (the microbenchmark reuses its contexts)."""
         cache = self.owner.cache

@@ -19,7 +19,7 @@ pip() { "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@"; }
 has() { "$VENV/bin/python" -c "import $1" >/dev/null 2>&1; }
 mkdir -p "$BUILD"
 pip install "nanobind==2.9.2" cmake ninja "protobuf==5.29.6" grpcio-tools setuptools wheel \
-    scikit-build-core matplotlib
+    scikit-build-core matplotlib diskcache jinja2  # the last two: llama-cpp-python's runtime deps
 
 if ! has arctic_inference.suffix_decoding; then
     echo "building arctic-inference 0.3.0 (SuffixDecoding) from source"
@@ -29,7 +29,7 @@ if ! has arctic_inference.suffix_decoding; then
     pip install --no-deps "$BUILD"/wheels/arctic_inference-0.3.0-*.whl
 fi
 
-if ! has llama_cpp; then
+if ! has llama_cpp.llama_speculative; then
     echo "building llama-cpp-python 0.3.36 (CPU) from source"
     CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_MTMD=OFF" \

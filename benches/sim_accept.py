@@ -1,0 +1,344 @@
+"""Replay greedy speculative decoding offline, to tune and compare drafters on hundreds of prompts.
+
+Greedy speculative decoding is deterministic: its output equals plain greedy decoding, and the
+number of forward passes depends only on the drafts and on that output. So once the greedy
+outputs are recorded (``record``: one plain ``model.generate`` per prompt, plus the measured cost
+of a forward pass over ``n`` tokens), any drafter can be replayed against them in milliseconds
+(``replay``): at each step the drafter proposes ``k`` tokens, the longest prefix that matches the
+recorded output is accepted plus one token from the target, exactly as ``tasc_rs.hf.generate``
+does. Tokens per forward are exact; the time is estimated from the measured forward costs
+(prefill of the prompt, then ``t(d + 1)`` for a step that verifies ``d`` drafted tokens).
+
+This is a tuning tool: the numbers it reports are exact for acceptance and modelled for time.
+Wall-clock claims in RESULTS.md come from ``e2e_peers.py``, which runs the real model.
+
+    python benches/sim_accept.py record --limit 100             # base model, every task
+    python benches/sim_accept.py record --no-base --finetuned slurp=~/.cache/tasc_rs/eval_ft/slurp/ft-M0
+    benches/.peers-venv/bin/python benches/sim_accept.py replay  # every recording, every drafter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benches"))
+from _results import DATA, TASKS  # noqa: E402
+from finetune_task import INSTRUCTIONS  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "tasc_rs" / "greedy"
+MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
+COST_SIZES = list(range(1, 26))
+
+
+# ---------------------------------------------------------------------------------------------
+# record
+
+
+def record(args: argparse.Namespace) -> None:
+    import torch
+
+    from tasc_rs.embedded import load_model
+    from tasc_rs.hf.task import TaskPrompt, load_rows
+
+    models: list[tuple[str, str | None, list[str]]] = (
+        [] if args.no_base else [("base", None, args.tasks)]
+    )
+    for spec in args.finetuned:
+        task, _, path = spec.partition("=")
+        models.append(("ft", str(Path(path).expanduser()), [task]))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for label, path, tasks in models:
+        model, tokenizer = load_model(path)
+        costs = forward_costs(model)
+        for task in tasks:
+            out = CACHE / f"{task}__{label}.json"
+            if out.exists() and args.retime:
+                retime(model, out, costs)
+                continue
+            if out.exists() and not args.force:
+                print(f"{out} exists (--force to redo)")
+                continue
+            train = load_rows(DATA / task / "train.jsonl")
+            if path is None:
+                prompt = TaskPrompt(
+                    tokenizer, examples=train[: args.shots], instruction=INSTRUCTIONS[task]
+                )
+            else:
+                meta = json.loads((Path(path) / "tasc_task.json").read_text())
+                prompt = TaskPrompt(tokenizer, examples=(), instruction=meta["instruction"])
+            rows = []
+            test = load_rows(DATA / task / "test.jsonl", limit=args.limit)
+            for i, row in enumerate(test):
+                ids = prompt.ids(row["input"]).to(model.device)
+                with torch.no_grad():
+                    start = time.perf_counter()
+                    model(input_ids=ids)
+                    prefill = time.perf_counter() - start
+                    gen = model.generate(ids, max_new_tokens=MAX_NEW[task], do_sample=False)
+                rows.append(
+                    {
+                        "prompt": ids[0].tolist(),
+                        "output": gen[0, ids.shape[1] :].tolist(),
+                        "prefill_s": prefill,
+                    }
+                )
+                print(f"\r{task} {label}: {i + 1}/{len(test)}", end="", file=sys.stderr)
+            print(file=sys.stderr)
+            meta_out = {
+                "task": task,
+                "model": label,
+                "model_path": path,
+                "max_new_tokens": MAX_NEW[task],
+                "forward_cost_s": costs,
+                "rows": rows,
+            }
+            out.write_text(json.dumps(meta_out))
+            print(f"wrote {out}")
+
+
+def retime(model: Any, path: Path, costs: dict[int, float]) -> None:
+    """Measure the forward costs and prefill times of a recording again (on a quiet machine)."""
+    import torch
+
+    rec = json.loads(path.read_text())
+    with torch.no_grad():
+        for row in rec["rows"]:
+            ids = torch.tensor([row["prompt"]], device=model.device)
+            row["prefill_s"] = min(_timed(lambda: model(input_ids=ids)) for _ in range(2))
+    rec["forward_cost_s"] = costs
+    path.write_text(json.dumps(rec))
+    print(f"retimed {path}")
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def forward_costs(model: Any, context_len: int = 300, repeats: int = 7) -> dict[int, float]:
+    """Seconds for one cached forward pass over ``n`` tokens, n in COST_SIZES (fastest run)."""
+    import torch
+    from transformers import DynamicCache
+
+    from tasc_rs.hf.decoding import _crop, check_model
+
+    cache_kw, _ = check_model(model)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    ids = torch.randint(0, vocab, (1, context_len + max(COST_SIZES)), generator=None)
+    ids = ids.to(model.device)
+    cache = DynamicCache(config=model.config)
+    times: dict[int, list[float]] = {n: [] for n in COST_SIZES}
+    with torch.no_grad():
+        model(input_ids=ids[:, :context_len], use_cache=True, **{cache_kw: cache})
+        for round_ in range(repeats + 1):
+            for n in COST_SIZES:
+                start = time.perf_counter()
+                out = model(
+                    input_ids=ids[:, context_len : context_len + n],
+                    use_cache=True,
+                    **{cache_kw: cache},
+                )
+                out.logits[0, -1, 0].item()
+                if round_:
+                    times[n].append(time.perf_counter() - start)
+                _crop(cache, context_len)
+    return {n: min(t) for n, t in times.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# replay
+
+
+def replay_one(
+    drafter: Any,
+    prompt: list[int],
+    output: list[int],
+    k: int,
+    min_prob: float,
+    max_new: int,
+    online: bool,
+) -> list[int]:
+    """The draft length of every forward pass when ``drafter`` drives greedy decoding."""
+    session = drafter.session(prompt)
+    done, drafts = 0, []
+    while done < len(output):
+        budget = min(k, max_new - done - 1)
+        ids = [int(t) for t in session.propose(budget, min_prob)[0]] if budget > 0 else []
+        m = 0
+        while m < len(ids) and done + m < len(output) and ids[m] == output[done + m]:
+            m += 1
+        emitted = output[done : done + m + 1]
+        drafts.append(len(ids))
+        done += len(emitted)
+        if done < len(output) or online:  # a server learning online also keeps the last chunk
+            session.extend(emitted)
+    end = getattr(session, "finish" if online else "close", None)
+    if end is not None:
+        end()
+    return drafts
+
+
+class OnlineTasc:
+    """Prototype of online learning for the replay: finished outputs join the task corpus."""
+
+    def __init__(self, corpus: list[list[int]], **kw: Any) -> None:
+        self.corpus, self.kw, self.drafter = list(corpus), kw, None
+
+    def session(self, prompt: Any) -> Any:
+        from tasc_rs import NgramDrafter
+
+        if self.drafter is None:
+            self.drafter = NgramDrafter.from_corpus(self.corpus, **self.kw)
+        owner, prompt_len = self, len(prompt)
+        inner = self.drafter.session(prompt)
+
+        class Session:
+            def propose(self, k: int, min_prob: float) -> Any:
+                return inner.propose(k, min_prob)
+
+            def extend(self, ids: Any) -> None:
+                inner.extend(ids)
+
+            def finish(self) -> None:
+                owner.corpus.append([int(t) for t in inner.tokens()[prompt_len:]])
+                owner.drafter = None
+
+        return Session()
+
+
+def replay(args: argparse.Namespace) -> None:
+    from transformers import AutoTokenizer  # noqa: F401  (imported for its side effects on torch)
+
+    recordings = sorted(CACHE.glob("*.json"))
+    if args.tasks:
+        recordings = [r for r in recordings if r.name.split("__")[0] in args.tasks]
+    results = []
+    for path in recordings:
+        rec = json.loads(path.read_text())
+        task, label = rec["task"], rec["model"]
+        cost = {int(n): t for n, t in rec["forward_cost_s"].items()}
+        rows = rec["rows"][: args.limit]
+        corpus = train_corpus(task)
+        plain = [r["prefill_s"] + (len(r["output"]) - 1) * cost[1] for r in rows]
+        tokens = sum(len(r["output"]) for r in rows)
+        print(f"\n## {task} ({label}): {len(rows)} prompts, {tokens} output tokens")
+        print(f"{'drafter':<44} {'tok/fwd':>7} {'est.speedup':>11} {'draft len':>9}")
+        for name, make, k, min_prob, online in drafters(corpus, args.only):
+            drafter = make()
+            start = time.perf_counter()
+            forwards, drafted, est = 0, 0, []
+            for r, base in zip(rows, plain, strict=True):
+                drafts = replay_one(
+                    drafter, r["prompt"], r["output"], k, min_prob, rec["max_new_tokens"], online
+                )
+                forwards += len(drafts)
+                drafted += sum(drafts)
+                t = r["prefill_s"] + sum(cost[min(d + 1, max(cost))] for d in drafts[1:])
+                est.append(base / t)
+            tpf = tokens / forwards
+            total_speed = sum(plain) / sum(
+                base / s for base, s in zip(plain, est, strict=True)
+            )
+            mean_d = drafted / forwards
+            print(
+                f"{name:<44} {tpf:7.2f} {total_speed:10.2f}x {mean_d:9.1f}"
+                f"   ({time.perf_counter() - start:.1f}s)"
+            )
+            results.append(
+                {"task": task, "model": label, "drafter": name, "tpf": tpf, "speedup": total_speed,
+                 "median": statistics.median(est)}
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def train_corpus(task: str) -> list[list[int]]:
+    from tasc_rs.hf.corpus import tokenize_outputs
+    from tasc_rs.hf.task import load_rows
+
+    sys.path.insert(0, str(ROOT / "benches"))
+    from _results import load_tokenizer
+
+    tok = load_tokenizer()
+    rows = load_rows(DATA / task / "train.jsonl")
+    return [list(map(int, s)) for s in tokenize_outputs(tok, [r["output"] for r in rows], progress=False)]
+
+
+def drafters(
+    corpus: list[list[int]], only: str | None
+) -> Iterable[tuple[str, Callable[[], Any], int, float, bool]]:
+    """(name, factory, k, min_prob, online) for every drafter in the comparison."""
+    from tasc_rs import NgramDrafter
+
+    def tasc(n: int, p: int, lam: float) -> Callable[[], Any]:
+        return lambda: NgramDrafter.from_corpus(corpus, n_max=n, min_count=p, corpus_weight=lam)
+
+    grid: list[tuple[str, Callable[[], Any], int, float, bool]] = [
+        ("tasc paper n4 p5 l.75 k8", tasc(4, 5, 0.75), 8, 0.0, False),
+    ]
+    for n in (4, 6, 8):
+        for p in (1, 2, 5):
+            for lam in (0.5, 0.75, 0.9):
+                for k, mp in ((8, 0.0), (16, 0.0), (16, 0.2), (24, 0.3)):
+                    grid.append((f"tasc n{n} p{p} l{lam} k{k} mp{mp}", tasc(n, p, lam), k, mp, False))
+    for n in (4, 8):
+        for p in (1, 2):
+            grid.append(
+                (
+                    f"tasc+online n{n} p{p} l0.75 k16 mp0.2",
+                    lambda n=n, p=p: OnlineTasc(corpus, n_max=n, min_count=p, corpus_weight=0.75),
+                    16,
+                    0.2,
+                    True,
+                )
+            )
+    try:
+        from _peers import PEERS, SuffixDrafter, available
+
+        avail = available()
+        if avail["suffix"] is None:
+            grid.append(("suffix (online)", lambda: SuffixDrafter(corpus), 24, 0.0, True))
+            grid.append(("suffix (offline)", lambda: SuffixDrafter(corpus), 24, 0.0, False))
+        for name in ("hf-lookup", "vllm-ngram"):
+            if avail[name] is None:
+                grid.append((name, PEERS[name], 8, 0.0, False))
+    except ImportError:
+        pass
+    for entry in grid:
+        if only is None or only in entry[0]:
+            yield entry
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record", help="greedy outputs and forward costs for each task")
+    r.add_argument("--tasks", nargs="+", default=TASKS)
+    r.add_argument("--limit", type=int, default=100)
+    r.add_argument("--shots", type=int, default=3)
+    r.add_argument("--no-base", action="store_true")
+    r.add_argument("--finetuned", nargs="*", default=[], metavar="TASK=DIR")
+    r.add_argument("--force", action="store_true", help="record again")
+    r.add_argument(
+        "--retime", action="store_true", help="only measure the costs again (quiet machine)"
+    )
+    q = sub.add_parser("replay", help="replay drafters against the recordings")
+    q.add_argument("--tasks", nargs="*")
+    q.add_argument("--limit", type=int, default=None)
+    q.add_argument("--only", help="only drafters whose name contains this")
+    q.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+    record(args) if args.cmd == "record" else replay(args)
+
+
+if __name__ == "__main__":
+    main()
