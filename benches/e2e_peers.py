@@ -9,7 +9,9 @@ prompts, and optionally fine-tuned models with 0-shot prompts) this times on the
   the drafter differs: ``hf-lookup``, ``llama-lookup``, ``vllm-ngram`` (k = 8), ``suffix``
   (SuffixDecoding over the train outputs, k = 24 with its own match-length limit),
   ``tasc (paper)`` (n_max 4, lambda 0.75, p_min 5, k = 8, no threshold) and ``tasc (tuned)``
-  (p_min 2, k and probability threshold from ``tasc_rs.hf.calibrate``).
+  (``TUNED`` below, chosen with ``benches/sim_accept.py``; drafts of up to the longest
+  calibrated length, each cut where the expected tokens per unit of verify cost peak, from the
+  cost profile ``tasc_rs.hf.calibrate`` measures).
 
 Per method: mean tokens per forward, wall-clock speedup over plain (total time ratio and median
 per prompt), drafting share of the loop's time, and whether each greedy output equals plain's.
@@ -48,20 +50,24 @@ DATA = ROOT.parent / "shared" / "data"
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 
 
-def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int, float]]:
-    """Method name -> (drafter, k, min_prob) for the shared loop."""
-    tuned = calibrate(model)
+#: TASC-spec settings chosen with benches/sim_accept.py (replayed over 30-100 prompts per task).
+TUNED = {"n_max": 8, "min_count": 5, "corpus_weight": 0.9}
+
+
+def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int, float, Any]]:
+    """Method name -> (drafter, k, min_prob, verify_cost) for the shared loop."""
+    defaults = calibrate(model)
     paper = NgramDrafter.from_corpus(corpus, n_max=4, min_count=5, corpus_weight=0.75)
-    dense = NgramDrafter.from_corpus(corpus, n_max=4, min_count=2, corpus_weight=0.75)
+    tuned = NgramDrafter.from_corpus(corpus, **TUNED)
     avail = available()
-    out: dict[str, tuple[Any, int, float]] = {}
+    out: dict[str, tuple[Any, int, float, Any]] = {}
     for name in ("hf-lookup", "llama-lookup", "vllm-ngram"):
         if avail[name] is None:
-            out[name] = (PEERS[name](), 8, 0.0)
+            out[name] = (PEERS[name](), 8, 0.0, None)
     if avail["suffix"] is None:
-        out["suffix"] = (SuffixDrafter(corpus), 24, 0.0)
-    out["tasc (paper)"] = (paper, 8, 0.0)
-    out["tasc (tuned)"] = (dense, tuned.num_draft_tokens, tuned.min_prob)
+        out["suffix"] = (SuffixDrafter(corpus), 24, 0.0, None)
+    out["tasc (paper)"] = (paper, 8, 0.0, None)
+    out["tasc (tuned)"] = (tuned, defaults.max_draft_tokens, 0.0, "auto")
     return out
 
 
@@ -88,9 +94,17 @@ def bench(
         out = model.generate(ids, prompt_lookup_num_tokens=10, **common)
         times["hf-lookup (own loop)"].append(time.perf_counter() - start)
         same["hf-lookup (own loop)"] += int(torch.equal(out, plain))
-        for name, (drafter, k, min_prob) in table.items():
+        for name, (drafter, k, min_prob, cost) in table.items():
             start = time.perf_counter()
-            spec = generate(model, ids, drafter, num_draft_tokens=k, min_prob=min_prob, **common)
+            spec = generate(
+                model,
+                ids,
+                drafter,
+                num_draft_tokens=k,
+                min_prob=min_prob,
+                verify_cost=cost,
+                **common,
+            )
             times[name].append(time.perf_counter() - start)
             same[name] += int(torch.equal(spec.sequences, plain))
             stats[name] += spec.stats
@@ -104,6 +118,7 @@ def bench(
                 "method": name,
                 "k": table[name][1] if name in table else (10 if "lookup" in name else 1),
                 "min_prob": table[name][2] if name in table else 0.0,
+                "cost_cut": name in table and table[name][3] is not None,
                 "prompts": len(test),
                 "speedup": sum(times["plain"]) / sum(times[name]),
                 "median_speedup": statistics.median(
@@ -130,7 +145,9 @@ def markdown(rows: list[dict[str, Any]], res: dict[str, Any], args: argparse.Nam
         "for tasc and suffix: the task's train outputs (references). Speedup = total plain "
         "time / total method time (median per prompt in brackets); identical = greedy output "
         "equal to plain's. Settings: tasc (paper) n_max 4, lambda 0.75, p_min 5, no threshold; "
-        "tasc (tuned) p_min 2 with k and threshold from `calibrate`; suffix: vLLM's defaults "
+        f"tasc (tuned) n_max {TUNED['n_max']}, lambda {TUNED['corpus_weight']}, p_min "
+        f"{TUNED['min_count']}, drafts cut by expected tokens per unit of the verify cost "
+        "measured by `calibrate` (k column: the cap); suffix: vLLM's defaults "
         "(depth 24, min_token_prob 0.1, spec factor 1); hf-lookup/llama-lookup max n-gram 2, "
         "vllm-ngram n-gram 1..4. All but `plain` and `hf-lookup (own loop)` run in "
         "`tasc_rs.hf.generate`, so only the drafter differs.",
@@ -150,10 +167,11 @@ def markdown(rows: list[dict[str, Any]], res: dict[str, Any], args: argparse.Nam
             key=lambda x: x["speedup"],
         )
         speed = f"{r['speedup']:.2f}x ({r['median_speedup']:.2f}x)"
+        stop = "cost" if r.get("cost_cut") else f"{r['min_prob']:.2f}"
         if r is best:
             speed = f"**{speed}**"
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['method']} | {r['k']} / {r['min_prob']:.2f} "
+            f"| {r['task']} | {r['model']} | {r['method']} | {r['k']} / {stop} "
             f"| {tpf} | {speed} | {share} | {r['identical']}/{r['prompts']} |"
         )
     lines += [

@@ -13,7 +13,8 @@ This is a tuning tool: the numbers it reports are exact for acceptance and model
 Wall-clock claims in RESULTS.md come from ``e2e_peers.py``, which runs the real model.
 
     python benches/sim_accept.py record --limit 100             # base model, every task
-    python benches/sim_accept.py record --no-base --finetuned slurp=~/.cache/tasc_rs/eval_ft/slurp/ft-M0
+    python benches/sim_accept.py record --no-base \\
+        --finetuned slurp=~/.cache/tasc_rs/eval_ft/slurp/ft-M0
     benches/.peers-venv/bin/python benches/sim_accept.py replay  # every recording, every drafter
 """
 
@@ -112,15 +113,15 @@ def retime(model: Any, path: Path, costs: dict[int, float]) -> None:
     with torch.no_grad():
         for row in rec["rows"]:
             ids = torch.tensor([row["prompt"]], device=model.device)
-            row["prefill_s"] = min(_timed(lambda: model(input_ids=ids)) for _ in range(2))
+            row["prefill_s"] = min(_timed(model, ids) for _ in range(2))
     rec["forward_cost_s"] = costs
     path.write_text(json.dumps(rec))
     print(f"retimed {path}")
 
 
-def _timed(fn: Callable[[], Any]) -> float:
+def _timed(model: Any, ids: Any) -> float:
     start = time.perf_counter()
-    fn()
+    model(input_ids=ids)
     return time.perf_counter() - start
 
 
@@ -232,7 +233,7 @@ def replay(args: argparse.Namespace) -> None:
         tokens = sum(len(r["output"]) for r in rows)
         print(f"\n## {task} ({label}): {len(rows)} prompts, {tokens} output tokens")
         print(f"{'drafter':<44} {'tok/fwd':>7} {'est.speedup':>11} {'draft len':>9}")
-        for name, make, k, min_prob, online in drafters(corpus, args.only):
+        for name, make, k, min_prob, online in drafters(corpus, args.only, cost):
             drafter = make()
             start = time.perf_counter()
             forwards, drafted, est = 0, 0, []
@@ -245,17 +246,21 @@ def replay(args: argparse.Namespace) -> None:
                 t = r["prefill_s"] + sum(cost[min(d + 1, max(cost))] for d in drafts[1:])
                 est.append(base / t)
             tpf = tokens / forwards
-            total_speed = sum(plain) / sum(
-                base / s for base, s in zip(plain, est, strict=True)
-            )
+            total_speed = sum(plain) / sum(base / s for base, s in zip(plain, est, strict=True))
             mean_d = drafted / forwards
             print(
                 f"{name:<44} {tpf:7.2f} {total_speed:10.2f}x {mean_d:9.1f}"
                 f"   ({time.perf_counter() - start:.1f}s)"
             )
             results.append(
-                {"task": task, "model": label, "drafter": name, "tpf": tpf, "speedup": total_speed,
-                 "median": statistics.median(est)}
+                {
+                    "task": task,
+                    "model": label,
+                    "drafter": name,
+                    "tpf": tpf,
+                    "speedup": total_speed,
+                    "median": statistics.median(est),
+                }
             )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -270,11 +275,46 @@ def train_corpus(task: str) -> list[list[int]]:
 
     tok = load_tokenizer()
     rows = load_rows(DATA / task / "train.jsonl")
-    return [list(map(int, s)) for s in tokenize_outputs(tok, [r["output"] for r in rows], progress=False)]
+    seqs = tokenize_outputs(tok, [r["output"] for r in rows], progress=False)
+    return [list(map(int, s)) for s in seqs]
+
+
+class Truncated:
+    """Prototype of path-probability stopping: cut the draft where the product of the drafted
+    tokens' probabilities (the chance that the whole prefix is accepted) falls below ``tau``,
+    or, with ``cost``, where the expected tokens per unit of verify cost peak."""
+
+    def __init__(self, drafter: Any, tau: float = 0.0, cost: dict[int, float] | None = None):
+        self.drafter, self.tau, self.cost = drafter, tau, cost
+
+    def session(self, prompt: Any) -> Any:
+        inner, tau, cost = self.drafter.session(prompt), self.tau, self.cost
+
+        class Session:
+            def propose(self, k: int, min_prob: float) -> Any:
+                ids, probs = inner.propose(k, min_prob)
+                path, n, best, expected = 1.0, 0, 1.0 / cost[1] if cost else 0.0, 1.0
+                for i, p in enumerate(probs):
+                    path *= float(p)
+                    if cost is None:
+                        if path < tau:
+                            break
+                        n = i + 1
+                    else:
+                        expected += path
+                        value = expected / cost[min(i + 2, max(cost))]
+                        if value > best:
+                            best, n = value, i + 1
+                return ids[:n], probs[:n]
+
+            def extend(self, ids: Any) -> None:
+                inner.extend(ids)
+
+        return Session()
 
 
 def drafters(
-    corpus: list[list[int]], only: str | None
+    corpus: list[list[int]], only: str | None, cost: dict[int, float]
 ) -> Iterable[tuple[str, Callable[[], Any], int, float, bool]]:
     """(name, factory, k, min_prob, online) for every drafter in the comparison."""
     from tasc_rs import NgramDrafter
@@ -289,7 +329,31 @@ def drafters(
         for p in (1, 2, 5):
             for lam in (0.5, 0.75, 0.9):
                 for k, mp in ((8, 0.0), (16, 0.0), (16, 0.2), (24, 0.3)):
-                    grid.append((f"tasc n{n} p{p} l{lam} k{k} mp{mp}", tasc(n, p, lam), k, mp, False))
+                    name = f"tasc n{n} p{p} l{lam} k{k} mp{mp}"
+                    grid.append((name, tasc(n, p, lam), k, mp, False))
+    rel = {n: t / cost[1] for n, t in cost.items()}
+    for n in (4, 6, 8):
+        for p in (2, 5):
+            for lam in (0.75, 0.9):
+                for tau in (0.1, 0.2, 0.3, 0.5):
+                    grid.append(
+                        (
+                            f"tasc path n{n} p{p} l{lam} k24 tau{tau}",
+                            lambda n=n, p=p, lam=lam, tau=tau: Truncated(tasc(n, p, lam)(), tau),
+                            24,
+                            0.0,
+                            False,
+                        )
+                    )
+                grid.append(
+                    (
+                        f"tasc costopt n{n} p{p} l{lam} k24",
+                        lambda n=n, p=p, lam=lam: Truncated(tasc(n, p, lam)(), cost=rel),
+                        24,
+                        0.0,
+                        False,
+                    )
+                )
     for n in (4, 8):
         for p in (1, 2):
             grid.append(

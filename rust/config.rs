@@ -23,6 +23,8 @@ pub enum ConfigError {
     DraftLength(i64),
     #[error("vocab_size must be in 1..=4294967295, got {0}")]
     VocabSize(i64),
+    #[error("verify_cost: {0}")]
+    VerifyCost(String),
 }
 
 /// How a drafter is built and how it proposes.

@@ -3,9 +3,10 @@
 //! `p_mixed(x) = w * p_corp(x | c) + (1 - w) * p_ctx(x | c)`, each side backing off to its own
 //! longest matching context. The draft is the greedy chain: at each step the token with the highest
 //! mixed probability (smallest id on ties), until `k` tokens, or until that probability is zero or
-//! below `min_prob`.
+//! below `min_prob`. With a [`VerifyCost`] profile the draft is then cut to the length that
+//! maximises the expected number of tokens per unit of verification cost.
 
-use crate::config::{check_corpus_weight, check_k, check_min_prob};
+use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, MAX_K};
 use crate::context::ContextIndex;
 use crate::error::Error;
 use crate::store::NgramStore;
@@ -142,6 +143,92 @@ pub fn propose(
     Ok(draft)
 }
 
+/// The relative cost of one verification forward pass, by the number of drafted tokens it checks.
+///
+/// `cost(d)` is the time to verify `d` drafted tokens (a forward pass over `d + 1` positions)
+/// in any unit; only ratios matter. Past the end of the profile the last step's slope continues
+/// (never decreasing). On a GPU the profile is nearly flat and long drafts cost nothing; on a CPU
+/// each extra position costs real time, so a draft should only be as long as it is likely to be
+/// accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyCost {
+    costs: Vec<f64>,
+}
+
+impl VerifyCost {
+    /// A profile from `costs[d]` for `d = 0, 1, ...`: at least one value, each finite and
+    /// positive, at most `MAX_K + 1` values.
+    pub fn new(costs: Vec<f64>) -> Result<Self, ConfigError> {
+        if costs.is_empty() || costs.len() > MAX_K + 1 {
+            return Err(ConfigError::VerifyCost(format!(
+                "needs 1..={} values (the cost of verifying 0, 1, ... drafted tokens), got {}",
+                MAX_K + 1,
+                costs.len()
+            )));
+        }
+        if let Some((d, c)) = costs
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !(c.is_finite() && **c > 0.0))
+        {
+            return Err(ConfigError::VerifyCost(format!(
+                "cost of verifying {d} drafted tokens must be finite and positive, got {c}"
+            )));
+        }
+        Ok(Self { costs })
+    }
+
+    /// The profile as given.
+    pub fn costs(&self) -> &[f64] {
+        &self.costs
+    }
+
+    /// The cost of verifying `d` drafted tokens.
+    pub fn at(&self, d: usize) -> f64 {
+        let n = self.costs.len();
+        match self.costs.get(d) {
+            Some(&c) => c,
+            None => {
+                let last = self.costs[n - 1];
+                let slope = if n >= 2 {
+                    (last - self.costs[n - 2]).max(0.0)
+                } else {
+                    0.0
+                };
+                last + slope * (d - (n - 1)) as f64
+            }
+        }
+    }
+
+    /// The draft length in `0..=probs.len()` with the most expected tokens per unit of cost.
+    ///
+    /// Treating `probs[i]` as the chance that draft token `i` is accepted given that all before
+    /// it were, a draft of length `d` yields `1 + sum_{i<d} prod_{j<=i} probs[j]` tokens (the
+    /// accepted prefix plus the target's own token) for `cost(d)`. The shortest best length wins
+    /// ties.
+    pub fn best_length(&self, probs: &[f64]) -> usize {
+        let (mut best, mut best_len) = (1.0 / self.at(0), 0);
+        let (mut path, mut expected) = (1.0, 1.0);
+        for (i, &p) in probs.iter().enumerate() {
+            path *= p;
+            expected += path;
+            let value = expected / self.at(i + 1);
+            if value > best {
+                best = value;
+                best_len = i + 1;
+            }
+        }
+        best_len
+    }
+
+    /// Cuts `draft` to [`best_length`](Self::best_length).
+    pub fn truncate(&self, draft: &mut Draft) {
+        let n = self.best_length(&draft.probs);
+        draft.tokens.truncate(n);
+        draft.probs.truncate(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +282,43 @@ mod tests {
         );
         let d = propose(&s, &ctx, 1, 1.0, 0.6).unwrap();
         assert_eq!(d.tokens, vec![3]);
+    }
+
+    #[test]
+    fn verify_cost_validates_and_extrapolates() {
+        assert!(VerifyCost::new(vec![]).is_err());
+        assert!(VerifyCost::new(vec![1.0, 0.0]).is_err());
+        assert!(VerifyCost::new(vec![1.0, f64::NAN]).is_err());
+        assert!(VerifyCost::new(vec![1.0; MAX_K + 2]).is_err());
+        let c = VerifyCost::new(vec![1.0, 1.5, 1.75]).unwrap();
+        assert_eq!(c.at(1), 1.5);
+        assert_eq!(c.at(4), 2.25); // slope 0.25 continues
+        let flat = VerifyCost::new(vec![2.0]).unwrap();
+        assert_eq!(flat.at(100), 2.0);
+        let falling = VerifyCost::new(vec![1.0, 0.9]).unwrap();
+        assert_eq!(falling.at(5), 0.9); // never decreasing past the end
+    }
+
+    #[test]
+    fn best_length_weighs_acceptance_against_cost() {
+        // free verification: every token with a chance of acceptance is worth drafting
+        let free = VerifyCost::new(vec![1.0]).unwrap();
+        assert_eq!(free.best_length(&[0.9, 0.5, 0.1]), 3);
+        assert_eq!(free.best_length(&[0.9, 0.0, 0.9]), 1);
+        // each drafted token costs 0.2 of a forward pass
+        let cpu = VerifyCost::new((0..10).map(|d| 1.0 + 0.2 * d as f64).collect()).unwrap();
+        // 1 token: (1 + .9) / 1.2 = 1.58; 2: (1.9 + .45) / 1.4 = 1.68; 3: 2.395 / 1.6 = 1.50
+        assert_eq!(cpu.best_length(&[0.9, 0.5, 0.1]), 2);
+        assert_eq!(cpu.best_length(&[0.1, 1.0, 1.0]), 0);
+        assert_eq!(cpu.best_length(&[]), 0);
+        // certain drafts are always worth their cost while the cost grows sublinearly
+        assert_eq!(cpu.best_length(&[1.0; 8]), 8);
+        let mut d = Draft {
+            tokens: vec![4, 5, 6],
+            probs: vec![0.9, 0.5, 0.1],
+        };
+        cpu.truncate(&mut d);
+        assert_eq!((d.tokens, d.probs), (vec![4, 5], vec![0.9, 0.5]));
     }
 
     #[test]

@@ -36,7 +36,7 @@ mod py;
 pub use config::{ConfigError, DrafterConfig};
 pub use context::ContextIndex;
 pub use corpus::{Corpus, InputError};
-pub use draft::{propose, Draft};
+pub use draft::{propose, Draft, VerifyCost};
 pub use error::Error;
 pub use persist::FormatError;
 pub use store::{NgramStore, StoreStats};

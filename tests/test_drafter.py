@@ -59,6 +59,37 @@ def test_min_prob_stops_early(drafter: NgramDrafter) -> None:
     assert s.propose(4)[0].tolist() == [6, 7]
 
 
+def test_verify_cost_cuts_drafts_to_the_best_expected_value(drafter: NgramDrafter) -> None:
+    s = drafter.session([5])
+    full_ids, probs = s.propose(4)
+    assert s.verify_cost is None
+    # Each drafted token costs a fifth of a forward pass: a token is worth drafting only while
+    # the chance that the whole prefix up to it is accepted pays for it.
+    cost = 1.0 + 0.2 * np.arange(5)
+    s.verify_cost = cost  # any float sequence, numpy included
+    assert s.verify_cost == pytest.approx(cost.tolist())
+    path = np.cumprod(probs)
+    value = (1 + np.concatenate([[0.0], np.cumsum(path)])) / cost
+    best = int(np.argmax(value))
+    assert 0 < best < len(full_ids)  # this corpus makes the cut land inside the draft
+    ids, cut_probs = s.propose(4)
+    assert ids.tolist() == full_ids[:best].tolist()
+    assert cut_probs.tolist() == probs[:best].tolist()
+    s.verify_cost = [1.0]  # free verification keeps everything
+    assert s.propose(4)[0].tolist() == full_ids.tolist()
+    s.verify_cost = None
+    assert s.propose(4)[0].tolist() == full_ids.tolist()
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, float("nan")], [1.0, -2.0], "abc"])
+def test_bad_verify_cost_is_rejected_and_keeps_the_old_one(drafter: NgramDrafter, bad) -> None:
+    s = drafter.session([5])
+    s.verify_cost = [1.0, 1.1]
+    with pytest.raises((InvalidConfigError, TypeError)):
+        s.verify_cost = bad
+    assert s.verify_cost == [1.0, 1.1]
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint32, np.uint16, np.int16, np.uint8])
 def test_accepts_every_integer_dtype(drafter: NgramDrafter, dtype: type) -> None:
     ids, _ = drafter.propose(np.array([5, 6], dtype=dtype), 2)

@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use crate::config::{check_corpus_weight, check_k, check_min_prob};
 use crate::context::ContextIndex;
-use crate::draft::propose;
+use crate::draft::{propose, VerifyCost};
+use crate::error::Error;
 use crate::store::NgramStore;
 
 /// Inputs longer than this are indexed with the interpreter released.
@@ -29,6 +30,7 @@ pub struct PyDraftSession {
     index: ContextIndex,
     corpus_weight: f64,
     min_prob: f64,
+    verify_cost: Option<VerifyCost>,
 }
 
 impl PyDraftSession {
@@ -45,6 +47,7 @@ impl PyDraftSession {
             min_prob: config.min_prob,
             store,
             index,
+            verify_cost: None,
         }
     }
 }
@@ -68,7 +71,9 @@ impl PyDraftSession {
     ///
     /// Returns `(ids, probs)`: int64 and float64 arrays of equal length (0..=k), `probs[i]` being
     /// the mixed probability of `ids[i]` given everything before it. `min_prob` and
-    /// `corpus_weight` override the drafter's defaults for this call.
+    /// `corpus_weight` override the drafter's defaults for this call. With a `verify_cost`
+    /// profile set, the draft is then cut to the length with the most expected tokens per unit
+    /// of verification cost.
     #[pyo3(signature = (k, min_prob=None, corpus_weight=None))]
     fn propose<'py>(
         &self,
@@ -85,6 +90,10 @@ impl PyDraftSession {
             corpus_weight.unwrap_or(self.corpus_weight),
             min_prob.unwrap_or(self.min_prob),
         )?;
+        let mut draft = draft;
+        if let Some(cost) = &self.verify_cost {
+            cost.truncate(&mut draft);
+        }
         Ok(draft_to_numpy(py, draft))
     }
 
@@ -111,6 +120,26 @@ impl PyDraftSession {
     #[getter]
     fn corpus_weight(&self) -> f64 {
         self.corpus_weight
+    }
+
+    /// The relative cost of verifying `d = 0, 1, ...` drafted tokens (one forward pass over
+    /// `d + 1` positions), or `None` (the default) to keep every drafted token.
+    ///
+    /// When set, each draft is cut to the length `d` that maximises
+    /// `(1 + sum_{i<d} prod_{j<=i} probs[j]) / cost[d]`: the expected tokens of one verification
+    /// step per unit of its cost. `tasc_rs.hf.calibrate` measures this profile for a model.
+    #[setter]
+    fn set_verify_cost(&mut self, value: Option<Vec<f64>>) -> PyResult<()> {
+        self.verify_cost = match value {
+            None => None,
+            Some(costs) => Some(VerifyCost::new(costs).map_err(Error::from)?),
+        };
+        Ok(())
+    }
+
+    #[getter]
+    fn verify_cost(&self) -> Option<Vec<f64>> {
+        self.verify_cost.as_ref().map(|c| c.costs().to_vec())
     }
 
     /// The context so far (prompt and accepted tokens) as an int64 array (a copy).

@@ -14,6 +14,7 @@ from hf_helpers import oracle, plain_greedy, prompts, tiny_model
 
 from tasc_rs.errors import InvalidInputError, TascError, UnsupportedModelError
 from tasc_rs.hf import (
+    AdaptiveDefaults,
     SpecStats,
     calibrate,
     check_model,
@@ -99,6 +100,14 @@ def test_defaults_follow_verify_cost() -> None:
     assert gpu.num_draft_tokens >= 12 and gpu.min_prob == 0.1
     assert 8 <= cpu.num_draft_tokens <= 16 and 0.15 <= cpu.min_prob <= 0.4
     assert steep.num_draft_tokens == 2 and steep.min_prob == 0.5
+
+
+def test_verify_cost_profile_interpolates_the_measured_lengths() -> None:
+    d = choose_defaults({2: 1.2, 4: 1.6, 8: 2.0})
+    assert d.verify_cost == pytest.approx((1.0, 1.1, 1.2, 1.4, 1.6, 1.7, 1.8, 1.9, 2.0))
+    assert d.max_draft_tokens == 8
+    assert AdaptiveDefaults(4, 0.2).verify_cost == ()
+    assert AdaptiveDefaults(4, 0.2).max_draft_tokens == 4
 
 
 def test_calibrate_is_cached_per_model() -> None:

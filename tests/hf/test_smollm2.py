@@ -67,10 +67,28 @@ def test_greedy_identical_to_generate(smollm2, slurp_drafter, few_shot, question
         do_sample=False,
         num_draft_tokens=8,
         min_prob=0.1,
+        verify_cost=None,  # keep every drafted token: the counts below must not depend on timing
     )
     assert torch.equal(out.sequences, plain)
     assert out.stats.accepted > 0
     assert out.stats.tokens_per_forward > 1.0
+
+
+def test_verify_cost_truncates_drafts_losslessly(smollm2, slurp_drafter, few_shot) -> None:
+    model, _ = smollm2
+    ids = few_shot.ids(QUESTIONS[0])
+    plain = model.generate(ids, max_new_tokens=24, do_sample=False)
+    common = {"max_new_tokens": 24, "do_sample": False, "num_draft_tokens": 12}
+    free = generate(model, ids, slurp_drafter, verify_cost=[1.0], **common)
+    steep = generate(model, ids, slurp_drafter, verify_cost=[1.0, 2.5], **common)
+    auto = generate(model, ids, slurp_drafter, **common)  # the profile measured here
+    for out in (free, steep, auto):
+        assert torch.equal(out.sequences, plain)
+    # free verification keeps every drafted token with a chance; a forward pass that costs 2.5x
+    # per drafted token is never worth a draft whose tokens are accepted with probability <= 1
+    assert free.stats.drafted > 0
+    assert steep.stats.drafted == 0
+    assert steep.stats.forward_passes == steep.stats.new_tokens
 
 
 def test_stop_strings_and_several_eos_ids(smollm2, slurp_drafter, few_shot) -> None:

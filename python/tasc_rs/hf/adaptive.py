@@ -5,6 +5,14 @@ nearly the price of one token, so long drafts are free; on a CPU (prototype numb
 SmolLM2-135M on 2 cores: 8 tokens cost ~1.8x one token) each extra drafted token costs real
 time, so drafts should be shorter and stop earlier when the drafter is unsure.
 
+Two policies use the measurement:
+
+- Cost-aware truncation (drafters that report probabilities and accept a ``verify_cost``
+  profile, like :class:`tasc_rs.NgramDrafter` sessions): every draft is cut to the length with the
+  most expected tokens per unit of verify cost, from the draft's own probabilities. The draft cap
+  is then the longest measured length and no threshold is needed.
+- A fixed ``k`` and threshold, for drafters without that support, chosen as follows.
+
 Model: with a per-token acceptance ``alpha``, a draft of ``k`` yields
 ``E(k) = (1 - alpha**(k+1)) / (1 - alpha)`` tokens per forward, at relative cost
 ``r(k) = t(k) / t(1)``. We pick the ``k`` that maximizes ``E(k) / r(k)`` (the
@@ -14,12 +22,14 @@ drafting a token is worth it only when its chance of being accepted pays for it.
 
 Example:
     >>> from tasc_rs.hf import calibrate  # doctest: +SKIP
-    >>> calibrate(model)  # doctest: +SKIP
-    AdaptiveDefaults(num_draft_tokens=8, min_prob=0.33, ...)
+    >>> d = calibrate(model)  # doctest: +SKIP
+    >>> d.num_draft_tokens, d.min_prob, d.verify_cost[:3]  # doctest: +SKIP
+    (8, 0.33, (1.0, 1.1, 1.2))
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -27,7 +37,7 @@ from typing import Any
 
 import torch
 
-CANDIDATE_K = (2, 4, 8, 12, 16)
+CANDIDATE_K = (2, 4, 8, 12, 16, 24)
 ASSUMED_ACCEPTANCE = 0.8
 _NEAR_BEST = 0.95
 _THRESHOLD_SCALE = 3.0
@@ -43,7 +53,7 @@ class AdaptiveDefaults:
     """Draft settings chosen for one model on one device.
 
     Attributes:
-        num_draft_tokens: Longest draft ``k``.
+        num_draft_tokens: Longest draft ``k`` for a fixed-threshold drafter.
         min_prob: Stop drafting when the mixed n-gram probability drops below this.
         relative_cost: ``{k: t(k) / t(1)}`` as measured (empty when not measured).
     """
@@ -51,6 +61,25 @@ class AdaptiveDefaults:
     num_draft_tokens: int
     min_prob: float
     relative_cost: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def verify_cost(self) -> tuple[float, ...]:
+        """Relative cost of verifying ``d = 0 .. max measured k`` drafted tokens, ``d = 0`` being
+        1.0, linearly interpolated between the measured lengths (empty when not measured).
+        This is the profile ``DraftSession.verify_cost`` takes."""
+        if not self.relative_cost:
+            return ()
+        points = sorted({0: 1.0, **self.relative_cost}.items())
+        out = []
+        for (k0, c0), (k1, c1) in itertools.pairwise(points):
+            out += [c0 + (c1 - c0) * (d - k0) / (k1 - k0) for d in range(k0, k1)]
+        out.append(points[-1][1])
+        return tuple(round(c, 4) for c in out)
+
+    @property
+    def max_draft_tokens(self) -> int:
+        """The draft cap under cost-aware truncation: the longest measured draft (or ``k``)."""
+        return max(self.relative_cost, default=self.num_draft_tokens)
 
 
 def choose_defaults(

@@ -79,6 +79,11 @@ class _Decoder:
     generator: torch.Generator | None
     k: int
     min_prob: float | None
+    #: Relative verify cost by drafted tokens, handed to sessions that truncate by cost; those
+    #: draft up to ``cost_k`` tokens with threshold ``cost_min_prob`` instead of k / min_prob.
+    verify_cost: tuple[float, ...] | None
+    cost_k: int
+    cost_min_prob: float | None
     stats: SpecStats
     streamer: Any
     vocab: int
@@ -155,12 +160,16 @@ class _Decoder:
         cache_len = start
         t0 = time.perf_counter()
         session = drafter.session(row[start:].cpu().numpy())
+        k, min_prob = self.k, self.min_prob
+        if self.verify_cost and _truncates_by_cost(session):
+            session.verify_cost = self.verify_cost  # type: ignore[attr-defined]
+            k, min_prob = self.cost_k, self.cost_min_prob
         self.stats.draft_seconds += time.perf_counter() - t0
         self.stats.sequences += 1
         generated: list[int] = []
         while True:
             t0 = time.perf_counter()
-            draft = self._propose(session, min(self.k, self.max_length - n - 1))
+            draft = self._propose(session, min(k, self.max_length - n - 1), min_prob)
             t1 = time.perf_counter()
             d = len(draft)
             if d:
@@ -192,10 +201,10 @@ class _Decoder:
         self.stats.new_tokens += len(generated)
         return generated
 
-    def _propose(self, session: DraftSession, budget: int) -> list[int]:
+    def _propose(self, session: DraftSession, budget: int, min_prob: float | None) -> list[int]:
         if budget <= 0:
             return []
-        ids, _ = session.propose(budget, self.min_prob)
+        ids, _ = session.propose(budget, min_prob)
         draft = [int(t) for t in ids]
         for i, t in enumerate(draft):
             if (
@@ -203,6 +212,11 @@ class _Decoder:
             ):  # a drafter built with another tokenizer; never crash the model
                 return draft[:i]
         return draft
+
+
+def _truncates_by_cost(session: Any) -> bool:
+    """Whether a session cuts its drafts by a verify-cost profile (``tasc_rs`` sessions do)."""
+    return hasattr(type(session), "verify_cost")
 
 
 def _check_cache(cache: DynamicCache, expected: int) -> None:

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ def speculative_decoding(
     drafter: Drafter | None = None,
     num_draft_tokens: int | None = None,
     draft_min_prob: float | None = None,
+    verify_cost: Sequence[float] | str | None = "auto",
     spec_stats: SpecStats | None = None,
     generator: torch.Generator | None = None,
     tasc_streamer: Any = None,
@@ -91,6 +93,12 @@ def speculative_decoding(
         num_draft_tokens: Longest draft ``k``; default from :func:`tasc_rs.hf.calibrate`.
         draft_min_prob: Stop drafting when the mixed probability drops below this; default
             from :func:`tasc_rs.hf.calibrate`.
+        verify_cost: Relative cost of verifying 0, 1, ... drafted tokens, given to drafter
+            sessions that cut drafts by expected tokens per unit of cost (``tasc_rs`` sessions,
+            see ``DraftSession.verify_cost``). ``"auto"`` (default) uses the profile measured
+            by :func:`tasc_rs.hf.calibrate`; such sessions then draft up to its longest measured
+            length with no threshold, unless ``num_draft_tokens`` / ``draft_min_prob`` are
+            given. ``None`` turns the truncation off.
         spec_stats: A :class:`SpecStats` to add this run's counters to.
         generator: ``torch.Generator`` for sampling (seeded runs are reproducible for a fixed
             ``num_draft_tokens`` and ``draft_min_prob``); None uses torch's global RNG.
@@ -114,12 +122,24 @@ def speculative_decoding(
             "TASC-spec starts from an empty cache; do not pass a pre-filled cache"
         )
     cache_kw, keep_kw = check_model(model)
-    if num_draft_tokens is None or draft_min_prob is None:
+    user_k, user_min_prob = num_draft_tokens, draft_min_prob
+    cost_k = num_draft_tokens
+    profile: tuple[float, ...] | None = None
+    if num_draft_tokens is None or draft_min_prob is None or verify_cost == "auto":
         defaults = get_defaults(model)
         num_draft_tokens = (
             defaults.num_draft_tokens if num_draft_tokens is None else num_draft_tokens
         )
         draft_min_prob = defaults.min_prob if draft_min_prob is None else draft_min_prob
+        cost_k = defaults.max_draft_tokens if user_k is None else user_k
+        if verify_cost == "auto":
+            profile = defaults.verify_cost or None
+    if verify_cost is not None and not isinstance(verify_cost, str):
+        profile = tuple(float(c) for c in verify_cost)
+    elif isinstance(verify_cost, str) and verify_cost != "auto":
+        raise InvalidInputError(
+            f"verify_cost must be 'auto', None or a sequence of costs, got {verify_cost!r}"
+        )
     if num_draft_tokens < 0:
         raise InvalidInputError(f"num_draft_tokens={num_draft_tokens} must be >= 0")
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -140,6 +160,9 @@ def speculative_decoding(
         generator=generator,
         k=int(num_draft_tokens),
         min_prob=draft_min_prob,
+        verify_cost=profile,
+        cost_k=int(cost_k if cost_k is not None else num_draft_tokens),
+        cost_min_prob=0.0 if user_min_prob is None else user_min_prob,
         stats=stats,
         streamer=tasc_streamer,
         vocab=int(model.get_output_embeddings().weight.shape[0]),
@@ -200,6 +223,7 @@ def generate(
     *,
     num_draft_tokens: int | None = None,
     min_prob: float | None = None,
+    verify_cost: Sequence[float] | str | None = "auto",
     tokenizer: Any = None,
     streamer: Any = None,
     generator: torch.Generator | None = None,
@@ -217,6 +241,9 @@ def generate(
         drafter: ``tasc_rs.NgramDrafter`` (or anything with ``session(prompt_ids)``).
         num_draft_tokens: Longest draft; default measured on this device (:func:`calibrate`).
         min_prob: Stop drafting below this mixed probability; default measured likewise.
+        verify_cost: ``"auto"`` (default): ``tasc_rs`` sessions cut each draft to the length
+            with the most expected tokens per unit of the verify cost measured on this device;
+            ``None``: off; or an explicit profile (see :func:`speculative_decoding`).
         tokenizer: Needed only for ``stop_strings``.
         streamer: A transformers streamer (e.g. ``TextStreamer``).
         generator: ``torch.Generator`` for sampling.
@@ -258,6 +285,7 @@ def generate(
         drafter=drafter,
         num_draft_tokens=num_draft_tokens,
         draft_min_prob=min_prob,
+        verify_cost=verify_cost,
         spec_stats=stats,
         generator=generator,
         tasc_streamer=streamer,
