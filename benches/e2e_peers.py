@@ -9,7 +9,8 @@ prompts, and optionally fine-tuned models with 0-shot prompts) this times on the
   the drafter differs: ``hf-lookup``, ``llama-lookup``, ``vllm-ngram`` (k = 8), ``suffix``
   (SuffixDecoding over the train outputs, k = 24 with its own match-length limit),
   ``tasc (paper)`` (n_max 4, lambda 0.75, p_min 5, k = 8, no threshold) and ``tasc (tuned)``
-  (``TUNED`` below, chosen with ``benches/sim_accept.py``; drafts of up to the longest
+  (``TUNED`` below, chosen with ``benches/sim_accept.py``; longer-match mixing; online learning
+  of each finished response, as suffix does; drafts of up to the longest
   calibrated length, each cut where the expected tokens per unit of verify cost peak, from the
   cost profile ``tasc_rs.hf.calibrate`` measures).
 
@@ -52,6 +53,7 @@ MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 
 #: TASC-spec settings chosen with benches/sim_accept.py (replayed over 30-100 prompts per task).
 TUNED = {"n_max": 8, "min_count": 5, "corpus_weight": 0.9}
+ONLINE_CAPACITY = 1 << 20
 
 
 def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int, float, Any]]:
@@ -59,6 +61,8 @@ def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int, float, A
     defaults = calibrate(model)
     paper = NgramDrafter.from_corpus(corpus, n_max=4, min_count=5, corpus_weight=0.75)
     tuned = NgramDrafter.from_corpus(corpus, **TUNED)
+    tuned.online_capacity = ONLINE_CAPACITY  # learns each response, as suffix does
+    tuned.mixing = "longer_match"
     avail = available()
     out: dict[str, tuple[Any, int, float, Any]] = {}
     for name in ("hf-lookup", "llama-lookup", "vllm-ngram"):
@@ -146,8 +150,10 @@ def markdown(rows: list[dict[str, Any]], res: dict[str, Any], args: argparse.Nam
         "time / total method time (median per prompt in brackets); identical = greedy output "
         "equal to plain's. Settings: tasc (paper) n_max 4, lambda 0.75, p_min 5, no threshold; "
         f"tasc (tuned) n_max {TUNED['n_max']}, lambda {TUNED['corpus_weight']}, p_min "
-        f"{TUNED['min_count']}, drafts cut by expected tokens per unit of the verify cost "
-        "measured by `calibrate` (k column: the cap); suffix: vLLM's defaults "
+        f"{TUNED['min_count']}, longer-match mixing, online learning of each response (like "
+        "suffix), drafts cut by "
+        "expected tokens per unit of the verify cost measured by `calibrate` (k column: the "
+        "cap); suffix: vLLM's defaults "
         "(depth 24, min_token_prob 0.1, spec factor 1); hf-lookup/llama-lookup max n-gram 2, "
         "vllm-ngram n-gram 1..4. All but `plain` and `hf-lookup (own loop)` run in "
         "`tasc_rs.hf.generate`, so only the drafter differs.",

@@ -188,34 +188,6 @@ def replay_one(
     return drafts
 
 
-class OnlineTasc:
-    """Prototype of online learning for the replay: finished outputs join the task corpus."""
-
-    def __init__(self, corpus: list[list[int]], **kw: Any) -> None:
-        self.corpus, self.kw, self.drafter = list(corpus), kw, None
-
-    def session(self, prompt: Any) -> Any:
-        from tasc_rs import NgramDrafter
-
-        if self.drafter is None:
-            self.drafter = NgramDrafter.from_corpus(self.corpus, **self.kw)
-        owner, prompt_len = self, len(prompt)
-        inner = self.drafter.session(prompt)
-
-        class Session:
-            def propose(self, k: int, min_prob: float) -> Any:
-                return inner.propose(k, min_prob)
-
-            def extend(self, ids: Any) -> None:
-                inner.extend(ids)
-
-            def finish(self) -> None:
-                owner.corpus.append([int(t) for t in inner.tokens()[prompt_len:]])
-                owner.drafter = None
-
-        return Session()
-
-
 def replay(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer  # noqa: F401  (imported for its side effects on torch)
 
@@ -284,11 +256,18 @@ class Truncated:
     tokens' probabilities (the chance that the whole prefix is accepted) falls below ``tau``,
     or, with ``cost``, where the expected tokens per unit of verify cost peak."""
 
-    def __init__(self, drafter: Any, tau: float = 0.0, cost: dict[int, float] | None = None):
-        self.drafter, self.tau, self.cost = drafter, tau, cost
+    def __init__(
+        self,
+        drafter: Any,
+        tau: float = 0.0,
+        cost: dict[int, float] | None = None,
+        mixing: str = "fixed",
+    ):
+        self.drafter, self.tau, self.cost, self.mixing = drafter, tau, cost, mixing
 
     def session(self, prompt: Any) -> Any:
         inner, tau, cost = self.drafter.session(prompt), self.tau, self.cost
+        inner.mixing = self.mixing
 
         class Session:
             def propose(self, k: int, min_prob: float) -> Any:
@@ -310,6 +289,9 @@ class Truncated:
             def extend(self, ids: Any) -> None:
                 inner.extend(ids)
 
+            def finish(self) -> None:
+                inner.finish()
+
         return Session()
 
 
@@ -321,6 +303,11 @@ def drafters(
 
     def tasc(n: int, p: int, lam: float) -> Callable[[], Any]:
         return lambda: NgramDrafter.from_corpus(corpus, n_max=n, min_count=p, corpus_weight=lam)
+
+    def online(n: int, p: int, lam: float) -> Any:
+        d = NgramDrafter.from_corpus(corpus, n_max=n, min_count=p, corpus_weight=lam)
+        d.online_capacity = 1 << 20
+        return d
 
     grid: list[tuple[str, Callable[[], Any], int, float, bool]] = [
         ("tasc paper n4 p5 l.75 k8", tasc(4, 5, 0.75), 8, 0.0, False),
@@ -355,16 +342,37 @@ def drafters(
                     )
                 )
     for n in (4, 8):
-        for p in (1, 2):
-            grid.append(
-                (
-                    f"tasc+online n{n} p{p} l0.75 k16 mp0.2",
-                    lambda n=n, p=p: OnlineTasc(corpus, n_max=n, min_count=p, corpus_weight=0.75),
-                    16,
-                    0.2,
-                    True,
+        for p in (1, 2, 5):
+            for lam in (0.75, 0.9):
+                grid.append(
+                    (
+                        f"tasc+online+longer costopt n{n} p{p} l{lam} k24",
+                        lambda n=n, p=p, lam=lam: Truncated(
+                            online(n, p, lam), cost=rel, mixing="longer_match"
+                        ),
+                        24,
+                        0.0,
+                        True,
+                    )
                 )
-            )
+                grid.append(
+                    (
+                        f"tasc+online costopt n{n} p{p} l{lam} k24",
+                        lambda n=n, p=p, lam=lam: Truncated(online(n, p, lam), cost=rel),
+                        24,
+                        0.0,
+                        True,
+                    )
+                )
+                grid.append(
+                    (
+                        f"tasc+online n{n} p{p} l{lam} k16",
+                        lambda n=n, p=p, lam=lam: online(n, p, lam),
+                        16,
+                        0.0,
+                        True,
+                    )
+                )
     try:
         from _peers import PEERS, SuffixDrafter, available
 

@@ -25,6 +25,8 @@ pub enum ConfigError {
     VocabSize(i64),
     #[error("verify_cost: {0}")]
     VerifyCost(String),
+    #[error("mixing must be 'fixed' or 'longer_match', got {0:?}")]
+    Mixing(String),
 }
 
 /// How a drafter is built and how it proposes.

@@ -34,6 +34,8 @@ struct Follower {
 pub struct ContextIndex {
     n_max: usize,
     tokens: Vec<u32>,
+    /// Contexts never reach before this position (see `start_sequence`).
+    seq_start: usize,
     nodes: Vec<Node>,
     /// (node, token read backwards) -> child node.
     children: FxHashMap<u64, u32>,
@@ -55,6 +57,7 @@ impl ContextIndex {
         let mut index = Self {
             n_max: n_max.max(1),
             tokens: Vec::with_capacity(tokens.len() + 64),
+            seq_start: 0,
             nodes: vec![Node::empty()],
             children: FxHashMap::default(),
             slots: FxHashMap::default(),
@@ -73,11 +76,16 @@ impl ContextIndex {
         }
     }
 
+    /// Makes the next token the start of a new sequence: no context spans the boundary.
+    pub fn start_sequence(&mut self) {
+        self.seq_start = self.tokens.len();
+    }
+
     fn push(&mut self, token: u32) {
         let i = self.tokens.len();
         let mut node = 0u32;
         self.record(node, token);
-        for m in 1..self.n_max.min(i + 1) {
+        for m in 1..self.n_max.min(i - self.seq_start + 1) {
             let prev = self.tokens[i - m];
             node = self.child_or_insert(node, prev);
             self.record(node, token);
@@ -122,17 +130,25 @@ impl ContextIndex {
     /// The distribution of the longest suffix of `history` (at most n_max - 1 tokens) that has
     /// been followed by something in this context, or `None` if the context is empty.
     pub fn longest_match(&self, history: &[u32]) -> Option<ContextFollowers<'_>> {
+        self.longest_match_depth(history).map(|(_, f)| f)
+    }
+
+    /// Like [`longest_match`](Self::longest_match), with the length of the matched context.
+    pub fn longest_match_depth(&self, history: &[u32]) -> Option<(usize, ContextFollowers<'_>)> {
         if self.nodes[0].total == 0 {
             return None;
         }
-        let mut node = 0u32;
+        let (mut node, mut depth) = (0u32, 0usize);
         for &token in history.iter().rev().take(self.n_max - 1) {
             match self.children.get(&key(node, token)) {
-                Some(&child) => node = child,
+                Some(&child) => {
+                    node = child;
+                    depth += 1;
+                }
                 None => break,
             }
         }
-        Some(ContextFollowers { index: self, node })
+        Some((depth, ContextFollowers { index: self, node }))
     }
 
     pub fn tokens(&self) -> &[u32] {
@@ -239,6 +255,18 @@ mod tests {
             assert_eq!(dist(a), dist(b));
             assert_eq!(a.best(), b.best());
         }
+    }
+
+    #[test]
+    fn sequence_boundaries_are_not_crossed() {
+        let mut index = ContextIndex::new(3, &[1, 2]);
+        index.start_sequence();
+        index.extend(&[3, 4]);
+        // (2) -> 3 would span the boundary; 2 was never followed inside a sequence
+        assert_eq!(index.longest_match_depth(&[2]).map(|(d, _)| d), Some(0));
+        let (depth, f) = index.longest_match_depth(&[9, 3]).unwrap();
+        assert_eq!((depth, dist(f)), (1, vec![(4, 1)]));
+        assert_eq!(index.longest_match(&[5]).unwrap().total(), 4);
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! maximises the expected number of tokens per unit of verification cost.
 
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, MAX_K};
-use crate::context::ContextIndex;
+use crate::context::{ContextFollowers, ContextIndex};
 use crate::error::Error;
-use crate::store::NgramStore;
+use crate::store::{CorpusFollowers, NgramStore};
 
 /// A next-token count distribution (unnormalised): the kept followers of one context.
 pub trait Followers {
@@ -96,6 +96,118 @@ pub fn best_mixed(
     best
 }
 
+/// The task side of the mixture: the task store and the online index read as one corpus.
+///
+/// At each step the longer of the two matched contexts wins (the other corpus has never seen
+/// that context followed by anything it kept); at equal lengths the counts add up. This is the
+/// distribution a store rebuilt from the task corpus plus the learned responses would give,
+/// without the rebuild.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskFollowers<'a> {
+    Corpus(CorpusFollowers<'a>),
+    Online(ContextFollowers<'a>),
+    Both(CorpusFollowers<'a>, ContextFollowers<'a>),
+}
+
+impl<'a> TaskFollowers<'a> {
+    /// The task distribution after `history` and the length of its matched context, or `None`
+    /// when both sides are empty.
+    pub fn lookup(
+        store: &'a NgramStore,
+        online: Option<&'a ContextIndex>,
+        history: &[u32],
+    ) -> Option<(usize, Self)> {
+        let corp = store.longest_match_depth(history);
+        let learned = online.and_then(|o| o.longest_match_depth(history));
+        match (corp, learned) {
+            (None, None) => None,
+            (Some((dc, c)), None) => Some((dc, Self::Corpus(c))),
+            (None, Some((dl, o))) => Some((dl, Self::Online(o))),
+            (Some((dc, c)), Some((dl, o))) => Some(match dc.cmp(&dl) {
+                std::cmp::Ordering::Greater => (dc, Self::Corpus(c)),
+                std::cmp::Ordering::Less => (dl, Self::Online(o)),
+                std::cmp::Ordering::Equal => (dc, Self::Both(c, o)),
+            }),
+        }
+    }
+}
+
+impl Followers for TaskFollowers<'_> {
+    fn total(&self) -> u32 {
+        match self {
+            Self::Corpus(c) => c.total(),
+            Self::Online(o) => o.total(),
+            Self::Both(c, o) => c.total().saturating_add(o.total()),
+        }
+    }
+    fn best(&self) -> (u32, u32) {
+        match self {
+            Self::Corpus(c) => c.best(),
+            Self::Online(o) => o.best(),
+            Self::Both(c, o) => {
+                // Only {best of one side} ∪ support of the other can hold the summed argmax.
+                let (mut best_t, mut best_n) = (u32::MAX, 0u32);
+                let mut consider = |t: u32, n: u32| {
+                    if n > best_n || (n == best_n && t < best_t) {
+                        (best_t, best_n) = (t, n);
+                    }
+                };
+                if c.len() <= o.len() {
+                    c.for_each(|t, n| consider(t, n.saturating_add(o.count(t))));
+                    let (t, n) = o.best();
+                    consider(t, n.saturating_add(c.count(t)));
+                } else {
+                    o.for_each(|t, n| consider(t, n.saturating_add(c.count(t))));
+                    let (t, n) = c.best();
+                    consider(t, n.saturating_add(o.count(t)));
+                }
+                (best_t, best_n)
+            }
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Self::Corpus(c) => c.len(),
+            Self::Online(o) => o.len(),
+            // an upper bound: shared tokens are counted twice
+            Self::Both(c, o) => c.len() + o.len(),
+        }
+    }
+    fn count(&self, token: u32) -> u32 {
+        match self {
+            Self::Corpus(c) => c.count(token),
+            Self::Online(o) => o.count(token),
+            Self::Both(c, o) => c.count(token).saturating_add(o.count(token)),
+        }
+    }
+    fn for_each(&self, mut f: impl FnMut(u32, u32)) {
+        match self {
+            Self::Corpus(c) => c.for_each(f),
+            Self::Online(o) => o.for_each(f),
+            Self::Both(c, o) => {
+                c.for_each(|t, n| f(t, n.saturating_add(o.count(t))));
+                o.for_each(|t, n| {
+                    if c.count(t) == 0 {
+                        f(t, n);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// How the task and context distributions are weighted at each drafting step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mixing {
+    /// The paper's rule: the task side always gets `corpus_weight`.
+    #[default]
+    Fixed,
+    /// The side whose matched context is longer gets the larger of `corpus_weight` and
+    /// `1 - corpus_weight` (the task side on ties): a long match in the prompt (a copied name,
+    /// a table, a column) outweighs a short generic match in the task corpus, and vice versa.
+    LongerMatch,
+}
+
 /// Drafts up to `k` tokens continuing the tokens of `ctx`.
 ///
 /// Drafted tokens extend the history used to look up contexts but are not counted in `ctx`.
@@ -105,6 +217,20 @@ pub fn propose(
     k: usize,
     corpus_weight: f64,
     min_prob: f64,
+) -> Result<Draft, Error> {
+    propose_with(store, None, ctx, k, corpus_weight, min_prob, Mixing::Fixed)
+}
+
+/// [`propose`] with learned responses (an [`crate::online::OnlineIndex`]) on the task side and a
+/// choice of [`Mixing`] rule.
+pub fn propose_with(
+    store: &NgramStore,
+    online: Option<&ContextIndex>,
+    ctx: &ContextIndex,
+    k: usize,
+    corpus_weight: f64,
+    min_prob: f64,
+    mixing: Mixing,
 ) -> Result<Draft, Error> {
     check_k(k as i64)?;
     check_corpus_weight(corpus_weight)?;
@@ -122,16 +248,27 @@ pub fn propose(
     for _ in 0..k {
         let suffix = &history[history.len().saturating_sub(order)..];
         let corp = if use_corp {
-            store.longest_match(suffix)
+            TaskFollowers::lookup(store, online, suffix)
         } else {
             None
         };
         let local = if use_ctx {
-            ctx.longest_match(suffix)
+            ctx.longest_match_depth(suffix)
         } else {
             None
         };
-        match best_mixed(corpus_weight, corp, local) {
+        let weight = match (mixing, &corp, &local) {
+            (Mixing::LongerMatch, Some((dt, _)), Some((dc, _))) => {
+                let high = corpus_weight.max(1.0 - corpus_weight);
+                if dc > dt {
+                    1.0 - high
+                } else {
+                    high
+                }
+            }
+            _ => corpus_weight,
+        };
+        match best_mixed(weight, corp.map(|(_, f)| f), local.map(|(_, f)| f)) {
             Some((token, p)) if p > 0.0 && p >= min_prob => {
                 draft.tokens.push(token);
                 draft.probs.push(p);
@@ -319,6 +456,62 @@ mod tests {
         };
         cpu.truncate(&mut d);
         assert_eq!((d.tokens, d.probs), (vec![4, 5], vec![0.9, 0.5]));
+    }
+
+    #[test]
+    fn learned_responses_join_the_task_corpus() {
+        let s = store(&[vec![1, 2, 3, 4]], 3);
+        let mut online = ContextIndex::new(3, &[]);
+        online.start_sequence();
+        online.extend(&[1, 2, 5, 6]);
+        let ctx = ContextIndex::new(3, &[1, 2]);
+        // (1, 2) is followed by 3 in the corpus and by 5 in the learned response: tie, 3 < 5
+        let d = propose_with(&s, Some(&online), &ctx, 1, 1.0, 0.0, Mixing::Fixed).unwrap();
+        assert_eq!((d.tokens[0], d.probs[0]), (3, 0.5));
+        online.start_sequence();
+        online.extend(&[1, 2, 5]);
+        let d = propose_with(&s, Some(&online), &ctx, 3, 1.0, 0.0, Mixing::Fixed).unwrap();
+        // (2, 5) -> 6 is only known online; nothing follows 6, so both back off to the summed
+        // unigram, where 1 and 2 lead with 1 + 2 each
+        assert_eq!(d.tokens, vec![5, 6, 1]);
+        assert_eq!(d.probs[0], 2.0 / 3.0);
+        // the longer match wins outright: (5, 6) is only known online, (3, 4) only in the corpus
+        let ctx = ContextIndex::new(3, &[2, 3]);
+        let d = propose_with(&s, Some(&online), &ctx, 1, 1.0, 0.0, Mixing::Fixed).unwrap();
+        assert_eq!((d.tokens[0], d.probs[0]), (4, 1.0));
+    }
+
+    #[test]
+    fn longer_match_mixing_follows_the_better_evidence() {
+        let s = store(&[vec![1, 2], vec![1, 2], vec![4, 1, 2]], 3);
+        // the prompt has seen (3, 1) -> 9: a longer match than the corpus's (1) -> 2
+        let ctx = ContextIndex::new(3, &[3, 1, 9, 3, 1]);
+        let fixed = propose_with(&s, None, &ctx, 1, 0.75, 0.0, Mixing::Fixed).unwrap();
+        assert_eq!((fixed.tokens[0], fixed.probs[0]), (2, 0.75));
+        let longer = propose_with(&s, None, &ctx, 1, 0.75, 0.0, Mixing::LongerMatch).unwrap();
+        assert_eq!((longer.tokens[0], longer.probs[0]), (9, 0.75));
+        // equal lengths: the task side keeps the larger weight
+        let ctx = ContextIndex::new(3, &[4, 1, 9, 4, 1]);
+        let tie = propose_with(&s, None, &ctx, 1, 0.75, 0.0, Mixing::LongerMatch).unwrap();
+        assert_eq!(tie.tokens[0], 2);
+    }
+
+    #[test]
+    fn summed_best_is_the_true_argmax() {
+        let s = store(&[vec![1, 7], vec![1, 8], vec![1, 8], vec![1, 9]], 2);
+        let mut online = ContextIndex::new(2, &[]);
+        for r in [[1, 7], [1, 7], [1, 9]] {
+            online.start_sequence();
+            online.extend(&r);
+        }
+        let (_, f) = TaskFollowers::lookup(&s, Some(&online), &[1]).unwrap();
+        // corpus {7: 1, 8: 2, 9: 1} + online {7: 2, 9: 1} = {7: 3, 8: 2, 9: 2}
+        assert_eq!(f.best(), (7, 3));
+        assert_eq!(f.total(), 7);
+        let mut seen = Vec::new();
+        f.for_each(|t, n| seen.push((t, n)));
+        seen.sort_unstable();
+        assert_eq!(seen, vec![(7, 3), (8, 2), (9, 2)]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`corpus`]: task output corpora as one flat token buffer plus sequence offsets.
 //! - [`store`]: the immutable task n-gram store (a pruned, level-ordered trie), `p_corp`.
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
+//! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`persist`]: the versioned, checksummed file format.
 //! - [`enrich`]: TASC-ft vocabulary enrichment (score, PCS filter, incremental merges).
@@ -26,6 +27,7 @@ pub mod corpus;
 pub mod draft;
 pub mod enrich;
 pub mod error;
+pub mod online;
 pub mod packed;
 pub mod persist;
 pub mod store;
@@ -36,7 +38,8 @@ mod py;
 pub use config::{ConfigError, DrafterConfig};
 pub use context::ContextIndex;
 pub use corpus::{Corpus, InputError};
-pub use draft::{propose, Draft, VerifyCost};
+pub use draft::{propose, propose_with, Draft, Mixing, TaskFollowers, VerifyCost};
 pub use error::Error;
+pub use online::OnlineIndex;
 pub use persist::FormatError;
 pub use store::{NgramStore, StoreStats};

@@ -148,10 +148,15 @@ impl NgramStore {
     /// The next-token distribution of the longest suffix of `history` (at most n_max - 1 tokens)
     /// that has a kept next token, or `None` if not even the empty context has one.
     pub fn longest_match(&self, history: &[u32]) -> Option<CorpusFollowers<'_>> {
+        self.longest_match_depth(history).map(|(_, f)| f)
+    }
+
+    /// Like [`longest_match`](Self::longest_match), with the length of the matched context.
+    pub fn longest_match_depth(&self, history: &[u32]) -> Option<(usize, CorpusFollowers<'_>)> {
         let max_order = history.len().min(self.config.n_max - 1);
         (0..=max_order).rev().find_map(|m| {
             let node = self.find(&history[history.len() - m..])?;
-            self.followers(m, node)
+            self.followers(m, node).map(|f| (m, f))
         })
     }
 

@@ -90,6 +90,58 @@ def test_bad_verify_cost_is_rejected_and_keeps_the_old_one(drafter: NgramDrafter
     assert s.verify_cost == [1.0, 1.1]
 
 
+def test_online_learning_drafts_from_finished_responses(drafter: NgramDrafter) -> None:
+    response = [5, 11, 12, 13, 2]  # never seen in the corpus
+    s = drafter.session([1])
+    s.extend(response)
+    assert s.finish() == 0  # online learning is off by default
+    assert drafter.online_stats()["tokens"] == 0
+    drafter.online_capacity = 100
+    before = drafter.session([5, 11]).propose(3)[0].tolist()
+    s = drafter.session([1])
+    s.extend(response)
+    assert s.finish() == 5 and s.finish() == 0  # a second finish learns nothing
+    assert drafter.online_stats() == {"capacity": 100, "tokens": 5, "responses": 1, "learned": 1}
+    after = drafter.session([5, 11]).propose(3)[0].tolist()
+    assert after == [12, 13, 2] != before
+    assert drafter.propose([5, 11], 3)[0].tolist() == after  # stateless proposals too
+    clone = pickle.loads(pickle.dumps(drafter))  # learned responses are not saved
+    assert clone.online_capacity == 0 and clone.session([5, 11]).propose(3)[0].tolist() == before
+    drafter.forget()
+    assert drafter.session([5, 11]).propose(3)[0].tolist() == before
+    drafter.learn(np.array(response))
+    assert drafter.online_stats()["responses"] == 1
+    drafter.online_capacity = 0
+    assert drafter.online_stats()["tokens"] == 0
+
+
+def test_longer_match_mixing_prefers_the_longer_context() -> None:
+    corpus = [[1, 2], [1, 2], [4, 1, 2]] * 3
+    d = NgramDrafter.from_corpus(corpus, n_max=3, min_count=1)
+    prompt = [3, 1, 9, 3, 1]  # (3, 1) -> 9 in the prompt: longer than the corpus's (1) -> 2
+    assert d.session(prompt).propose(1)[0].tolist() == [2]
+    d.mixing = "longer_match"
+    s = d.session(prompt)
+    assert s.mixing == "longer_match"
+    ids, probs = s.propose(1)
+    assert ids.tolist() == [9] and probs[0] == pytest.approx(0.75)
+    with pytest.raises(InvalidConfigError):
+        d.mixing = "longest"
+    with pytest.raises(InvalidConfigError):
+        s.mixing = "longest"
+    assert s.mixing == "longer_match"
+
+
+def test_bad_online_settings(drafter: NgramDrafter) -> None:
+    for bad in (-1, 1.5, "10", True):
+        with pytest.raises(InvalidInputError):
+            drafter.online_capacity = bad
+    drafter.online_capacity = 10
+    with pytest.raises(InvalidInputError):
+        drafter.learn([5, 99])  # outside vocab_size
+    assert drafter.online_stats()["tokens"] == 0
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint32, np.uint16, np.int16, np.uint8])
 def test_accepts_every_integer_dtype(drafter: NgramDrafter, dtype: type) -> None:
     ids, _ = drafter.propose(np.array([5, 6], dtype=dtype), 2)

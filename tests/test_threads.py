@@ -61,3 +61,29 @@ def test_concurrent_saves_to_one_path_leave_a_valid_file(tmp_path) -> None:
             loaded = NgramDrafter.load(path).to_bytes()
             assert loaded in {d.to_bytes() for d in drafters}
     assert [p.name for p in tmp_path.iterdir()] == ["shared.tasc"]
+
+
+@pytest.mark.timeout(120)
+def test_learning_while_other_threads_draft() -> None:
+    rng = random.Random(3)
+    corpus = [[rng.randrange(50) for _ in range(20)] for _ in range(500)]
+    drafter = NgramDrafter.from_corpus(corpus, min_count=2)
+    drafter.online_capacity = 5_000  # small enough that eviction runs during the test
+    responses = [[rng.randrange(50) for _ in range(40)] for _ in range(400)]
+
+    def learn(r: list[int]) -> int:
+        s = drafter.session([1, 2, 3])
+        s.extend(r)
+        return s.finish()
+
+    def draft(i: int) -> int:
+        s = drafter.session(responses[i % len(responses)][:10])
+        return sum(len(s.propose(8)[0]) for _ in range(20))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        drafted = pool.map(draft, range(400))
+        learned = pool.map(learn, responses)
+        assert sum(learned) == 40 * 400 and sum(drafted) > 0
+    stats = drafter.online_stats()
+    assert stats["learned"] == 400 and 0 < stats["tokens"] <= 5_000
+    assert stats["tokens"] == 40 * stats["responses"]

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tasc_rs._core import CorpusBuilder, DraftSession, NgramStore
-from tasc_rs.errors import DtypeError, InvalidInputError
+from tasc_rs.errors import DtypeError, InvalidConfigError, InvalidInputError
 
 __all__ = ["NgramDrafter", "TokenIds"]
 
@@ -30,8 +30,13 @@ class NgramDrafter:
     ``p_mixed = corpus_weight * p_corpus + (1 - corpus_weight) * p_context``, where each side backs
     off to its longest matching context and ``p_context`` comes from the request's own tokens.
     Drafting stops after ``k`` tokens or before a token whose mixed probability is below
-    ``min_prob``. The drafter is immutable and safe to share between threads; per-request state
-    lives in a :class:`DraftSession`.
+    ``min_prob``. The drafter is safe to share between threads; per-request state lives in a
+    :class:`DraftSession`.
+
+    Online learning (off by default): with ``online_capacity > 0`` every finished response
+    (``session.finish()``, which ``tasc_rs.hf.generate`` calls) joins a bounded index that the
+    task side reads as part of the corpus, so the drafter learns how the served model actually
+    writes. The learned responses are not saved or pickled.
 
     Example:
         >>> from tasc_rs import NgramDrafter
@@ -44,13 +49,27 @@ class NgramDrafter:
         >>> session.extend(ids[:2])
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_mixing", "_store")
 
     def __init__(self, store: NgramStore) -> None:
         """Wraps a native store; use :meth:`from_corpus`, :meth:`from_flat` or :meth:`load`."""
         if not isinstance(store, NgramStore):
             raise TypeError(f"expected a tasc_rs._core.NgramStore, got {type(store).__name__}")
         self._store = store
+        self._mixing = "fixed"
+
+    @property
+    def mixing(self) -> str:
+        """The mixing rule new sessions start with: ``"fixed"`` (default, the paper's) or
+        ``"longer_match"`` (the side with the longer matched context gets the larger weight;
+        see ``DraftSession.mixing``). Not saved with the drafter."""
+        return self._mixing
+
+    @mixing.setter
+    def mixing(self, value: str) -> None:
+        if value not in ("fixed", "longer_match"):
+            raise InvalidConfigError(f"mixing must be 'fixed' or 'longer_match', got {value!r}")
+        self._mixing = value
 
     @classmethod
     def from_corpus(
@@ -127,10 +146,13 @@ class NgramDrafter:
     def session(self, prompt_ids: TokenIds) -> DraftSession:
         """Starts a per-request session whose context index holds ``prompt_ids``.
 
-        Call ``session.propose(k)`` before each verification step and
-        ``session.extend(accepted_ids)`` after it.
+        Call ``session.propose(k)`` before each verification step,
+        ``session.extend(accepted_ids)`` after it, and ``session.finish()`` at the end.
         """
-        return self._store.session(prompt_ids)
+        session = self._store.session(prompt_ids)
+        if self._mixing != "fixed":
+            session.mixing = self._mixing
+        return session
 
     def propose(
         self,
@@ -149,6 +171,31 @@ class NgramDrafter:
             ``(ids, probs)``: int64 draft ids and float64 mixed probabilities, same length <= k.
         """
         return self._store.propose(context_ids, k, min_prob, corpus_weight)
+
+    @property
+    def online_capacity(self) -> int:
+        """Most tokens of learned responses kept (oldest dropped first); 0 (default) is off."""
+        return self._store.online_capacity
+
+    @online_capacity.setter
+    def online_capacity(self, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
+            raise InvalidInputError(f"online_capacity must be an int, got {capacity!r}")
+        if capacity < 0:
+            raise InvalidInputError(f"online_capacity must be >= 0, got {capacity}")
+        self._store.online_capacity = int(capacity)
+
+    def learn(self, output_ids: TokenIds) -> None:
+        """Adds one finished response to the online index (no-op while it is off)."""
+        self._store.learn(output_ids)
+
+    def forget(self) -> None:
+        """Drops every learned response."""
+        self._store.forget()
+
+    def online_stats(self) -> dict[str, int]:
+        """``capacity``, ``tokens`` and ``responses`` indexed now, ``learned`` ever."""
+        return self._store.online_stats()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the drafter to ``path`` atomically (versioned binary format with a CRC32)."""

@@ -6,9 +6,10 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
-use crate::config::{check_corpus_weight, check_k, check_min_prob};
+use super::store::{read, write, SharedOnline};
+use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError};
 use crate::context::ContextIndex;
-use crate::draft::{propose, VerifyCost};
+use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
 
@@ -27,14 +28,24 @@ const DETACH_TOKENS: usize = 512;
 #[pyclass(module = "tasc_rs._core", name = "DraftSession")]
 pub struct PyDraftSession {
     store: Arc<NgramStore>,
+    online: SharedOnline,
     index: ContextIndex,
+    /// Tokens of the prompt; what follows is the response `finish` learns.
+    prompt_len: usize,
+    finished: bool,
     corpus_weight: f64,
     min_prob: f64,
     verify_cost: Option<VerifyCost>,
+    mixing: Mixing,
 }
 
 impl PyDraftSession {
-    pub(crate) fn new(py: Python<'_>, store: Arc<NgramStore>, prompt: Vec<u32>) -> Self {
+    pub(crate) fn new(
+        py: Python<'_>,
+        store: Arc<NgramStore>,
+        online: SharedOnline,
+        prompt: Vec<u32>,
+    ) -> Self {
         let n_max = store.n_max();
         let index = if prompt.len() > DETACH_TOKENS {
             py.detach(|| ContextIndex::new(n_max, &prompt))
@@ -46,8 +57,12 @@ impl PyDraftSession {
             corpus_weight: config.corpus_weight,
             min_prob: config.min_prob,
             store,
+            online,
+            prompt_len: prompt.len(),
+            finished: false,
             index,
             verify_cost: None,
+            mixing: Mixing::Fixed,
         }
     }
 }
@@ -83,12 +98,15 @@ impl PyDraftSession {
         corpus_weight: Option<f64>,
     ) -> PyResult<DraftArrays<'py>> {
         let k = check_k(k)?;
-        let draft = propose(
+        let learned = read(&self.online);
+        let draft = propose_with(
             &self.store,
+            learned.index(),
             &self.index,
             k,
             corpus_weight.unwrap_or(self.corpus_weight),
             min_prob.unwrap_or(self.min_prob),
+            self.mixing,
         )?;
         let mut draft = draft;
         if let Some(cost) = &self.verify_cost {
@@ -122,6 +140,27 @@ impl PyDraftSession {
         self.corpus_weight
     }
 
+    /// How task and context are weighted: `"fixed"` (default, the paper: the task side always
+    /// gets `corpus_weight`) or `"longer_match"` (at each step the side whose matched context is
+    /// longer gets the larger of `corpus_weight` and `1 - corpus_weight`, the task side on ties).
+    #[setter]
+    fn set_mixing(&mut self, value: &str) -> PyResult<()> {
+        self.mixing = match value {
+            "fixed" => Mixing::Fixed,
+            "longer_match" => Mixing::LongerMatch,
+            other => return Err(Error::from(ConfigError::Mixing(other.to_owned())).into()),
+        };
+        Ok(())
+    }
+
+    #[getter]
+    fn mixing(&self) -> &'static str {
+        match self.mixing {
+            Mixing::Fixed => "fixed",
+            Mixing::LongerMatch => "longer_match",
+        }
+    }
+
     /// The relative cost of verifying `d = 0, 1, ...` drafted tokens (one forward pass over
     /// `d + 1` positions), or `None` (the default) to keep every drafted token.
     ///
@@ -140,6 +179,29 @@ impl PyDraftSession {
     #[getter]
     fn verify_cost(&self) -> Option<Vec<f64>> {
         self.verify_cost.as_ref().map(|c| c.costs().to_vec())
+    }
+
+    /// Ends the request: the tokens added by `extend` (the response) join the drafter's online
+    /// index, so later requests draft from them (when the drafter's `online_capacity` > 0).
+    ///
+    /// Call it once the response is complete, after extending the session with its last tokens.
+    /// Returns the number of tokens learned; later calls learn nothing and return 0.
+    fn finish(&mut self, py: Python<'_>) -> usize {
+        if self.finished {
+            return 0;
+        }
+        self.finished = true;
+        let response = &self.index.tokens()[self.prompt_len..];
+        let online = &self.online;
+        py.detach(|| {
+            let mut learned = write(online);
+            if learned.capacity() == 0 {
+                0
+            } else {
+                learned.learn(response);
+                response.len().min(learned.capacity())
+            }
+        })
     }
 
     /// The context so far (prompt and accepted tokens) as an int64 array (a copy).

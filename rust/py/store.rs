@@ -1,7 +1,7 @@
 //! `NgramStore`: the immutable task n-gram model, shared by every session and thread.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -11,10 +11,25 @@ use super::corpus::PyCorpusBuilder;
 use super::session::PyDraftSession;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
-use crate::draft::propose;
+use crate::draft::{propose_with, Mixing};
+use crate::online::OnlineIndex;
 use crate::store::NgramStore;
 
-/// The task n-gram store (`p_corp`) with its drafting defaults. Immutable and thread-safe.
+/// The learned responses of one drafter, shared with its sessions.
+pub(crate) type SharedOnline = Arc<RwLock<OnlineIndex>>;
+
+/// Read access that survives a panicked writer (the index is valid after every call).
+pub(crate) fn read(online: &SharedOnline) -> RwLockReadGuard<'_, OnlineIndex> {
+    online.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn write(online: &SharedOnline) -> RwLockWriteGuard<'_, OnlineIndex> {
+    online.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The task n-gram store (`p_corp`) with its drafting defaults. Immutable and thread-safe,
+/// except for the optional online index of learned responses (off until `online_capacity` is
+/// set), which is shared by all sessions behind a read-write lock.
 ///
 /// Built from a `CorpusBuilder`; most users go through `tasc_rs.NgramDrafter`, which wraps it.
 ///
@@ -26,6 +41,17 @@ use crate::store::NgramStore;
 #[pyclass(frozen, module = "tasc_rs._core", name = "NgramStore")]
 pub struct PyNgramStore {
     inner: Arc<NgramStore>,
+    online: SharedOnline,
+}
+
+impl PyNgramStore {
+    fn wrap(store: NgramStore) -> Self {
+        let n_max = store.n_max();
+        Self {
+            inner: Arc::new(store),
+            online: Arc::new(RwLock::new(OnlineIndex::new(n_max, 0))),
+        }
+    }
 }
 
 #[pymethods]
@@ -51,15 +77,18 @@ impl PyNgramStore {
         config.validate()?;
         let data = &corpus.corpus;
         let store = py.detach(|| NgramStore::build(data, &config))?;
-        Ok(Self {
-            inner: Arc::new(store),
-        })
+        Ok(Self::wrap(store))
     }
 
     /// Starts a drafting session over `prompt` (sequence of ints or 1-D integer array).
     fn session(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>) -> PyResult<PyDraftSession> {
         let prompt = token_ids(prompt, self.inner.config().id_limit())?;
-        Ok(PyDraftSession::new(py, Arc::clone(&self.inner), prompt))
+        Ok(PyDraftSession::new(
+            py,
+            Arc::clone(&self.inner),
+            Arc::clone(&self.online),
+            prompt,
+        ))
     }
 
     /// Drafts up to `k` tokens after `context` without keeping a session (indexes the whole
@@ -81,9 +110,19 @@ impl PyNgramStore {
         let min_prob = min_prob.unwrap_or(config.min_prob);
         check_corpus_weight(weight)?;
         check_min_prob(min_prob)?;
+        let online = &self.online;
         let draft = py.detach(|| {
             let index = ContextIndex::new(store.n_max(), &context);
-            propose(store, &index, k, weight, min_prob)
+            let learned = read(online);
+            propose_with(
+                store,
+                learned.index(),
+                &index,
+                k,
+                weight,
+                min_prob,
+                Mixing::Fixed,
+            )
         })?;
         Ok(draft_to_numpy(py, draft))
     }
@@ -100,9 +139,7 @@ impl PyNgramStore {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let store = py.detach(|| NgramStore::load(&path))?;
-        Ok(Self {
-            inner: Arc::new(store),
-        })
+        Ok(Self::wrap(store))
     }
 
     /// The file format as bytes (what `save` writes).
@@ -115,9 +152,7 @@ impl PyNgramStore {
     #[staticmethod]
     fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
         let store = py.detach(|| NgramStore::from_bytes(data))?;
-        Ok(Self {
-            inner: Arc::new(store),
-        })
+        Ok(Self::wrap(store))
     }
 
     /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used.
@@ -129,6 +164,44 @@ impl PyNgramStore {
         d.set_item("corpus_tokens", s.corpus_tokens)?;
         d.set_item("sequences", s.sequences)?;
         d.set_item("bytes", s.bytes)?;
+        Ok(d)
+    }
+
+    /// Adds one finished response (the target's output ids) to the online index.
+    ///
+    /// A no-op while `online_capacity` is 0. Sessions do this themselves in `finish()`.
+    fn learn(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tokens = token_ids(ids, self.inner.config().id_limit())?;
+        let online = &self.online;
+        py.detach(|| write(online).learn(&tokens));
+        Ok(())
+    }
+
+    /// Forgets every learned response (the capacity stays).
+    fn forget(&self) {
+        write(&self.online).clear();
+    }
+
+    /// Most tokens of learned responses kept (the oldest responses go first); 0 turns online
+    /// learning off. Not saved with the store.
+    #[getter]
+    fn online_capacity(&self) -> usize {
+        read(&self.online).capacity()
+    }
+
+    #[setter]
+    fn set_online_capacity(&self, capacity: usize) {
+        write(&self.online).set_capacity(capacity);
+    }
+
+    /// `capacity`, `tokens` and `responses` currently indexed, and `learned` (ever added).
+    fn online_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = read(&self.online);
+        let d = PyDict::new(py);
+        d.set_item("capacity", o.capacity())?;
+        d.set_item("tokens", o.tokens())?;
+        d.set_item("responses", o.responses())?;
+        d.set_item("learned", o.learned())?;
         Ok(d)
     }
 

@@ -53,6 +53,9 @@ class DraftSession(Protocol):
     def extend(self, ids: Any) -> None:
         """Append accepted token ids to the context."""
 
+    # Optional: ``finish()`` (called once the response is complete) and a ``verify_cost``
+    # attribute (drafts cut by expected tokens per unit of verify cost), as tasc_rs sessions have.
+
     def propose(self, k: int, min_prob: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return up to ``k`` draft ids and their mixed probabilities."""
 
@@ -194,9 +197,11 @@ class _Decoder:
             cache_len = n - 1
             t2 = time.perf_counter()
             self.stats.verify_seconds += t2 - t1
-            if done:
-                break
             session.extend(np.asarray(emitted, dtype=np.int64))
+            if done:
+                _finish(session)
+                self.stats.draft_seconds += time.perf_counter() - t2
+                break
             self.stats.draft_seconds += (t1 - t0) + (time.perf_counter() - t2)
         self.stats.new_tokens += len(generated)
         return generated
@@ -212,6 +217,13 @@ class _Decoder:
             ):  # a drafter built with another tokenizer; never crash the model
                 return draft[:i]
         return draft
+
+
+def _finish(session: Any) -> None:
+    """Tell a session its response is complete (``tasc_rs`` sessions learn it online)."""
+    finish = getattr(session, "finish", None)
+    if finish is not None:
+        finish()
 
 
 def _truncates_by_cost(session: Any) -> bool:

@@ -1,0 +1,163 @@
+//! Online learning: a bounded index of the target model's own recent outputs.
+//!
+//! The task store is built once from reference outputs, but the model being served rarely
+//! writes exactly like the references (a base model prompted few-shot least of all). Every
+//! finished response is a perfect example of what the model will write next time, so the drafter
+//! keeps the most recent ones in an [`OnlineIndex`] and drafts from the task store and the
+//! online index as if they were one corpus (see [`crate::draft::propose_with`]).
+//!
+//! Memory is bounded by `capacity` tokens: when a new response does not fit, the oldest
+//! responses are dropped until a quarter of the capacity is free, and the index is rebuilt from
+//! the rest (amortised O(1) per learned token).
+
+use std::collections::VecDeque;
+
+use crate::context::ContextIndex;
+
+/// The n-gram index of the most recent responses, at most `capacity` tokens.
+#[derive(Debug, Clone)]
+pub struct OnlineIndex {
+    index: ContextIndex,
+    /// Lengths of the indexed responses, oldest first.
+    lengths: VecDeque<usize>,
+    capacity: usize,
+    /// Responses ever learned (including evicted ones).
+    learned: u64,
+}
+
+impl OnlineIndex {
+    /// An empty index for contexts of up to `n_max - 1` tokens; `capacity` 0 disables learning.
+    pub fn new(n_max: usize, capacity: usize) -> Self {
+        Self {
+            index: ContextIndex::new(n_max, &[]),
+            lengths: VecDeque::new(),
+            capacity,
+            learned: 0,
+        }
+    }
+
+    /// Indexes one finished response (its last `capacity` tokens if it is longer).
+    pub fn learn(&mut self, response: &[u32]) {
+        if self.capacity == 0 || response.is_empty() {
+            return;
+        }
+        let response = &response[response.len().saturating_sub(self.capacity)..];
+        if self.index.len() + response.len() > self.capacity {
+            let target = (self.capacity - self.capacity / 4).saturating_sub(response.len());
+            self.evict_to(target);
+        }
+        self.index.start_sequence();
+        self.index.extend(response);
+        self.lengths.push_back(response.len());
+        self.learned += 1;
+    }
+
+    /// Drops the oldest responses until at most `target` tokens remain, then rebuilds.
+    fn evict_to(&mut self, target: usize) {
+        let mut kept = self.index.len();
+        while kept > target {
+            match self.lengths.pop_front() {
+                Some(n) => kept -= n,
+                None => break,
+            }
+        }
+        let tokens = self.index.tokens();
+        let tail = tokens[tokens.len() - kept..].to_vec();
+        let mut index = ContextIndex::new(self.index.n_max(), &[]);
+        let mut at = 0;
+        for &n in &self.lengths {
+            index.start_sequence();
+            index.extend(&tail[at..at + n]);
+            at += n;
+        }
+        self.index = index;
+    }
+
+    /// Forgets every response; the capacity stays.
+    pub fn clear(&mut self) {
+        *self = Self::new(self.index.n_max(), self.capacity);
+    }
+
+    /// Changes the capacity, evicting the oldest responses if they no longer fit.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        if self.index.len() > capacity {
+            self.evict_to(capacity);
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The index, or `None` while nothing is learned.
+    pub fn index(&self) -> Option<&ContextIndex> {
+        (!self.index.is_empty()).then_some(&self.index)
+    }
+
+    /// Tokens currently indexed.
+    pub fn tokens(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Responses currently indexed.
+    pub fn responses(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// Responses ever learned, evicted ones included.
+    pub fn learned(&self) -> u64 {
+        self.learned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::draft::Followers;
+
+    #[test]
+    fn learns_responses_without_crossing_them() {
+        let mut o = OnlineIndex::new(3, 100);
+        assert!(o.index().is_none());
+        o.learn(&[1, 2, 3]);
+        o.learn(&[4, 5]);
+        let index = o.index().unwrap();
+        assert_eq!((o.tokens(), o.responses()), (5, 2));
+        // 3 -> 4 spans two responses and must not be learned
+        let (depth, f) = index.longest_match_depth(&[3]).unwrap();
+        assert_eq!(depth, 0);
+        assert_eq!(f.total(), 5);
+        assert_eq!(index.longest_match(&[1, 2]).unwrap().best(), (3, 1));
+    }
+
+    #[test]
+    fn stays_within_capacity_keeping_the_newest() {
+        let mut o = OnlineIndex::new(2, 8);
+        for r in 0..10u32 {
+            o.learn(&[r, 100 + r, 200 + r]);
+            assert!(o.tokens() <= 8);
+        }
+        assert_eq!(o.learned(), 10);
+        let index = o.index().unwrap();
+        assert_eq!(index.longest_match(&[9]).unwrap().best(), (109, 1));
+        assert_eq!(index.longest_match_depth(&[0]).map(|(d, _)| d), Some(0));
+        // a response longer than the capacity keeps its tail
+        o.learn(&(0..20).collect::<Vec<u32>>());
+        assert_eq!(o.tokens(), 8);
+        assert_eq!(o.index().unwrap().tokens()[0], 12);
+        o.set_capacity(2);
+        assert_eq!(o.tokens(), 0);
+        o.learn(&[7, 8]);
+        o.clear();
+        assert!(o.index().is_none());
+        assert_eq!(o.capacity(), 2);
+    }
+
+    #[test]
+    fn zero_capacity_learns_nothing() {
+        let mut o = OnlineIndex::new(4, 0);
+        o.learn(&[1, 2, 3]);
+        assert!(o.index().is_none());
+    }
+}
