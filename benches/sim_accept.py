@@ -236,6 +236,45 @@ def replay(args: argparse.Namespace) -> None:
             )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.write:
+        from _results import machine, write_section
+
+        write_section("tuning_replay", markdown(results, machine()))
+
+
+def markdown(results: list[dict[str, Any]], host: str) -> str:
+    """One row per drafter, one column per recording: tokens per forward / estimated speedup."""
+    groups = list(dict.fromkeys((r["task"], r["model"]) for r in results))
+    cell = {(r["drafter"], r["task"], r["model"]): r for r in results}
+    names = list(dict.fromkeys(r["drafter"] for r in results))
+    lines = [
+        "## Replayed greedy decoding: which drafter settings accept most (benches/sim_accept.py)",
+        "",
+        f"Machine: {host}. Greedy outputs of SmolLM2-135M-Instruct recorded once per task "
+        "(`sim_accept.py record`: base model 3-shot, 30-40 test prompts; fine-tuned M = 0 models "
+        "of benches/eval_ft.py 0-shot, 100 prompts), then every drafter replayed against them "
+        "(`sim_accept.py replay --write`): tokens per forward pass are exact, the speedup is "
+        "*modelled* from forward-pass costs measured on this machine (prefill, then t(d + 1) "
+        "per step that verifies d drafted tokens). Online drafters learn each response after "
+        "it is finished, in test-set order. Wall-clock results are in the end-to-end section.",
+        "",
+        "| drafter | " + " | ".join(f"{t} ({m})" for t, m in groups) + " |",
+        "|---|" + "---:|" * len(groups),
+    ]
+    for name in names:
+        cells = []
+        for t, m in groups:
+            r = cell.get((name, t, m))
+            cells.append(f"{r['tpf']:.2f} / {r['speedup']:.2f}x" if r else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Cells: tokens per forward / modelled speedup over plain greedy. Names: n = n_max, "
+        "p = min_count, l = lambda (corpus_weight), k = draft cap, mp = min_prob; `costopt` = "
+        "drafts cut by expected tokens per unit of verify cost (`DraftSession.verify_cost`); "
+        '`online` = `online_capacity` > 0; `longer` = `mixing = "longer_match"`.',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def train_corpus(task: str) -> list[list[int]]:
@@ -296,7 +335,7 @@ class Truncated:
 
 
 def drafters(
-    corpus: list[list[int]], only: str | None, cost: dict[int, float]
+    corpus: list[list[int]], only: list[str] | None, cost: dict[int, float]
 ) -> Iterable[tuple[str, Callable[[], Any], int, float, bool]]:
     """(name, factory, k, min_prob, online) for every drafter in the comparison."""
     from tasc_rs import NgramDrafter
@@ -380,13 +419,15 @@ def drafters(
         if avail["suffix"] is None:
             grid.append(("suffix (online)", lambda: SuffixDrafter(corpus), 24, 0.0, True))
             grid.append(("suffix (offline)", lambda: SuffixDrafter(corpus), 24, 0.0, False))
+            # vLLM's default is 24; a shorter cap costs less on a CPU
+            grid.append(("suffix k8 (online)", lambda: SuffixDrafter(corpus), 8, 0.0, True))
         for name in ("hf-lookup", "vllm-ngram"):
             if avail[name] is None:
                 grid.append((name, PEERS[name], 8, 0.0, False))
     except ImportError:
         pass
     for entry in grid:
-        if only is None or only in entry[0]:
+        if not only or any(o in entry[0] for o in only):
             yield entry
 
 
@@ -406,8 +447,11 @@ def main() -> None:
     q = sub.add_parser("replay", help="replay drafters against the recordings")
     q.add_argument("--tasks", nargs="*")
     q.add_argument("--limit", type=int, default=None)
-    q.add_argument("--only", help="only drafters whose name contains this")
+    q.add_argument(
+        "--only", nargs="+", help="only drafters whose name contains one of these strings"
+    )
     q.add_argument("--json", help="write the results here")
+    q.add_argument("--write", action="store_true", help="update RESULTS.md (tuning_replay)")
     args = p.parse_args()
     record(args) if args.cmd == "record" else replay(args)
 
