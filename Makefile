@@ -27,12 +27,14 @@ bench:
 # The peers side by side (builds them into benches/.peers-venv first; about 15 min the first time).
 PEERS_PY = benches/.peers-venv/bin/python
 FT = $(HOME)/.cache/tasc_rs/eval_ft
+FINETUNED = $(if $(wildcard $(FT)/slurp/ft-M0),--finetuned slurp=$(FT)/slurp/ft-M0) \
+	$(if $(wildcard $(FT)/e2e_nlg/ft-M0),--finetuned e2e_nlg=$(FT)/e2e_nlg/ft-M0)
 bench-peers:
 	benches/setup_peers.sh
 	$(PEERS_PY) benches/bench_peers.py --write
-	$(PEERS_PY) benches/e2e_peers.py --write \
-		$(if $(wildcard $(FT)/slurp/ft-M0),--finetuned slurp=$(FT)/slurp/ft-M0) \
-		$(if $(wildcard $(FT)/e2e_nlg/ft-M0),--finetuned e2e_nlg=$(FT)/e2e_nlg/ft-M0)
+	$(PEERS_PY) benches/e2e_peers.py --write --limit 8 $(FINETUNED)
+	$(PEERS_PY) benches/sim_accept.py record --limit 40 $(FINETUNED)
+	$(PEERS_PY) benches/sim_accept.py replay --write
 
 # Everything in benches/RESULTS.md and benches/plots (several hours on a 2-core CPU).
 bench-all: bench

@@ -244,6 +244,7 @@ def main() -> None:
     p.add_argument(
         "--finetuned",
         nargs="*",
+        action="extend",
         default=[],
         metavar="TASK=DIR",
         help="fine-tuned model per task (prompted 0-shot)",

@@ -37,6 +37,18 @@ from finetune_task import INSTRUCTIONS  # noqa: E402
 CACHE = Path.home() / ".cache" / "tasc_rs" / "greedy"
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 COST_SIZES = list(range(1, 26))
+#: The rows of the RESULTS.md table (``replay --write`` without ``--only``).
+TABLE = [
+    "tasc paper",
+    "tasc costopt n8 p5 l0.9",
+    "tasc+online costopt n8 p5 l0.9",
+    "tasc+online+longer costopt n8 p5 l0.9",
+    "tasc+online+longer costopt n8 p5 l0.75",
+    "tasc+online+longer costopt n4 p5 l0.75",
+    "suffix",
+    "hf-lookup",
+    "vllm-ngram",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +203,8 @@ def replay_one(
 def replay(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer  # noqa: F401  (imported for its side effects on torch)
 
+    if args.write and not args.only:
+        args.only = TABLE
     recordings = sorted(CACHE.glob("*.json"))
     if args.tasks:
         recordings = [r for r in recordings if r.name.split("__")[0] in args.tasks]
@@ -439,7 +453,7 @@ def main() -> None:
     r.add_argument("--limit", type=int, default=100)
     r.add_argument("--shots", type=int, default=3)
     r.add_argument("--no-base", action="store_true")
-    r.add_argument("--finetuned", nargs="*", default=[], metavar="TASK=DIR")
+    r.add_argument("--finetuned", nargs="*", action="extend", default=[], metavar="TASK=DIR")
     r.add_argument("--force", action="store_true", help="record again")
     r.add_argument(
         "--retime", action="store_true", help="only measure the costs again (quiet machine)"
