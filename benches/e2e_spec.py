@@ -61,10 +61,20 @@ def bench_task(
     corpus = [r["output"] for r in train]
     if args.corpus == "self":
         corpus = [r["output"] for r in load_rows(args.self_outputs)]
-    drafter = build_drafter(tokenizer, corpus, min_count=args.min_count)
     defaults = calibrate(model)
-    k = args.k or defaults.num_draft_tokens
-    min_prob = defaults.min_prob if args.min_prob is None else args.min_prob
+    if args.tuned:
+        # benches/e2e_peers.py's "tasc (tuned)": n_max 8, lambda 0.9, online learning,
+        # longer-match mixing; drafts of up to the longest calibrated length cut by verify cost.
+        drafter = build_drafter(
+            tokenizer, corpus, n_max=8, min_count=args.min_count, corpus_weight=0.9
+        )
+        drafter.online_capacity = 1 << 20
+        drafter.mixing = "longer_match"
+        k, min_prob = args.k, args.min_prob
+    else:
+        drafter = build_drafter(tokenizer, corpus, min_count=args.min_count)
+        k = args.k or defaults.num_draft_tokens
+        min_prob = defaults.min_prob if args.min_prob is None else args.min_prob
     common = {"max_new_tokens": args.max_new_tokens, "do_sample": False}
     plain_t, lookup_t, spec_t, tokens = [], [], [], []
     identical_lookup = identical_spec = 0
@@ -94,8 +104,9 @@ def bench_task(
         "shots": shots,
         "corpus": args.corpus,
         "prompts": len(test),
-        "k": k,
-        "min_prob": min_prob,
+        "k": k if k is not None else defaults.max_draft_tokens,
+        "min_prob": min_prob if min_prob is not None else 0.0,
+        "tuned": bool(args.tuned),
         "tokens_per_forward": stats.tokens_per_forward,
         "speedup_vs_plain": sum(plain_t) / sum(spec_t),
         "median_speedup_vs_plain": statistics.median(
@@ -163,6 +174,12 @@ def main() -> None:
         "--min-prob", type=float, default=None, help="drafting threshold (default: calibrated)"
     )
     p.add_argument("--lookup-k", type=int, default=10, help="prompt_lookup_num_tokens")
+    p.add_argument(
+        "--tuned",
+        action="store_true",
+        help="the tuned drafter of e2e_peers.py (n_max 8, lambda 0.9, online, longer-match, "
+        "cost-cut drafts) instead of the paper's",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=repo / "benches" / "RESULTS.md")
     p.add_argument("--write", action="store_true", help="update a section of RESULTS.md")
