@@ -3,8 +3,10 @@
 Steps: load the embedded model (downloaded and cached on first use), build few-shot chat
 prompts so the base instruct model answers in the task's ``intent: ...; slots: ...`` format,
 build the drafter from the shipped train outputs (references plus the model's own greedy
-answers to the train prompts, which ship as ``smollm2_outputs.jsonl``), calibrate the draft
-length on this device, and time both decoders on shipped test prompts.
+answers to the train prompts, which ship as ``smollm2_outputs.jsonl``) with the tuned settings
+(n_max 8, lambda 0.9, longer-match mixing, online learning of each answer), calibrate the verify
+cost on this device (each draft is cut where expected tokens per unit of cost peak), and time
+both decoders on shipped test prompts.
 
 Example:
     >>> from tasc_rs.hf.demo import run_demo  # doctest: +SKIP
@@ -60,7 +62,7 @@ class DemoResult:
             f"TASC-spec on SmolLM2-135M-Instruct ({self.device}), task slurp, "
             f"{len(self.comparison.new_tokens)} test prompts, "
             f"drafter from {self.corpus_size} outputs, "
-            f"k={self.num_draft_tokens}, min_prob={self.min_prob}"
+            f"k<={self.num_draft_tokens} cut by verify cost, min_prob={self.min_prob}"
         )
         return f"{head}\n{self.comparison.table()}"
 
@@ -118,15 +120,17 @@ def run_demo(
     test = load_rows(shipped_task_path(DEMO_TASK, "test"), limit=limit)
     prompt = TaskPrompt(tokenizer, examples=train[:DEMO_SHOTS], instruction=SLURP_INSTRUCTION)
     texts = demo_corpus()
-    drafter = build_drafter(tokenizer, texts, min_count=2)
-    if num_draft_tokens is None or min_prob is None:
+    drafter = build_drafter(tokenizer, texts, n_max=8, min_count=2, corpus_weight=0.9)
+    drafter.mixing = "longer_match"
+    drafter.online_capacity = 1 << 20
+    if num_draft_tokens is None:
         say("measuring the cost of verifying k tokens on this device...")
-        defaults = calibrate(model)
-        num_draft_tokens = (
-            defaults.num_draft_tokens if num_draft_tokens is None else num_draft_tokens
-        )
-        min_prob = defaults.min_prob if min_prob is None else min_prob
-    say(f"ready in {time.perf_counter() - start:.1f} s; k={num_draft_tokens}, min_prob={min_prob}")
+        num_draft_tokens = calibrate(model).max_draft_tokens
+    min_prob = 0.0 if min_prob is None else min_prob
+    say(
+        f"ready in {time.perf_counter() - start:.1f} s; k<={num_draft_tokens} cut by verify "
+        f"cost, min_prob={min_prob}"
+    )
     comparison = compare(
         model,
         tokenizer,
