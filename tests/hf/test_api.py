@@ -12,6 +12,7 @@ import torch
 import transformers
 from hf_helpers import oracle, plain_greedy, prompts, tiny_model
 
+from tasc_rs import NgramDrafter
 from tasc_rs.errors import InvalidInputError, TascError, UnsupportedModelError
 from tasc_rs.hf import (
     AdaptiveDefaults,
@@ -108,6 +109,14 @@ def test_verify_cost_profile_interpolates_the_measured_lengths() -> None:
     assert d.max_draft_tokens == 8
     assert AdaptiveDefaults(4, 0.2).verify_cost == ()
     assert AdaptiveDefaults(4, 0.2).max_draft_tokens == 4
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, float("inf")], ["x"], "fast"])
+def test_bad_verify_cost_is_rejected_before_decoding(bad: object) -> None:
+    model = tiny_model("gpt2")
+    drafter = NgramDrafter.from_corpus([[1, 2, 3]] * 5)
+    with pytest.raises(InvalidInputError, match="verify_cost"):
+        generate(model, torch.tensor([[1, 2]]), drafter, max_new_tokens=2, verify_cost=bad)
 
 
 def test_calibrate_is_cached_per_model() -> None:

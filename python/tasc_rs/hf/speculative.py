@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,7 +136,7 @@ def speculative_decoding(
         if verify_cost == "auto":
             profile = defaults.verify_cost or None
     if verify_cost is not None and not isinstance(verify_cost, str):
-        profile = tuple(float(c) for c in verify_cost)
+        profile = _check_profile(verify_cost)
     elif isinstance(verify_cost, str) and verify_cost != "auto":
         raise InvalidInputError(
             f"verify_cost must be 'auto', None or a sequence of costs, got {verify_cost!r}"
@@ -214,6 +215,21 @@ def _assemble(input_ids: torch.Tensor, rows: list[list[int]], pad_id: int) -> to
                 row, dtype=input_ids.dtype
             )
     return out
+
+
+def _check_profile(verify_cost: Sequence[float]) -> tuple[float, ...]:
+    """A verify-cost profile as floats: at least one value, each finite and positive."""
+    try:
+        profile = tuple(float(c) for c in verify_cost)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"verify_cost must be a sequence of numbers, got {verify_cost!r}"
+        ) from None
+    if not profile or not all(math.isfinite(c) and c > 0 for c in profile):
+        raise InvalidInputError(
+            f"verify_cost needs at least one cost, each finite and positive, got {profile}"
+        )
+    return profile
 
 
 def generate(
