@@ -305,9 +305,10 @@ def train_corpus(task: str) -> list[list[int]]:
 
 
 class Truncated:
-    """Prototype of path-probability stopping: cut the draft where the product of the drafted
-    tokens' probabilities (the chance that the whole prefix is accepted) falls below ``tau``,
-    or, with ``cost``, where the expected tokens per unit of verify cost peak."""
+    """A tasc drafter whose drafts are cut: with ``cost`` ({tokens verified: relative time}) by
+    the session's own ``verify_cost`` (expected tokens per unit of verify cost, as
+    ``tasc_rs.hf.generate`` does), else, as a prototype, where the product of the drafted tokens'
+    probabilities (the chance that the whole prefix is accepted) falls below ``tau``."""
 
     def __init__(
         self,
@@ -316,27 +317,26 @@ class Truncated:
         cost: dict[int, float] | None = None,
         mixing: str = "fixed",
     ):
-        self.drafter, self.tau, self.cost, self.mixing = drafter, tau, cost, mixing
+        self.drafter, self.tau, self.mixing = drafter, tau, mixing
+        # verify_cost[d]: a forward pass over d + 1 tokens
+        self.profile = [cost[n] for n in sorted(cost)] if cost else None
 
     def session(self, prompt: Any) -> Any:
-        inner, tau, cost = self.drafter.session(prompt), self.tau, self.cost
+        inner, tau = self.drafter.session(prompt), self.tau
         inner.mixing = self.mixing
+        if self.profile is not None:
+            inner.verify_cost = self.profile
+            return inner
 
         class Session:
             def propose(self, k: int, min_prob: float) -> Any:
                 ids, probs = inner.propose(k, min_prob)
-                path, n, best, expected = 1.0, 0, 1.0 / cost[1] if cost else 0.0, 1.0
-                for i, p in enumerate(probs):
+                path, n = 1.0, 0
+                for p in probs:
                     path *= float(p)
-                    if cost is None:
-                        if path < tau:
-                            break
-                        n = i + 1
-                    else:
-                        expected += path
-                        value = expected / cost[min(i + 2, max(cost))]
-                        if value > best:
-                            best, n = value, i + 1
+                    if path < tau:
+                        break
+                    n += 1
                 return ids[:n], probs[:n]
 
             def extend(self, ids: Any) -> None:

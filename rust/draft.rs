@@ -208,6 +208,25 @@ pub enum Mixing {
     LongerMatch,
 }
 
+impl Mixing {
+    /// The rule named `name` (`"fixed"` or `"longer_match"`).
+    pub fn from_name(name: &str) -> Result<Self, ConfigError> {
+        match name {
+            "fixed" => Ok(Self::Fixed),
+            "longer_match" => Ok(Self::LongerMatch),
+            other => Err(ConfigError::Mixing(other.to_owned())),
+        }
+    }
+
+    /// The rule's name, as `from_name` reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fixed => "fixed",
+            Self::LongerMatch => "longer_match",
+        }
+    }
+}
+
 /// Drafts up to `k` tokens continuing the tokens of `ctx`.
 ///
 /// Drafted tokens extend the history used to look up contexts but are not counted in `ctx`.
@@ -494,6 +513,14 @@ mod tests {
         let ctx = ContextIndex::new(3, &[4, 1, 9, 4, 1]);
         let tie = propose_with(&s, None, &ctx, 1, 0.75, 0.0, Mixing::LongerMatch).unwrap();
         assert_eq!(tie.tokens[0], 2);
+    }
+
+    #[test]
+    fn mixing_names_round_trip() {
+        for m in [Mixing::Fixed, Mixing::LongerMatch] {
+            assert_eq!(Mixing::from_name(m.name()), Ok(m));
+        }
+        assert!(Mixing::from_name("longest").is_err());
     }
 
     #[test]

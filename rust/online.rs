@@ -36,10 +36,11 @@ impl OnlineIndex {
         }
     }
 
-    /// Indexes one finished response (its last `capacity` tokens if it is longer).
-    pub fn learn(&mut self, response: &[u32]) {
+    /// Indexes one finished response (its last `capacity` tokens if it is longer); returns the
+    /// number of tokens indexed (0 while learning is off).
+    pub fn learn(&mut self, response: &[u32]) -> usize {
         if self.capacity == 0 || response.is_empty() {
-            return;
+            return 0;
         }
         let response = &response[response.len().saturating_sub(self.capacity)..];
         if self.index.len() + response.len() > self.capacity {
@@ -50,6 +51,7 @@ impl OnlineIndex {
         self.index.extend(response);
         self.lengths.push_back(response.len());
         self.learned += 1;
+        response.len()
     }
 
     /// Drops the oldest responses until at most `target` tokens remain, then rebuilds.
@@ -143,7 +145,7 @@ mod tests {
         assert_eq!(index.longest_match(&[9]).unwrap().best(), (109, 1));
         assert_eq!(index.longest_match_depth(&[0]).map(|(d, _)| d), Some(0));
         // a response longer than the capacity keeps its tail
-        o.learn(&(0..20).collect::<Vec<u32>>());
+        assert_eq!(o.learn(&(0..20).collect::<Vec<u32>>()), 8);
         assert_eq!(o.tokens(), 8);
         assert_eq!(o.index().unwrap().tokens()[0], 12);
         o.set_capacity(2);
@@ -157,7 +159,7 @@ mod tests {
     #[test]
     fn zero_capacity_learns_nothing() {
         let mut o = OnlineIndex::new(4, 0);
-        o.learn(&[1, 2, 3]);
+        assert_eq!(o.learn(&[1, 2, 3]), 0);
         assert!(o.index().is_none());
     }
 }

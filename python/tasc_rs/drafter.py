@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tasc_rs._core import CorpusBuilder, DraftSession, NgramStore
-from tasc_rs.errors import DtypeError, InvalidConfigError, InvalidInputError
+from tasc_rs.errors import DtypeError, InvalidInputError
 
 __all__ = ["NgramDrafter", "TokenIds"]
 
@@ -49,27 +49,28 @@ class NgramDrafter:
         >>> session.extend(ids[:2])
     """
 
-    __slots__ = ("_mixing", "_store")
+    __slots__ = ("_store",)
 
     def __init__(self, store: NgramStore) -> None:
         """Wraps a native store; use :meth:`from_corpus`, :meth:`from_flat` or :meth:`load`."""
         if not isinstance(store, NgramStore):
             raise TypeError(f"expected a tasc_rs._core.NgramStore, got {type(store).__name__}")
         self._store = store
-        self._mixing = "fixed"
 
     @property
     def mixing(self) -> str:
         """The mixing rule new sessions start with: ``"fixed"`` (default, the paper's) or
         ``"longer_match"`` (the side with the longer matched context gets the larger weight;
-        see ``DraftSession.mixing``). Not saved with the drafter."""
-        return self._mixing
+        see ``DraftSession.mixing``). Not saved with the drafter.
+
+        Raises:
+            InvalidConfigError: on setting any other name.
+        """
+        return self._store.mixing
 
     @mixing.setter
     def mixing(self, value: str) -> None:
-        if value not in ("fixed", "longer_match"):
-            raise InvalidConfigError(f"mixing must be 'fixed' or 'longer_match', got {value!r}")
-        self._mixing = value
+        self._store.mixing = value
 
     @classmethod
     def from_corpus(
@@ -149,10 +150,7 @@ class NgramDrafter:
         Call ``session.propose(k)`` before each verification step,
         ``session.extend(accepted_ids)`` after it, and ``session.finish()`` at the end.
         """
-        session = self._store.session(prompt_ids)
-        if self._mixing != "fixed":
-            session.mixing = self._mixing
-        return session
+        return self._store.session(prompt_ids)
 
     def propose(
         self,

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::store::{read, write, SharedOnline};
-use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError};
+use crate::config::{check_corpus_weight, check_k, check_min_prob};
 use crate::context::ContextIndex;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::error::Error;
@@ -44,6 +44,7 @@ impl PyDraftSession {
         py: Python<'_>,
         store: Arc<NgramStore>,
         online: SharedOnline,
+        mixing: Mixing,
         prompt: Vec<u32>,
     ) -> Self {
         let n_max = store.n_max();
@@ -62,7 +63,7 @@ impl PyDraftSession {
             finished: false,
             index,
             verify_cost: None,
-            mixing: Mixing::Fixed,
+            mixing,
         }
     }
 }
@@ -145,20 +146,13 @@ impl PyDraftSession {
     /// longer gets the larger of `corpus_weight` and `1 - corpus_weight`, the task side on ties).
     #[setter]
     fn set_mixing(&mut self, value: &str) -> PyResult<()> {
-        self.mixing = match value {
-            "fixed" => Mixing::Fixed,
-            "longer_match" => Mixing::LongerMatch,
-            other => return Err(Error::from(ConfigError::Mixing(other.to_owned())).into()),
-        };
+        self.mixing = Mixing::from_name(value).map_err(Error::from)?;
         Ok(())
     }
 
     #[getter]
     fn mixing(&self) -> &'static str {
-        match self.mixing {
-            Mixing::Fixed => "fixed",
-            Mixing::LongerMatch => "longer_match",
-        }
+        self.mixing.name()
     }
 
     /// The relative cost of verifying `d = 0, 1, ...` drafted tokens (one forward pass over
@@ -193,15 +187,7 @@ impl PyDraftSession {
         self.finished = true;
         let response = &self.index.tokens()[self.prompt_len..];
         let online = &self.online;
-        py.detach(|| {
-            let mut learned = write(online);
-            if learned.capacity() == 0 {
-                0
-            } else {
-                learned.learn(response);
-                response.len().min(learned.capacity())
-            }
-        })
+        py.detach(|| write(online).learn(response))
     }
 
     /// The context so far (prompt and accepted tokens) as an int64 array (a copy).

@@ -1,6 +1,7 @@
 //! `NgramStore`: the immutable task n-gram model, shared by every session and thread.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use pyo3::prelude::*;
@@ -42,6 +43,8 @@ pub(crate) fn write(online: &SharedOnline) -> RwLockWriteGuard<'_, OnlineIndex> 
 pub struct PyNgramStore {
     inner: Arc<NgramStore>,
     online: SharedOnline,
+    /// The mixing rule new sessions start with: `Mixing::LongerMatch` when set.
+    longer_match: AtomicBool,
 }
 
 impl PyNgramStore {
@@ -50,6 +53,15 @@ impl PyNgramStore {
         Self {
             inner: Arc::new(store),
             online: Arc::new(RwLock::new(OnlineIndex::new(n_max, 0))),
+            longer_match: AtomicBool::new(false),
+        }
+    }
+
+    fn session_mixing(&self) -> Mixing {
+        if self.longer_match.load(Ordering::Relaxed) {
+            Mixing::LongerMatch
+        } else {
+            Mixing::Fixed
         }
     }
 }
@@ -87,6 +99,7 @@ impl PyNgramStore {
             py,
             Arc::clone(&self.inner),
             Arc::clone(&self.online),
+            self.session_mixing(),
             prompt,
         ))
     }
@@ -203,6 +216,21 @@ impl PyNgramStore {
         d.set_item("responses", o.responses())?;
         d.set_item("learned", o.learned())?;
         Ok(d)
+    }
+
+    /// The mixing rule new sessions start with (`"fixed"` or `"longer_match"`, see
+    /// `DraftSession.mixing`); stateless `propose` uses `"fixed"`. Not saved with the store.
+    #[getter(mixing)]
+    fn mixing_name(&self) -> &'static str {
+        self.session_mixing().name()
+    }
+
+    #[setter(mixing)]
+    fn set_mixing_name(&self, value: &str) -> PyResult<()> {
+        let mixing = Mixing::from_name(value).map_err(crate::error::Error::from)?;
+        self.longer_match
+            .store(mixing == Mixing::LongerMatch, Ordering::Relaxed);
+        Ok(())
     }
 
     #[getter]

@@ -86,7 +86,7 @@ class _Decoder:
     #: draft up to ``cost_k`` tokens with threshold ``cost_min_prob`` instead of k / min_prob.
     verify_cost: tuple[float, ...] | None
     cost_k: int
-    cost_min_prob: float | None
+    cost_min_prob: float
     stats: SpecStats
     streamer: Any
     vocab: int

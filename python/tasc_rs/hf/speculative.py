@@ -123,16 +123,16 @@ def speculative_decoding(
             "TASC-spec starts from an empty cache; do not pass a pre-filled cache"
         )
     cache_kw, keep_kw = check_model(model)
-    user_k, user_min_prob = num_draft_tokens, draft_min_prob
-    cost_k = num_draft_tokens
+    # Sessions that cut drafts by cost draft up to cost_k tokens with threshold cost_min_prob;
+    # others use num_draft_tokens and draft_min_prob. Explicit values win in both cases.
+    cost_k, cost_min_prob = num_draft_tokens, draft_min_prob or 0.0
     profile: tuple[float, ...] | None = None
     if num_draft_tokens is None or draft_min_prob is None or verify_cost == "auto":
         defaults = get_defaults(model)
-        num_draft_tokens = (
-            defaults.num_draft_tokens if num_draft_tokens is None else num_draft_tokens
-        )
-        draft_min_prob = defaults.min_prob if draft_min_prob is None else draft_min_prob
-        cost_k = defaults.max_draft_tokens if user_k is None else user_k
+        if num_draft_tokens is None:
+            num_draft_tokens, cost_k = defaults.num_draft_tokens, defaults.max_draft_tokens
+        if draft_min_prob is None:
+            draft_min_prob = defaults.min_prob
         if verify_cost == "auto":
             profile = defaults.verify_cost or None
     if verify_cost is not None and not isinstance(verify_cost, str):
@@ -162,8 +162,8 @@ def speculative_decoding(
         k=int(num_draft_tokens),
         min_prob=draft_min_prob,
         verify_cost=profile,
-        cost_k=int(cost_k if cost_k is not None else num_draft_tokens),
-        cost_min_prob=0.0 if user_min_prob is None else user_min_prob,
+        cost_k=int(cost_k),
+        cost_min_prob=cost_min_prob,
         stats=stats,
         streamer=tasc_streamer,
         vocab=int(model.get_output_embeddings().weight.shape[0]),
