@@ -23,6 +23,7 @@ from tasc_rs.hf import (
     generate,
     speculative_decoding,
 )
+from tasc_rs.hf.adaptive import CANDIDATE_K
 from tasc_rs.hf.corpus import read_outputs
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,7 +124,10 @@ def test_calibrate_is_cached_per_model() -> None:
     model = tiny_model("gpt2")
     first = calibrate(model)
     assert first is calibrate(model)
-    assert 2 <= first.num_draft_tokens <= 16 and 0.1 <= first.min_prob <= 0.5
+    # k is one of the measured candidate lengths (24 joined them with the cost profile)
+    assert first.num_draft_tokens in CANDIDATE_K and 0.1 <= first.min_prob <= 0.5
+    assert first.max_draft_tokens == max(CANDIDATE_K)
+    assert len(first.verify_cost) == max(CANDIDATE_K) + 1 and first.verify_cost[0] == 1.0
 
 
 def test_read_outputs_reports_bad_lines(tmp_path: Path) -> None:
