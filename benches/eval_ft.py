@@ -145,6 +145,8 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
         recipe += ["--trainable-layers", str(args.trainable_layers)]
     if not args.input_embedding_grad:
         recipe.append("--no-input-embedding-grad")
+    if budget > 0 and args.new_token_lr_scale != 1.0:
+        recipe += ["--new-token-lr-scale", str(args.new_token_lr_scale)]
     tasc(
         "finetune", train_file, "-o", str(ft), "--instruction", INSTRUCTIONS[task], *model, *recipe
     )
@@ -237,6 +239,11 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         + (f"last {args.trainable_layers} blocks" if args.trainable_layers else "all blocks")
         + " plus the embeddings/LM head trainable"
         + ("" if args.input_embedding_grad else " (tied matrix, learning through the LM head)")
+        + (
+            f", the new tokens' rows at {args.new_token_lr_scale:g}x the learning rate"
+            if args.new_token_lr_scale != 1.0
+            else ""
+        )
         + ", loss on the answer only. "
         f"First {args.test_rows} test prompts, 0-shot, greedy. Compression = mean tokens at M=0 "
         "/ mean tokens at M (reference outputs encoded with the run's tokenizer; generated "
@@ -265,8 +272,12 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"| {r['spec_ms']:.0f} | {b['plain_ms'] / r['spec_ms']:.2f}x "
             f"| {r['spec_identical']}/{r['test_rows']} |"
         )
-    lines += ["", "![compression and metric against budget](plots/ft_budget.png)"]
+    lines += ["", f"![compression and metric against budget](plots/{plot_name(args)})"]
     return "\n".join(lines) + "\n"
+
+
+def plot_name(args: argparse.Namespace) -> str:
+    return "ft_budget.png" if args.section == "ft_eval" else f"{args.section}.png"
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -363,11 +374,22 @@ def main() -> None:
         action="store_true",
         help="backpropagate into the input embeddings (full backward)",
     )
+    parser.add_argument(
+        "--new-token-lr-scale",
+        type=float,
+        default=1.0,
+        help="learning-rate multiplier of the added tokens' rows (tasc finetune)",
+    )
     parser.add_argument("--k", type=int, default=None, help="TASC-spec draft length")
     parser.add_argument("--min-prob", type=float, default=None)
     parser.add_argument("--stage", choices=["train", "eval", "all"], default="all")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache/tasc_rs/eval_ft")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
+    parser.add_argument(
+        "--section",
+        default="ft_eval",
+        help="RESULTS.md section (and RESULTS_<section>.json, plot) to write, one per recipe",
+    )
     args = parser.parse_args()
 
     runs = [(t, m, True) for t in args.tasks for m in args.budgets]
@@ -391,9 +413,11 @@ def main() -> None:
         return
     print(markdown(results, args))
     if args.write:
-        write_section("ft_eval", markdown(results, args))
-        (HERE / "RESULTS_ft_eval.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-        plot(results, HERE / "plots" / "ft_budget.png")
+        write_section(args.section, markdown(results, args))
+        (HERE / f"RESULTS_{args.section}.json").write_text(
+            json.dumps(results, indent=1), encoding="utf-8"
+        )
+        plot(results, HERE / "plots" / plot_name(args))
 
 
 if __name__ == "__main__":

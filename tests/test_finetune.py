@@ -97,6 +97,47 @@ def test_head_only_embeddings_stop_the_backward_at_the_trainable_blocks(
     assert out.requires_grad
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_new_token_rows_take_a_scaled_step(tmp_path, tied: bool) -> None:
+    # One step from the same weights and batch: with scale 5 the new rows (ids >= 12, which the
+    # answers use) move five times as far as without it; every other weight moves as without it.
+    config = FinetuneConfig(epochs=0.25, lr=1e-2, batch_size=4, warmup=0.0)
+    scaled_config = FinetuneConfig(**{**config.__dict__, "new_token_lr_scale": 5.0})
+    start = tiny_llama(tied=tied).state_dict()
+    plain = finetune(
+        tiny_llama(tied=tied),
+        PAIRS,
+        tmp_path / "a",
+        config,
+        progress=lambda *a: None,
+        new_tokens_from=12,
+    ).state_dict()
+    scaled = finetune(
+        tiny_llama(tied=tied),
+        PAIRS,
+        tmp_path / "b",
+        scaled_config,
+        progress=lambda *a: None,
+        new_tokens_from=12,
+    ).state_dict()
+    matrices = {"model.embed_tokens.weight", "lm_head.weight"}
+    for name, before in start.items():
+        if name in matrices:
+            torch.testing.assert_close(scaled[name][:12], plain[name][:12])
+            moved = plain[name][12:] - before[12:]
+            assert moved.abs().max() > 0
+            torch.testing.assert_close(scaled[name][12:] - before[12:], 5.0 * moved)
+        else:
+            torch.testing.assert_close(scaled[name], plain[name])
+
+
+def test_new_tokens_from_must_be_an_embedding_row(tmp_path) -> None:
+    with pytest.raises(InvalidConfigError, match="new_tokens_from"):
+        finetune(tiny_llama(), PAIRS, tmp_path, new_tokens_from=33, progress=lambda *a: None)
+    with pytest.raises(InvalidConfigError, match="new_token_lr_scale"):
+        finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(new_token_lr_scale=0.0))
+
+
 @pytest.mark.timeout(120)
 def test_resume_continues_to_the_same_weights(tmp_path) -> None:
     config = FinetuneConfig(epochs=4, lr=1e-3, batch_size=4, save_every=3)

@@ -66,6 +66,11 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
     assert main([*args, "--budget", "5"]) == 1
     assert sorted(p.name for p in out.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # The enriched model fine-tunes with a faster rate for its new tokens' rows.
+    ft = tmp_path / "ft"
+    tune = ["finetune", str(corpus), "-o", str(ft), "--model", str(out), "--limit", "8"]
+    assert main([*tune, "--epochs", "1", "--new-token-lr-scale", "10"]) == 0
+    assert json.loads((ft / "tasc_task.json").read_text())["new_token_lr_scale"] == 10
 
 
 @pytest.mark.timeout(300)
@@ -84,4 +89,13 @@ def test_finetune_rejects_rows_without_output(tmp_path: Path, tiny_model_dir) ->
     train = write_jsonl(tmp_path / "bad.jsonl", [{"input": "hi"}])
     out = tmp_path / "never"
     assert main(["finetune", str(train), "-o", str(out), "--model", str(tiny_model_dir)]) == 1
+    assert not out.exists()
+
+
+def test_new_token_lr_scale_needs_an_enriched_model(tmp_path: Path, tiny_model_dir, capsys) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", rows(8))
+    out = tmp_path / "never"
+    argv = ["finetune", str(train), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--new-token-lr-scale", "10"]) == 1
+    assert "tasc enrich" in capsys.readouterr().err
     assert not out.exists()

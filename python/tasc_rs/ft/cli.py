@@ -66,6 +66,12 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
         action="store_true",
         help="embeddings learn through the LM head only (no backward below --trainable-layers)",
     )
+    f.add_argument(
+        "--new-token-lr-scale",
+        type=float,
+        default=1.0,
+        help="multiply the learning rate of the tokens added by `tasc enrich` (default: 1)",
+    )
     f.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     return {"enrich": cmd_enrich, "finetune": cmd_finetune}
 
@@ -125,6 +131,17 @@ def cmd_enrich(args: argparse.Namespace) -> None:
     )
 
 
+def enriched_base_size(model: str | None) -> int | None:
+    """The base vocabulary size recorded by ``tasc enrich`` in ``model``, if it wrote it."""
+    report = Path(model) / "tasc_enrichment.json" if model else None
+    if report is None or not report.is_file():
+        return None
+    try:
+        return int(json.loads(report.read_text(encoding="utf-8"))["base_vocab_size"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InvalidInputError(f"{report}: no valid base_vocab_size ({e})") from e
+
+
 def cmd_finetune(args: argparse.Namespace) -> None:
     """``tasc finetune``: answer-only fine-tuning with resumable checkpoints."""
     from tasc_rs.embedded import load_model
@@ -153,11 +170,20 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         trainable_layers=args.trainable_layers,
         train_embeddings=not args.freeze_embeddings,
         input_embedding_grad=not args.no_input_embedding_grad,
+        new_token_lr_scale=args.new_token_lr_scale,
     )
+    new_from = enriched_base_size(args.model)
+    if new_from is None and config.new_token_lr_scale != 1.0:
+        raise InvalidInputError(
+            "--new-token-lr-scale needs a --model written by `tasc enrich` "
+            "(its tasc_enrichment.json tells which tokens are new)"
+        )
     out = Path(args.out)
     # Checkpoints live beside --out so an interrupted run resumes; the model moves in at the end.
     work = out.parent / f".{out.name}.checkpoints"
-    trained = finetune(model, examples, work, config, pad_id=tokenizer.pad_token_id or 0)
+    trained = finetune(
+        model, examples, work, config, pad_id=tokenizer.pad_token_id or 0, new_tokens_from=new_from
+    )
     if config.lora_r is not None:
         trained = trained.merge_and_unload()
     with staged(out) as tmp:

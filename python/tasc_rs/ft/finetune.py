@@ -54,6 +54,12 @@ class FinetuneConfig:
             a tied matrix then learns through the LM head only (untied input embeddings stay
             fixed). With ``trainable_layers`` this keeps a CPU step about as cheap as with frozen
             embeddings; new tokens keep their mean-of-parts input rows plus the head's updates.
+        new_token_lr_scale: Multiplies the update of the embedding and LM-head rows of the new
+            vocabulary tokens (rows from ``new_tokens_from`` of :func:`finetune` on). Old tokens
+            need small corrections; new tokens start from the mean of their parts and must
+            become the most likely token in their contexts, which at the base learning rate
+            takes far more steps than a small-data run has. AdamW's step does not grow with the
+            gradient, so the scale is applied to the step itself.
     """
 
     epochs: float = 1.5
@@ -68,6 +74,7 @@ class FinetuneConfig:
     trainable_layers: int | None = None
     train_embeddings: bool = True
     input_embedding_grad: bool = True
+    new_token_lr_scale: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`InvalidConfigError` for a value out of range."""
@@ -82,6 +89,10 @@ class FinetuneConfig:
             (
                 self.trainable_layers is None or self.trainable_layers >= 1,
                 f"trainable_layers must be >= 1, got {self.trainable_layers}",
+            ),
+            (
+                self.new_token_lr_scale > 0,
+                f"new_token_lr_scale must be > 0, got {self.new_token_lr_scale}",
             ),
         ]
         for ok, message in checks:
@@ -167,6 +178,7 @@ def finetune(
     config: FinetuneConfig | None = None,
     pad_id: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
+    new_tokens_from: int | None = None,
 ) -> Any:
     """Fine-tunes ``model`` in place on tokenized (prompt ids, answer ids) pairs.
 
@@ -179,16 +191,25 @@ def finetune(
         pad_id: Id used to pad batches (masked out of attention and loss).
         progress: Called as ``progress(step, total_steps, loss)`` after every step; a tqdm bar
             is shown when omitted.
+        new_tokens_from: Id of the first added vocabulary token (the base vocabulary size);
+            its rows and those after it get ``config.new_token_lr_scale``. ``None``: no new
+            tokens.
 
     Returns:
         The trained model (a peft model when ``lora_r`` is set).
 
     Raises:
         InvalidInputError: no examples, or an example without answer tokens.
-        InvalidConfigError: a hyper-parameter out of range.
+        InvalidConfigError: a hyper-parameter out of range, or ``new_tokens_from`` outside the
+            embedding matrix.
     """
     config = config or FinetuneConfig()
     config.validate()
+    rows = model.get_input_embeddings().weight.shape[0]
+    if new_tokens_from is not None and not 0 < new_tokens_from <= rows:
+        raise InvalidConfigError(
+            f"new_tokens_from must be in [1, {rows}] (the embedding rows), got {new_tokens_from}"
+        )
     if not examples:
         raise InvalidInputError("no training examples")
     if any(len(answer) == 0 for _, answer in examples):
@@ -208,6 +229,7 @@ def finetune(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     step = _resume(out, model, optimizer, schedule, config)
+    scaled = _new_rows(model, new_tokens_from) if config.new_token_lr_scale != 1.0 else []
     bar = None
     if progress is None:
         from tqdm.auto import tqdm
@@ -227,7 +249,12 @@ def finetune(
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
+            before = [weight[start:].detach().clone() for weight, start in scaled]
             optimizer.step()
+            with torch.no_grad():
+                for (weight, start), old in zip(scaled, before, strict=True):
+                    new = weight[start:]
+                    new.copy_(old + config.new_token_lr_scale * (new - old))
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -246,6 +273,18 @@ def finetune(
         bar.close()
     model.eval()
     return model
+
+
+def _new_rows(model: Any, start: int | None) -> list[tuple[torch.Tensor, int]]:
+    """The trainable embedding / LM-head matrices (a tied one once) with their first new row."""
+    if start is None:
+        return []
+    found: dict[int, tuple[torch.Tensor, int]] = {}
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.requires_grad:
+            found.setdefault(id(weight), (weight, start))
+    return list(found.values())
 
 
 def _order(n: int, needed: int, seed: int) -> list[int]:
