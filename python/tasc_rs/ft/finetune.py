@@ -229,7 +229,7 @@ def finetune(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     step = _resume(out, model, optimizer, schedule, config)
-    scaled = _new_rows(model, new_tokens_from) if config.new_token_lr_scale != 1.0 else []
+    scaled = _new_rows(model, new_tokens_from, rows) if config.new_token_lr_scale != 1.0 else []
     bar = None
     if progress is None:
         from tqdm.auto import tqdm
@@ -275,15 +275,19 @@ def finetune(
     return model
 
 
-def _new_rows(model: Any, start: int | None) -> list[tuple[torch.Tensor, int]]:
-    """The trainable embedding / LM-head matrices (a tied one once) with their first new row."""
+def _new_rows(model: Any, start: int | None, rows: int) -> list[tuple[torch.Tensor, int]]:
+    """The trainable vocabulary matrices (embeddings, LM head; a tied one once) and ``start``.
+
+    Read from the modules' parameters rather than their ``weight``, so peft's trainable copies
+    of the embeddings and head (``modules_to_save`` wrappers) are found too.
+    """
     if start is None:
         return []
     found: dict[int, tuple[torch.Tensor, int]] = {}
     for module in (model.get_input_embeddings(), model.get_output_embeddings()):
-        weight = getattr(module, "weight", None)
-        if isinstance(weight, torch.Tensor) and weight.requires_grad:
-            found.setdefault(id(weight), (weight, start))
+        for p in module.parameters() if module is not None else ():
+            if p.requires_grad and p.dim() == 2 and p.shape[0] == rows:
+                found.setdefault(id(p), (p, start))
     return list(found.values())
 
 
