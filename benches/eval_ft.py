@@ -14,10 +14,12 @@ M = 0), exact match, intent accuracy and slot F1 (slurp) or corpus BLEU-4 (e2e_n
 and median per-prompt decode latency. Stages are cached in ``--work`` (a rerun skips finished
 models and evaluations), so the long CPU run can be interrupted and resumed.
 
-A benchmark, not a test. Example (about 2 h on a 2-core CPU):
+A benchmark, not a test. Examples (the first about 1.5 h on a 2-core CPU; the defaults are the
+recipe of the ``ft_eval_r2`` section of RESULTS.md, the second command the older ``ft_eval``):
 
-    python benches/eval_ft.py --tasks slurp e2e_nlg --write
-    python benches/eval_ft.py --tasks slurp --budgets 0 1000 --no-pcs 1000 --train-rows 200
+    python benches/eval_ft.py --tasks slurp --work ~/.cache/tasc_rs/eval_ft_r2 \
+        --section ft_eval_r2 --write
+    python benches/eval_ft.py --tasks slurp e2e_nlg --train-rows 800 --new-token-lr-scale 1 --write
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
         recipe += ["--trainable-layers", str(args.trainable_layers)]
     if not args.input_embedding_grad:
         recipe.append("--no-input-embedding-grad")
-    if budget > 0 and args.new_token_lr_scale != 1.0:
+    if budget > 0:
         recipe += ["--new-token-lr-scale", str(args.new_token_lr_scale)]
     tasc(
         "finetune", train_file, "-o", str(ft), "--instruction", INSTRUCTIONS[task], *model, *recipe
@@ -239,11 +241,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         + (f"last {args.trainable_layers} blocks" if args.trainable_layers else "all blocks")
         + " plus the embeddings/LM head trainable"
         + ("" if args.input_embedding_grad else " (tied matrix, learning through the LM head)")
-        + (
-            f", the new tokens' rows at {args.new_token_lr_scale:g}x the learning rate"
-            if args.new_token_lr_scale != 1.0
-            else ""
-        )
+        + f", the new tokens' rows at {args.new_token_lr_scale:g}x the learning rate"
         + ", loss on the answer only. "
         f"First {args.test_rows} test prompts, 0-shot, greedy. Compression = mean tokens at M=0 "
         "/ mean tokens at M (reference outputs encoded with the run's tokenizer; generated "
@@ -364,7 +362,9 @@ def main() -> None:
         help="budgets also run without the PCS filter (slurp only)",
     )
     parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--train-rows", type=int, default=800)
+    parser.add_argument(
+        "--train-rows", type=int, default=2033, help="first N train rows (2033: all of slurp)"
+    )
     parser.add_argument("--test-rows", type=int, default=100)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -377,8 +377,8 @@ def main() -> None:
     parser.add_argument(
         "--new-token-lr-scale",
         type=float,
-        default=1.0,
-        help="learning-rate multiplier of the added tokens' rows (tasc finetune)",
+        default=30.0,
+        help="learning-rate multiplier of the added tokens' rows (tasc finetune; default 30)",
     )
     parser.add_argument("--k", type=int, default=None, help="TASC-spec draft length")
     parser.add_argument("--min-prob", type=float, default=None)

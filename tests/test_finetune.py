@@ -101,7 +101,7 @@ def test_head_only_embeddings_stop_the_backward_at_the_trainable_blocks(
 def test_new_token_rows_take_a_scaled_step(tmp_path, tied: bool) -> None:
     # One step from the same weights and batch: with scale 5 the new rows (ids >= 12, which the
     # answers use) move five times as far as without it; every other weight moves as without it.
-    config = FinetuneConfig(epochs=0.25, lr=1e-2, batch_size=4, warmup=0.0)
+    config = FinetuneConfig(epochs=0.25, lr=1e-2, batch_size=4, warmup=0.0, new_token_lr_scale=1.0)
     scaled_config = FinetuneConfig(**{**config.__dict__, "new_token_lr_scale": 5.0})
     start = tiny_llama(tied=tied).state_dict()
     plain = finetune(

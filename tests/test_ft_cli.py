@@ -66,11 +66,14 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
     assert main([*args, "--budget", "5"]) == 1
     assert sorted(p.name for p in out.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    # The enriched model fine-tunes with a faster rate for its new tokens' rows.
-    ft = tmp_path / "ft"
-    tune = ["finetune", str(corpus), "-o", str(ft), "--model", str(out), "--limit", "8"]
-    assert main([*tune, "--epochs", "1", "--new-token-lr-scale", "10"]) == 0
-    assert json.loads((ft / "tasc_task.json").read_text())["new_token_lr_scale"] == 10
+    # The enriched model fine-tunes with a faster rate for its new tokens' rows (default 30).
+    tune = ["finetune", str(corpus), "--model", str(out), "--limit", "8", "--epochs", "1"]
+    assert main([*tune, "-o", str(tmp_path / "ft")]) == 0
+    assert main([*tune, "-o", str(tmp_path / "ft10"), "--new-token-lr-scale", "10"]) == 0
+    for name, scale in (("ft", 30), ("ft10", 10)):
+        meta = json.loads((tmp_path / name / "tasc_task.json").read_text())
+        assert meta["new_token_lr_scale"] == scale
+        assert meta["new_tokens_from"] == report["base_vocab_size"]
 
 
 @pytest.mark.timeout(300)

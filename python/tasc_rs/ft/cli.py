@@ -69,8 +69,8 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
     f.add_argument(
         "--new-token-lr-scale",
         type=float,
-        default=1.0,
-        help="multiply the learning rate of the tokens added by `tasc enrich` (default: 1)",
+        default=None,
+        help="learning-rate multiplier of the tokens added by `tasc enrich` (default: 30)",
     )
     f.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     return {"enrich": cmd_enrich, "finetune": cmd_finetune}
@@ -152,6 +152,12 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     rows = load_rows(args.train, limit=args.limit)
     if any(not isinstance(r.get("output"), str) for r in rows):
         raise InvalidInputError(f"{args.train}: every row needs a string 'output'")
+    new_from = enriched_base_size(args.model)
+    if new_from is None and args.new_token_lr_scale is not None:
+        raise InvalidInputError(
+            "--new-token-lr-scale needs a --model written by `tasc enrich` "
+            "(its tasc_enrichment.json tells which tokens are new)"
+        )
     model, tokenizer = load_model(args.model)
     prompt = TaskPrompt(tokenizer, examples=(), instruction=args.instruction)
     end = answer_frame(tokenizer).end
@@ -170,14 +176,9 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         trainable_layers=args.trainable_layers,
         train_embeddings=not args.freeze_embeddings,
         input_embedding_grad=not args.no_input_embedding_grad,
-        new_token_lr_scale=args.new_token_lr_scale,
     )
-    new_from = enriched_base_size(args.model)
-    if new_from is None and config.new_token_lr_scale != 1.0:
-        raise InvalidInputError(
-            "--new-token-lr-scale needs a --model written by `tasc enrich` "
-            "(its tasc_enrichment.json tells which tokens are new)"
-        )
+    if args.new_token_lr_scale is not None:
+        config.new_token_lr_scale = args.new_token_lr_scale
     out = Path(args.out)
     # Checkpoints live beside --out so an interrupted run resumes; the model moves in at the end.
     work = out.parent / f".{out.name}.checkpoints"
@@ -189,7 +190,12 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     with staged(out) as tmp:
         trained.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        meta = {"instruction": args.instruction, "rows": len(rows), **dataclasses.asdict(config)}
+        meta = {
+            "instruction": args.instruction,
+            "rows": len(rows),
+            "new_tokens_from": new_from,
+            **dataclasses.asdict(config),
+        }
         (tmp / "tasc_task.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     print(f"fine-tuned on {len(rows)} rows; saved to {out}")

@@ -59,7 +59,9 @@ class FinetuneConfig:
             need small corrections; new tokens start from the mean of their parts and must
             become the most likely token in their contexts, which at the base learning rate
             takes far more steps than a small-data run has. AdamW's step does not grow with the
-            gradient, so the scale is applied to the step itself.
+            gradient, so the scale is applied to the step itself. The default 30 is what
+            benches/eval_ft.py measured on slurp with SmolLM2-135M (exact match at M = 500:
+            6 with 1, 43 with 30, against 44 at M = 0). No effect without new tokens.
     """
 
     epochs: float = 1.5
@@ -74,7 +76,7 @@ class FinetuneConfig:
     trainable_layers: int | None = None
     train_embeddings: bool = True
     input_embedding_grad: bool = True
-    new_token_lr_scale: float = 1.0
+    new_token_lr_scale: float = 30.0
 
     def validate(self) -> None:
         """Raise :class:`InvalidConfigError` for a value out of range."""
