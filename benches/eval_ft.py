@@ -231,7 +231,9 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        "## TASC-ft: budget M against compression, task metric and latency (benches/eval_ft.py)",
+        "## TASC-ft: budget M against compression, task metric and latency "
+        f"({args.train_rows} train rows, new tokens at {args.new_token_lr_scale:g}x the learning "
+        "rate; benches/eval_ft.py)",
         "",
         f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
         f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs; "
