@@ -39,6 +39,8 @@ from typing import Any
 from _results import DATA, machine, write_section
 from finetune_task import INSTRUCTIONS
 
+from tasc_rs.ft.cli import ENRICHMENT_REPORT
+
 HERE = Path(__file__).resolve().parent
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128, "medquad": 256}
 
@@ -216,7 +218,7 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
         result.update(slurp_scores(preds, refs))
     else:
         result["bleu4"] = bleu4(preds, refs)
-    enrich_report = ft.parent / f"enriched-{name}" / "tasc_enrichment.json"
+    enrich_report = ft.parent / f"enriched-{name}" / ENRICHMENT_REPORT
     if enrich_report.exists():
         report = json.loads(enrich_report.read_text(encoding="utf-8"))
         result["tokens_added"] = len(report["tokens"])

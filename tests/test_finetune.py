@@ -104,22 +104,16 @@ def test_new_token_rows_take_a_scaled_step(tmp_path, tied: bool) -> None:
     config = FinetuneConfig(epochs=0.25, lr=1e-2, batch_size=4, warmup=0.0, new_token_lr_scale=1.0)
     scaled_config = FinetuneConfig(**{**config.__dict__, "new_token_lr_scale": 5.0})
     start = tiny_llama(tied=tied).state_dict()
-    plain = finetune(
-        tiny_llama(tied=tied),
-        PAIRS,
-        tmp_path / "a",
-        config,
-        progress=lambda *a: None,
-        new_tokens_from=12,
-    ).state_dict()
-    scaled = finetune(
-        tiny_llama(tied=tied),
-        PAIRS,
-        tmp_path / "b",
-        scaled_config,
-        progress=lambda *a: None,
-        new_tokens_from=12,
-    ).state_dict()
+
+    def one_step(out: str, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
+        model = tiny_llama(tied=tied)
+        out_dir = tmp_path / out
+        return finetune(
+            model, PAIRS, out_dir, cfg, progress=lambda *a: None, new_tokens_from=12
+        ).state_dict()
+
+    plain = one_step("a", config)
+    scaled = one_step("b", scaled_config)
     matrices = {"model.embed_tokens.weight", "lm_head.weight"}
     for name, before in start.items():
         if name in matrices:

@@ -24,6 +24,7 @@ from typing import Any
 from tasc_rs.errors import InvalidInputError
 
 FT_INSTRUCTION = "Answer the request in the task's format."
+ENRICHMENT_REPORT = "tasc_enrichment.json"  # written by `tasc enrich` beside the model
 
 
 def add_subcommands(sub: Any) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def cmd_enrich(args: argparse.Namespace) -> None:
             "corpus_tokens_after_each_step": result.compression_curve(),
             "tokens": [dataclasses.asdict(t) for t in result.tokens],
         }
-        (tmp / "tasc_enrichment.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        (tmp / ENRICHMENT_REPORT).write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(
         f"added {len(result.tokens)} tokens; outputs {result.compression_ratio():.2f}x shorter; "
         f"saved to {args.out}"
@@ -133,7 +134,7 @@ def cmd_enrich(args: argparse.Namespace) -> None:
 
 def enriched_base_size(model: str | None) -> int | None:
     """The base vocabulary size recorded by ``tasc enrich`` in ``model``, if it wrote it."""
-    report = Path(model) / "tasc_enrichment.json" if model else None
+    report = Path(model) / ENRICHMENT_REPORT if model else None
     if report is None or not report.is_file():
         return None
     try:
