@@ -8,7 +8,16 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from tasc_rs.errors import InvalidConfigError, InvalidInputError  # noqa: E402
-from tasc_rs.ft.finetune import IGNORE, FinetuneConfig, encode_example, finetune  # noqa: E402
+from tasc_rs.ft.finetune import (  # noqa: E402
+    IGNORE,
+    FinetuneConfig,
+    _answer_loss,
+    _collate,
+    _full_loss,
+    _loss_fn,
+    encode_example,
+    finetune,
+)
 
 PAIRS = [([1, 2, 3, 4], [10, 11, 12]), ([5, 6], [13, 14, 12])] * 4
 
@@ -42,6 +51,40 @@ def test_prompt_tokens_are_masked_and_long_prompts_cut_on_the_left() -> None:
     ids, labels = encode_example([1, 2, 3, 4, 5], [8, 9], max_length=5)
     assert ids == [3, 4, 5, 8, 9]
     assert labels == [IGNORE, IGNORE, IGNORE, 8, 9]
+
+
+def padded_batch() -> dict[str, torch.Tensor]:
+    return _collate([encode_example(p, a, 64) for p, a in PAIRS[:2]], pad_id=0)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_answer_only_logits_give_the_models_loss_and_gradients(tied: bool) -> None:
+    model = tiny_llama(tied=tied)
+    batch = padded_batch()
+    assert _loss_fn(model, batch) is _answer_loss
+    grads = []
+    for loss_fn in (_answer_loss, _full_loss):
+        model.zero_grad()
+        loss = loss_fn(model, batch)
+        loss.backward()
+        grads.append((float(loss.detach()), [p.grad.clone() for p in model.parameters()]))
+    (fast, fast_grads), (full, full_grads) = grads
+    assert fast == pytest.approx(full, rel=1e-5)
+    for a, b in zip(fast_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_models_that_rescale_their_logits_train_through_their_own_forward() -> None:
+    model = tiny_llama()
+    forward = model.forward
+
+    def scaled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = forward(*args, **kwargs)
+        out.loss = out.loss * 2  # stands in for a logit scale or soft-cap in the head
+        return out
+
+    model.forward = scaled  # type: ignore[method-assign]
+    assert _loss_fn(model, padded_batch()) is _full_loss
 
 
 @pytest.mark.timeout(120)

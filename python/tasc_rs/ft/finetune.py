@@ -133,6 +133,50 @@ def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def _answer_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The causal-LM loss with the LM head applied only where a label is scored.
+
+    ``model(**batch).loss`` projects every position, prompt included, onto the vocabulary; on
+    short answers after long prompts most of that work (a third of a SmolLM2 training step) is
+    thrown away. Same value as the model's own loss when the model's logits are
+    ``lm_head(decoder(x))``, which :func:`_loss_fn` checks before relying on it.
+    """
+    decoder = model.get_decoder()
+    hidden = decoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    scored = targets != IGNORE
+    logits = model.get_output_embeddings()(hidden[:, :-1][scored]).float()
+    return torch.nn.functional.cross_entropy(logits, targets[scored])
+
+
+def _full_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    loss: torch.Tensor = model(**batch).loss
+    return loss
+
+
+def _loss_fn(
+    model: Any, batch: dict[str, torch.Tensor]
+) -> Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]:
+    """:func:`_answer_loss` when it reproduces the model's loss on ``batch``, else the full one.
+
+    Models that scale or soft-cap their logits, or whose decoder cannot be found, fail the check
+    and train through their own ``forward``.
+    """
+    training = model.training
+    model.eval()  # no dropout: both losses see the same network
+    try:
+        with torch.no_grad():
+            fast = float(_answer_loss(model, batch))
+            full = float(_full_loss(model, batch))
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return _full_loss
+    finally:
+        model.train(training)
+    return _answer_loss if math.isclose(fast, full, rel_tol=1e-4, abs_tol=1e-5) else _full_loss
+
+
 def _blocks(model: Any) -> Any:
     """The list of transformer blocks of common architectures (Llama-, GPT-2- and OPT-like)."""
     for path in ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers"):
@@ -244,12 +288,14 @@ def finetune(
         hook = model.get_input_embeddings().register_forward_hook(
             lambda _module, _inputs, output: output.detach()
         )
+    loss_fn = None
     try:
         while step < total:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             rows = _collate([encoded[i] for i in idx], pad_id)
             batch = {k: v.to(device) for k, v in rows.items()}
-            loss = model(**batch).loss
+            loss_fn = loss_fn or _loss_fn(model, batch)
+            loss = loss_fn(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             before = [weight[start:].detach().clone() for weight, start in scaled]
