@@ -40,8 +40,10 @@ bench-peers:
 bench-all: bench
 	$(PYTHON) -m pip install -q -e ".[hf,dev,bench]"
 	$(PYTHON) benches/bench_enrich.py --write
-	$(PYTHON) benches/eval_ft.py --tasks slurp e2e_nlg --train-rows 800 --new-token-lr-scale 1 --write
-	$(PYTHON) benches/eval_ft.py --tasks slurp --work $(FT)_r2 --section ft_eval_r2 --write
+	$(PYTHON) benches/eval_ft.py --tasks slurp e2e_nlg --train-rows 800 --new-token-lr-scale 1 \
+		--prompt-tokens enriched --write
+	$(PYTHON) benches/eval_ft.py --tasks slurp --prompt-tokens enriched \
+		--work $(FT)_r2 --section ft_eval_r2 --write
 	$(PYTHON) benches/eval_ft.py --tasks e2e_nlg --budgets 0 1000 --train-rows 800 \
-		--work $(FT)_e2e_s30 --section ft_eval_e2e_s30 --write
+		--prompt-tokens enriched --work $(FT)_e2e_s30 --section ft_eval_e2e_s30 --write
 	$(MAKE) bench-peers

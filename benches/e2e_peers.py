@@ -42,6 +42,7 @@ from e2e_spec import INSTRUCTIONS  # noqa: E402
 
 from tasc_rs import NgramDrafter  # noqa: E402
 from tasc_rs.embedded import load_model  # noqa: E402
+from tasc_rs.ft.cli import finetuned_prompt  # noqa: E402
 from tasc_rs.hf import calibrate, generate  # noqa: E402
 from tasc_rs.hf.corpus import tokenize_outputs  # noqa: E402
 from tasc_rs.hf.stats import SpecStats  # noqa: E402
@@ -264,8 +265,7 @@ def main() -> None:
     for spec in args.finetuned:
         task, _, path = spec.partition("=")
         model, tokenizer = load_model(str(Path(path).expanduser()))
-        meta = json.loads((Path(path).expanduser() / "tasc_task.json").read_text())
-        prompt = TaskPrompt(tokenizer, examples=(), instruction=meta["instruction"])
+        prompt = finetuned_prompt(Path(path).expanduser(), tokenizer)
         rows += bench(model, tokenizer, task, "fine-tuned, 0-shot", prompt, args.limit)
     res["rows"] = rows
     md = markdown(rows, res, args)

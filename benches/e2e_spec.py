@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from tasc_rs.embedded import load_model
+from tasc_rs.ft.cli import TASK_META, finetuned_prompt
 from tasc_rs.hf import calibrate, generate
 from tasc_rs.hf.corpus import build_drafter
 from tasc_rs.hf.stats import SpecStats
@@ -52,12 +53,11 @@ def bench_task(
     test = load_rows(task_dir / "test.jsonl", limit=args.limit)
     instruction = INSTRUCTIONS.get(task_dir.name, "Answer like the examples.")
     shots = args.shots
-    meta_path = Path(args.model or "") / "tasc_task.json"
-    if args.model and meta_path.exists():
-        # A model fine-tuned by benches/finetune_task.py: prompt it exactly as it was trained.
-        instruction = json.loads(meta_path.read_text(encoding="utf-8"))["instruction"]
-        shots = 0
-    prompt = TaskPrompt(tokenizer, examples=train[:shots], instruction=instruction)
+    if args.model and (Path(args.model) / TASK_META).exists():
+        # A model fine-tuned by `tasc finetune`: prompt it exactly as it was trained.
+        prompt = finetuned_prompt(args.model, tokenizer)
+    else:
+        prompt = TaskPrompt(tokenizer, examples=train[:shots], instruction=instruction)
     corpus = [r["output"] for r in train]
     if args.corpus == "self":
         corpus = [r["output"] for r in load_rows(args.self_outputs)]

@@ -39,7 +39,7 @@ from typing import Any
 from _results import DATA, machine, write_section
 from finetune_task import INSTRUCTIONS
 
-from tasc_rs.ft.cli import ENRICHMENT_REPORT
+from tasc_rs.ft.cli import ENRICHMENT_REPORT, finetuned_prompt
 
 HERE = Path(__file__).resolve().parent
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128, "medquad": 256}
@@ -151,6 +151,7 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
         recipe.append("--no-input-embedding-grad")
     if budget > 0:
         recipe += ["--new-token-lr-scale", str(args.new_token_lr_scale)]
+        recipe += ["--prompt-tokens", args.prompt_tokens]
     tasc(
         "finetune", train_file, "-o", str(ft), "--instruction", INSTRUCTIONS[task], *model, *recipe
     )
@@ -167,11 +168,10 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
     from tasc_rs.embedded import load_model
     from tasc_rs.hf import generate
     from tasc_rs.hf.corpus import build_drafter
-    from tasc_rs.hf.task import TaskPrompt, load_rows
+    from tasc_rs.hf.task import load_rows
 
     model, tokenizer = load_model(str(ft))
-    meta = json.loads((ft / "tasc_task.json").read_text(encoding="utf-8"))
-    prompt = TaskPrompt(tokenizer, examples=(), instruction=meta["instruction"])
+    prompt = finetuned_prompt(ft, tokenizer)
     train_rows = load_rows(DATA / task / "train.jsonl")
     test = load_rows(DATA / task / "test.jsonl", limit=args.test_rows)
     drafter = build_drafter(tokenizer, [r["output"] for r in train_rows], progress=False)
@@ -234,8 +234,9 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "## TASC-ft: budget M against compression, task metric and latency "
-        f"({args.train_rows} train rows, new tokens at {args.new_token_lr_scale:g}x the learning "
-        "rate; benches/eval_ft.py)",
+        f"({args.train_rows} train rows, {args.epochs:g} epoch(s), new tokens at "
+        f"{args.new_token_lr_scale:g}x the learning rate, {args.prompt_tokens} prompt tokens; "
+        "benches/eval_ft.py)",
         "",
         f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
         f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs; "
@@ -246,6 +247,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         + " plus the embeddings/LM head trainable"
         + ("" if args.input_embedding_grad else " (tied matrix, learning through the LM head)")
         + f", the new tokens' rows at {args.new_token_lr_scale:g}x the learning rate"
+        + f", requests encoded with the {args.prompt_tokens} vocabulary"
         + ", loss on the answer only. "
         f"First {args.test_rows} test prompts, 0-shot, greedy. Compression = mean tokens at M=0 "
         "/ mean tokens at M (reference outputs encoded with the run's tokenizer; generated "
@@ -383,6 +385,12 @@ def main() -> None:
         type=float,
         default=30.0,
         help="learning-rate multiplier of the added tokens' rows (tasc finetune; default 30)",
+    )
+    parser.add_argument(
+        "--prompt-tokens",
+        choices=["base", "enriched"],
+        default="base",
+        help="vocabulary that encodes the requests of enriched models (tasc finetune's flag)",
     )
     parser.add_argument("--k", type=int, default=None, help="TASC-spec draft length")
     parser.add_argument("--min-prob", type=float, default=None)

@@ -59,6 +59,7 @@ def record(args: argparse.Namespace) -> None:
     import torch
 
     from tasc_rs.embedded import load_model
+    from tasc_rs.ft.cli import finetuned_prompt
     from tasc_rs.hf.task import TaskPrompt, load_rows
 
     models: list[tuple[str, str | None, list[str]]] = (
@@ -85,8 +86,7 @@ def record(args: argparse.Namespace) -> None:
                     tokenizer, examples=train[: args.shots], instruction=INSTRUCTIONS[task]
                 )
             else:
-                meta = json.loads((Path(path) / "tasc_task.json").read_text())
-                prompt = TaskPrompt(tokenizer, examples=(), instruction=meta["instruction"])
+                prompt = finetuned_prompt(path, tokenizer)
             rows = []
             test = load_rows(DATA / task / "test.jsonl", limit=args.limit)
             for i, row in enumerate(test):

@@ -11,6 +11,7 @@ transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from tasc_rs.cli import main  # noqa: E402
+from tasc_rs.ft.cli import finetuned_prompt  # noqa: E402
 
 SLURP = Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp" / "train.jsonl"
 
@@ -69,11 +70,16 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
     # The enriched model fine-tunes with a faster rate for its new tokens' rows (default 30).
     tune = ["finetune", str(corpus), "--model", str(out), "--limit", "8", "--epochs", "1"]
     assert main([*tune, "-o", str(tmp_path / "ft")]) == 0
-    assert main([*tune, "-o", str(tmp_path / "ft10"), "--new-token-lr-scale", "10"]) == 0
-    for name, scale in (("ft", 30), ("ft10", 10)):
+    ft10 = [*tune, "-o", str(tmp_path / "ft10"), "--new-token-lr-scale", "10"]
+    assert main([*ft10, "--prompt-tokens", "enriched"]) == 0
+    for name, scale, prompts in (("ft", 30, "base"), ("ft10", 10, "enriched")):
         meta = json.loads((tmp_path / name / "tasc_task.json").read_text())
         assert meta["new_token_lr_scale"] == scale
         assert meta["new_tokens_from"] == report["base_vocab_size"]
+        assert meta["prompt_tokens"] == prompts
+        # The saved model is prompted as it was trained: requests in the base vocabulary or not.
+        view = finetuned_prompt(tmp_path / name, tok).prompt_tokenizer
+        assert (view is not None and len(view) == report["base_vocab_size"]) == (prompts == "base")
 
 
 @pytest.mark.timeout(300)

@@ -18,6 +18,7 @@ from tasc_rs.ft import (  # noqa: E402
     expand_model,
     expand_tokenizer,
     is_byte_level,
+    prompt_tokenizer,
     token_bytes,
 )
 
@@ -89,6 +90,32 @@ def test_save_and_load_keep_the_new_tokens(
     outputs = _outputs("test")[:300]
     assert loaded(outputs)["input_ids"] == expanded(outputs)["input_ids"]
     assert loaded.convert_tokens_to_ids(result.tokens[0].text) == result.tokens[0].id
+
+
+def _inputs(split: str) -> list[str]:
+    with (SLURP / f"{split}.jsonl").open() as f:
+        return [json.loads(line)["input"] for line in f]
+
+
+def test_prompt_view_encodes_requests_as_the_base_tokenizer(
+    tokenizer: Any, result: EnrichmentResult, expanded: Any
+) -> None:
+    _outputs("test")  # skips without the data
+    view = prompt_tokenizer(expanded, result.base_vocab_size)
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+        for text in _inputs("test")
+    ]
+    base = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    assert view(prompts, add_special_tokens=False)["input_ids"] == base
+    # Without the view the new tokens also match inside requests (what the view is for).
+    merged = expanded(prompts, add_special_tokens=False)["input_ids"]
+    assert sum(a != b for a, b in zip(merged, base, strict=True)) > 0
+    assert len(expanded) == result.vocab_size  # the enriched tokenizer is left as it was
+    with pytest.raises(InvalidInputError, match="base_vocab_size"):
+        prompt_tokenizer(expanded, 0)
 
 
 def test_tokenizer_errors(tokenizer: Any, result: EnrichmentResult, expanded: Any) -> None:

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tasc_rs.errors import TascError
@@ -79,7 +80,10 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--shots", type=int, default=6, help="number of few-shot examples (default: 6)")
     g.add_argument(
-        "--instruction", default=None, help="system instruction (default: a generic one)"
+        "--instruction",
+        default=None,
+        help="system instruction (default: the one a `tasc finetune` model was trained with, "
+        "else a generic one)",
     )
 
 
@@ -184,13 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _task_prompt(args: argparse.Namespace, tokenizer: Any) -> Any:
+    """The prompt for ``--model``; a ``tasc finetune`` model keeps its instruction and vocab."""
+    from tasc_rs.ft.cli import TASK_META, finetuned_prompt
     from tasc_rs.hf.task import DEFAULT_INSTRUCTION, TaskPrompt, load_rows
 
     shots = (
         load_rows(args.shots_from, limit=args.shots) if args.shots_from and args.shots > 0 else []
     )
+    trained = None
+    if args.model and (Path(args.model) / TASK_META).is_file():
+        trained = finetuned_prompt(args.model, tokenizer)
     return TaskPrompt(
-        tokenizer, examples=shots, instruction=args.instruction or DEFAULT_INSTRUCTION
+        tokenizer,
+        examples=shots,
+        instruction=args.instruction or (trained.instruction if trained else DEFAULT_INSTRUCTION),
+        prompt_tokenizer=trained.prompt_tokenizer if trained else None,
     )
 
 

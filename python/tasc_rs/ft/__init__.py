@@ -20,7 +20,13 @@ from tasc_rs.ft.enrichment import (
     enrich,
     enrich_ids,
 )
-from tasc_rs.ft.expand import expand_model, expand_tokenizer, is_byte_level, token_bytes
+from tasc_rs.ft.expand import (
+    expand_model,
+    expand_tokenizer,
+    is_byte_level,
+    prompt_tokenizer,
+    token_bytes,
+)
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -32,5 +38,6 @@ __all__ = [
     "expand_model",
     "expand_tokenizer",
     "is_byte_level",
+    "prompt_tokenizer",
     "token_bytes",
 ]

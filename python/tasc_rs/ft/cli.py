@@ -19,12 +19,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasc_rs.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    from tasc_rs.hf.task import TaskPrompt
+
 FT_INSTRUCTION = "Answer the request in the task's format."
 ENRICHMENT_REPORT = "tasc_enrichment.json"  # written by `tasc enrich` beside the model
+TASK_META = "tasc_task.json"  # written by `tasc finetune` beside the model
 
 
 def add_subcommands(sub: Any) -> dict[str, Any]:
@@ -72,6 +76,13 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
         type=float,
         default=None,
         help="learning-rate multiplier of the tokens added by `tasc enrich` (default: 30)",
+    )
+    f.add_argument(
+        "--prompt-tokens",
+        choices=["base", "enriched"],
+        default="base",
+        help="vocabulary that encodes the requests of an enriched model (default: base; the "
+        "answers always use the enriched one)",
     )
     f.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     return {"enrich": cmd_enrich, "finetune": cmd_finetune}
@@ -143,9 +154,41 @@ def enriched_base_size(model: str | None) -> int | None:
         raise InvalidInputError(f"{report}: no valid base_vocab_size ({e})") from e
 
 
+def finetuned_prompt(model_dir: str | Path, tokenizer: Any) -> TaskPrompt:
+    """The prompt a model written by ``tasc finetune`` was trained with (0-shot).
+
+    Reads its ``tasc_task.json``: the instruction and, for an enriched model trained with
+    ``--prompt-tokens base``, a base-vocabulary view of ``tokenizer`` for the requests. Models
+    written before ``prompt_tokens`` was recorded were trained on enriched prompts.
+
+    Raises:
+        InvalidInputError: ``model_dir`` has no readable ``tasc_task.json``.
+
+    Example:
+        >>> model, tokenizer = load_model("slurp-ft")  # doctest: +SKIP
+        >>> prompt = finetuned_prompt("slurp-ft", tokenizer)  # doctest: +SKIP
+        >>> ids = prompt.ids("wake me up at seven")  # doctest: +SKIP
+    """
+    from tasc_rs.ft.expand import prompt_tokenizer
+    from tasc_rs.hf.task import TaskPrompt
+
+    path = Path(model_dir) / TASK_META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        instruction = str(meta["instruction"])
+    except (OSError, ValueError, KeyError) as e:
+        raise InvalidInputError(f"{path}: not a model written by `tasc finetune` ({e})") from e
+    base = meta.get("new_tokens_from")
+    view = None
+    if base is not None and meta.get("prompt_tokens", "enriched") == "base":
+        view = prompt_tokenizer(tokenizer, int(base))
+    return TaskPrompt(tokenizer, examples=(), instruction=instruction, prompt_tokenizer=view)
+
+
 def cmd_finetune(args: argparse.Namespace) -> None:
     """``tasc finetune``: answer-only fine-tuning with resumable checkpoints."""
     from tasc_rs.embedded import load_model
+    from tasc_rs.ft.expand import prompt_tokenizer
     from tasc_rs.ft.finetune import FinetuneConfig, finetune
     from tasc_rs.hf.corpus import answer_frame
     from tasc_rs.hf.task import TaskPrompt, load_rows
@@ -160,7 +203,10 @@ def cmd_finetune(args: argparse.Namespace) -> None:
             "(its tasc_enrichment.json tells which tokens are new)"
         )
     model, tokenizer = load_model(args.model)
-    prompt = TaskPrompt(tokenizer, examples=(), instruction=args.instruction)
+    view = None
+    if new_from is not None and args.prompt_tokens == "base":
+        view = prompt_tokenizer(tokenizer, new_from)
+    prompt = TaskPrompt(tokenizer, examples=(), instruction=args.instruction, prompt_tokenizer=view)
     end = answer_frame(tokenizer).end
     examples = [
         (
@@ -195,8 +241,9 @@ def cmd_finetune(args: argparse.Namespace) -> None:
             "instruction": args.instruction,
             "rows": len(rows),
             "new_tokens_from": new_from,
+            "prompt_tokens": args.prompt_tokens if new_from is not None else "base",
             **dataclasses.asdict(config),
         }
-        (tmp / "tasc_task.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (tmp / TASK_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     print(f"fine-tuned on {len(rows)} rows; saved to {out}")

@@ -139,6 +139,48 @@ def expand_tokenizer(
     return expanded
 
 
+def prompt_tokenizer(
+    tokenizer: PreTrainedTokenizerBase, base_vocab_size: int
+) -> PreTrainedTokenizerBase:
+    """A copy of an enriched ``tokenizer`` that encodes text with the base vocabulary only.
+
+    Added tokens match anywhere in raw text, so an enriched tokenizer also merges inside a
+    prompt: at M = 1000 on slurp a quarter of the test requests change tokenization
+    (``" appointments"`` becomes ``"Ġ" + "appointments"``, a token learnt from
+    ``event_name=appointments``). Encoding prompts with this view keeps them exactly as the base
+    model saw them (token ids below ``base_vocab_size`` are shared), while the model still
+    generates and is trained on the enriched answer tokens. Use it for encoding only: it cannot
+    decode the new tokens.
+
+    Raises:
+        InvalidInputError: Not a fast tokenizer, or ``base_vocab_size`` outside
+            ``[1, len(tokenizer)]``.
+
+    Example:
+        >>> view = prompt_tokenizer(enriched, base_vocab_size=49152)  # doctest: +SKIP
+        >>> max(view("do i have any appointments")["input_ids"]) < 49152  # doctest: +SKIP
+        True
+    """
+    from tokenizers import Tokenizer
+
+    _require_fast(tokenizer)
+    if not 0 < base_vocab_size <= len(tokenizer):
+        raise InvalidInputError(
+            f"base_vocab_size must be in [1, {len(tokenizer)}] (the tokenizer's size), "
+            f"got {base_vocab_size}"
+        )
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec["added_tokens"] = [t for t in spec.get("added_tokens", []) if t["id"] < base_vocab_size]
+    view = copy.deepcopy(tokenizer)
+    view._tokenizer = Tokenizer.from_str(json.dumps(spec))  # no public setter
+    if len(view) != base_vocab_size:
+        raise TascError(
+            f"the prompt view of the tokenizer has {len(view)} tokens, expected "
+            f"{base_vocab_size}: are the added tokens past the base vocabulary?"
+        )
+    return view
+
+
 def expand_model(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, result: EnrichmentResult
 ) -> PreTrainedModel:

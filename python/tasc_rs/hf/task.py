@@ -78,11 +78,15 @@ class TaskPrompt:
         tokenizer: The target's tokenizer (with a chat template, or plain text is used).
         examples: Solved rows shown as earlier chat turns.
         instruction: System message.
+        prompt_tokenizer: Encodes the rendered prompt (default: ``tokenizer``). For a model
+            fine-tuned after ``tasc enrich``, the base-vocabulary view from
+            :func:`tasc_rs.ft.prompt_tokenizer`, so requests keep their base tokenization.
     """
 
     tokenizer: Any
     examples: Sequence[dict[str, str]] = ()
     instruction: str = DEFAULT_INSTRUCTION
+    prompt_tokenizer: Any = None
 
     def messages(self, text: str) -> list[dict[str, str]]:
         """Chat messages for input ``text``."""
@@ -104,7 +108,8 @@ class TaskPrompt:
                 f"Input: {e['input']}\nOutput: {e['output']}\n\n" for e in self.examples
             )
             rendered = f"{self.instruction}\n\n{shots}Input: {text}\nOutput:"
-        ids = self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        encoder = self.prompt_tokenizer or self.tokenizer
+        ids = encoder(rendered, add_special_tokens=False)["input_ids"]
         return torch.tensor([ids], dtype=torch.long)
 
 
