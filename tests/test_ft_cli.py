@@ -10,7 +10,7 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from tasc_rs.cli import main  # noqa: E402
+from tasc_rs.cli import _task_prompt, build_parser, main  # noqa: E402
 from tasc_rs.ft.cli import finetuned_prompt  # noqa: E402
 
 SLURP = Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp" / "train.jsonl"
@@ -80,6 +80,11 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
         # The saved model is prompted as it was trained: requests in the base vocabulary or not.
         view = finetuned_prompt(tmp_path / name, tok).prompt_tokenizer
         assert (view is not None and len(view) == report["base_vocab_size"]) == (prompts == "base")
+        # So does `tasc generate --model` (instruction and request vocabulary from the model).
+        argv = ["generate", "--model", str(tmp_path / name), "-d", "unused", "hi"]
+        prompt = _task_prompt(build_parser().parse_args(argv), tok)
+        assert prompt.instruction == meta["instruction"]
+        assert (prompt.prompt_tokenizer is not None) == (prompts == "base")
 
 
 @pytest.mark.timeout(300)
