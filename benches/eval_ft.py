@@ -142,6 +142,8 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
                 "--alpha",
                 alpha,
                 "--allow-fewer",
+                "--boundaries",
+                args.boundaries,
             )
         model = ["--model", str(enriched)]
     recipe = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--limit", str(args.train_rows)]
@@ -239,7 +241,9 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "benches/eval_ft.py)",
         "",
         f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
-        f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs; "
+        f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs"
+        + (f", boundaries {args.boundaries!r}" if args.boundaries else "")
+        + "; "
         "a run stops early when no candidate occurring twice is left, see tokens added), "
         f"then `tasc finetune` on the first {args.train_rows} train rows, {args.epochs} epoch(s), "
         f"lr {args.lr}, batch 8, "
@@ -385,6 +389,9 @@ def main() -> None:
         type=float,
         default=30.0,
         help="learning-rate multiplier of the added tokens' rows (tasc finetune; default 30)",
+    )
+    parser.add_argument(
+        "--boundaries", default="", help="tasc enrich --boundaries (field delimiters)"
     )
     parser.add_argument(
         "--prompt-tokens",

@@ -90,6 +90,7 @@ def enrich_reference(
     alpha: float = 0.1,
     min_count: int = 2,
     byte_level: bool = False,
+    boundaries: str = "",
 ) -> list[RefToken]:
     """Run the enrichment loop by recounting every n-gram at every step.
 
@@ -122,7 +123,11 @@ def enrich_reference(
             except UnicodeDecodeError:
                 valid = False
             else:
-                valid = (not byte_level or byte_level_decodes(text)) and s not in vocab
+                valid = (
+                    (not byte_level or byte_level_decodes(text))
+                    and not any(c in text[1:] for c in boundaries)
+                    and s not in vocab
+                )
             pcs = prefix_collision_score(current, vocab, s) if valid else float("nan")
             if valid and pcs < alpha:
                 chosen = (key, s, count, score, pcs)

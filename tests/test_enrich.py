@@ -30,6 +30,7 @@ settings_ = st.fixed_dictionaries(
         "alpha": st.sampled_from([1.0, 0.5, 0.3, 0.2, 0.05]),
         "min_count": st.integers(1, 3),
         "byte_level": st.booleans(),
+        "boundaries": st.sampled_from(["", "a", " ", "b "]),
     }
 )
 
@@ -150,6 +151,7 @@ def test_budget_beyond_candidates_is_an_error_unless_not_strict():
         ({"alpha": 1.5}, "alpha"),
         ({"alpha": float("nan")}, "alpha"),
         ({"min_count": 0}, "min_count"),
+        ({"boundaries": "é"}, "boundaries"),
     ],
 )
 def test_bad_settings_are_config_errors(kwargs, match):

@@ -130,6 +130,7 @@ def enrich_vocabulary(
     min_count: int = 2,
     strict: bool = True,
     byte_level: bool = False,
+    boundaries: bytes | None = None,
 ) -> Enrichment: ...
 
 @final

@@ -12,8 +12,9 @@
 //! 3. The candidate is skipped, permanently, when its string (the concatenation of its tokens'
 //!    bytes) is not valid UTF-8, equals the string of an existing token (base or added: a
 //!    tokenizer cannot hold two tokens with one string), would not decode back through a
-//!    byte-level BPE decoder (only with [`EnrichConfig::byte_level`], see there), or has a prefix
-//!    collision score `PCS >= alpha`. Skipped candidates are reported in [`Enrichment::skipped`].
+//!    byte-level BPE decoder (only with [`EnrichConfig::byte_level`], see there), holds a
+//!    field boundary after its first byte (only with [`EnrichConfig::boundaries`]), or has a
+//!    prefix collision score `PCS >= alpha`. Skipped candidates are reported in [`Enrichment::skipped`].
 //! 4. Otherwise it becomes a new token with the next free id (`vocab_size`, `vocab_size + 1`, ...),
 //!    and every sequence is re-tokenized by replacing its occurrences left to right, without
 //!    overlap (as a regex substitution would): `a a a` becomes `[aa] a`.
@@ -139,6 +140,10 @@ pub struct EnrichConfig {
     /// char outside the alphabet (a space, a control char, most non-Latin-1 text) decode as
     /// UTF-8 and are safe.
     pub byte_level: bool,
+    /// Bytes that delimit fields of the outputs (e.g. `b";"`): a new token may start with one
+    /// but never holds one after its first byte, so merges never fuse two fields, such as an
+    /// intent and its slots. Empty (the default, and the paper's loop): no constraint.
+    pub boundaries: Vec<u8>,
 }
 
 /// True when a byte-level BPE decoder gives `s` back from an added token holding `s`.
@@ -156,6 +161,7 @@ impl Default for EnrichConfig {
             min_count: 2,
             strict: false,
             byte_level: false,
+            boundaries: Vec::new(),
         }
     }
 }
@@ -210,6 +216,8 @@ pub enum SkipReason {
     NotUtf8,
     /// A byte-level decoder would not give the string back (see [`EnrichConfig::byte_level`]).
     ByteLevelDecode,
+    /// The string holds a boundary byte after its first byte (see [`EnrichConfig::boundaries`]).
+    CrossesBoundary,
 }
 
 impl SkipReason {
@@ -219,6 +227,7 @@ impl SkipReason {
             Self::DuplicateString => "duplicate_string",
             Self::NotUtf8 => "not_utf8",
             Self::ByteLevelDecode => "byte_level_decode",
+            Self::CrossesBoundary => "crosses_boundary",
         }
     }
 }
@@ -350,8 +359,11 @@ fn run<const N: usize>(
         let score = working::score(count, parts.len());
         let (bytes, base_ids) = vocab.spell(parts);
         let text = std::str::from_utf8(&bytes);
+        let crosses = bytes.iter().skip(1).any(|b| config.boundaries.contains(b));
         let verdict = if text.is_err() {
             Err((SkipReason::NotUtf8, f64::NAN))
+        } else if crosses {
+            Err((SkipReason::CrossesBoundary, f64::NAN))
         } else if config.byte_level && !text.is_ok_and(byte_level_decodes) {
             Err((SkipReason::ByteLevelDecode, f64::NAN))
         } else if vocab.by_string.contains(&bytes) {

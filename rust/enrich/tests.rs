@@ -20,6 +20,7 @@ fn config(budget: usize, n_max: usize, alpha: f64) -> EnrichConfig {
         min_count: 1,
         strict: false,
         byte_level: false,
+        boundaries: Vec::new(),
     }
 }
 
@@ -53,6 +54,7 @@ fn naive(seqs: &[Vec<u32>], base: &[Vec<u8>], cfg: &EnrichConfig) -> Vec<(Vec<u3
                 .flat_map(|&t| strings[t as usize].clone())
                 .collect();
             let ok = std::str::from_utf8(&bytes).is_ok()
+                && !bytes.iter().skip(1).any(|b| cfg.boundaries.contains(b))
                 && !strings.contains(&bytes)
                 && naive_pcs(&seqs, &strings, &bytes) < cfg.alpha;
             if ok {
@@ -146,7 +148,11 @@ fn matches_naive_recount_on_random_corpora() {
         }
         let n_max = 2 + (case as usize % 4);
         let alpha = [1.0, 0.5, 0.2][case as usize % 3];
-        let cfg = config(12, n_max, alpha);
+        let boundaries = [&b""[..], b"b", b" "][case as usize % 5 % 3].to_vec();
+        let cfg = EnrichConfig {
+            boundaries,
+            ..config(12, n_max, alpha)
+        };
         let fast = enrich(&corpus(&seqs), &base, &cfg).unwrap();
         let got: Vec<(Vec<u32>, u64)> = fast
             .tokens
@@ -315,4 +321,26 @@ fn byte_level_filter_skips_strings_the_decoder_would_garble() {
     let result = enrich(&corpus(&seqs), &base, &cfg).unwrap();
     assert!(result.exhausted);
     assert_eq!(result.skipped[0].reason, SkipReason::ByteLevelDecode);
+}
+
+#[test]
+fn boundaries_keep_fields_apart() {
+    // "a;b" fields: without boundaries the whole output becomes one token.
+    let base = vocab(&["a", ";", "b", "c"]);
+    let seqs = vec![vec![0, 1, 2], vec![0, 1, 2], vec![3, 1, 2]];
+    let free = enrich(&corpus(&seqs), &base, &config(1, 3, 1.0)).unwrap();
+    assert_eq!(free.tokens[0].bytes, b"a;b");
+    let cfg = EnrichConfig {
+        boundaries: b";".to_vec(),
+        ..config(10, 3, 1.0)
+    };
+    let split = enrich(&corpus(&seqs), &base, &cfg).unwrap();
+    let strings: Vec<&[u8]> = split.tokens.iter().map(|t| t.bytes.as_slice()).collect();
+    assert_eq!(strings, vec![b";b".as_slice()]); // may start with ';', never hold one later
+    assert!(split.exhausted);
+    assert!(split
+        .skipped
+        .iter()
+        .all(|s| s.reason == SkipReason::CrossesBoundary));
+    assert_eq!(naive(&seqs, &base, &cfg).len(), 1);
 }

@@ -17,7 +17,8 @@ use crate::enrich::{apply_merges, enrich, EnrichConfig, EnrichError, Enrichment}
 /// (2 <= n <= n_max) with the largest `count * (n - 1)` whose prefix collision score is below
 /// `alpha`; see the Rust `enrich` module docs for the exact definitions and tie-breaks. With
 /// `strict`, running out of candidates before `budget` tokens raises `InvalidInputError`.
-/// `byte_level` skips strings a byte-level BPE decoder would not give back as added tokens.
+/// `byte_level` skips strings a byte-level BPE decoder would not give back as added tokens;
+/// a new token may start with one of the `boundaries` bytes but never holds one later.
 ///
 /// Example:
 ///     >>> b = CorpusBuilder(); b.add([0, 1, 2]); b.add([0, 1, 2])
@@ -26,7 +27,7 @@ use crate::enrich::{apply_merges, enrich, EnrichConfig, EnrichError, Enrichment}
 ///     ([b'abc'], [2])
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // mirrors the Python signature: keyword arguments
-#[pyo3(signature = (corpus, token_bytes, budget, n_max=4, alpha=0.05, min_count=2, strict=true, byte_level=false))]
+#[pyo3(signature = (corpus, token_bytes, budget, n_max=4, alpha=0.05, min_count=2, strict=true, byte_level=false, boundaries=None))]
 pub fn enrich_vocabulary(
     py: Python<'_>,
     corpus: PyRef<'_, PyCorpusBuilder>,
@@ -37,6 +38,7 @@ pub fn enrich_vocabulary(
     min_count: i64,
     strict: bool,
     byte_level: bool,
+    boundaries: Option<Vec<u8>>,
 ) -> PyResult<PyEnrichment> {
     let config = EnrichConfig {
         budget: usize::try_from(budget).map_err(|_| py_err(EnrichError::Budget(budget)))?,
@@ -46,6 +48,7 @@ pub fn enrich_vocabulary(
             .map_err(|_| py_err(EnrichError::MinCount(min_count)))?,
         strict,
         byte_level,
+        boundaries: boundaries.unwrap_or_default(),
     };
     let vocab = vocab_bytes(token_bytes)?;
     let data = &corpus.corpus;

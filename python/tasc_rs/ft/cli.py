@@ -48,6 +48,12 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
     e.add_argument("--alpha", type=float, default=None, help="PCS threshold (default: 0.05)")
     e.add_argument("--min-count", type=int, default=2, help="ignore rarer n-grams (default: 2)")
     e.add_argument(
+        "--boundaries",
+        default="",
+        help="ASCII characters delimiting output fields (e.g. ';'): no new token holds one "
+        "after its first character (default: none)",
+    )
+    e.add_argument(
         "--allow-fewer", action="store_true", help="add fewer tokens if candidates run out"
     )
     f = sub.add_parser(
@@ -123,6 +129,7 @@ def cmd_enrich(args: argparse.Namespace) -> None:
         alpha=alpha,
         min_count=args.min_count,
         strict=not args.allow_fewer,
+        boundaries=args.boundaries,
     )
     with staged(args.out) as tmp:
         new_tokenizer = expand_tokenizer(tokenizer, result)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tasc_rs._core import CorpusBuilder, Enrichment, enrich_vocabulary
-from tasc_rs.errors import InvalidInputError
+from tasc_rs.errors import InvalidConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -67,8 +67,8 @@ class SkippedCandidate:
         text: Its string (undecodable bytes replaced).
         score: ``count * (n - 1)`` when it was met.
         pcs: Its prefix collision score (NaN when skipped before it was computed).
-        reason: ``"prefix_collision"``, ``"duplicate_string"``, ``"not_utf8"`` or
-            ``"byte_level_decode"``.
+        reason: ``"prefix_collision"``, ``"duplicate_string"``, ``"not_utf8"``,
+            ``"byte_level_decode"`` or ``"crosses_boundary"``.
         step: Tokens added before it was met.
     """
 
@@ -93,7 +93,8 @@ class EnrichmentResult:
         tokens: The new tokens.
         skipped: Candidates skipped (PCS, duplicate strings, undecodable strings).
         exhausted: True when candidates ran out before the budget (``strict=False`` only).
-        settings: ``budget``, ``n_max``, ``alpha``, ``min_count`` and ``byte_level``.
+        settings: ``budget``, ``n_max``, ``alpha``, ``min_count``, ``byte_level`` and
+            ``boundaries``.
 
     Example:
         >>> r = enrich_ids([[0, 1, 0, 1]] * 3, [b"a", b"b"], budget=2, n_max=2, alpha=1.0)
@@ -186,6 +187,7 @@ def enrich_ids(
     min_count: int = 2,
     strict: bool = True,
     byte_level: bool = False,
+    boundaries: str = "",
 ) -> EnrichmentResult:
     """Run the enrichment loop over base-token sequences, without any tokenizer.
 
@@ -198,6 +200,9 @@ def enrich_ids(
         min_count: Ignore n-grams occurring fewer times.
         strict: Raise instead of returning fewer than ``budget`` tokens.
         byte_level: Skip strings a byte-level BPE decoder would not give back.
+        boundaries: ASCII characters that delimit fields of the outputs (e.g. ``";"``): a new
+            token may start with one but never holds one after its first character, so no
+            token fuses two fields. Empty (default, the paper's loop): no constraint.
 
     Returns:
         The new tokens and the compression curve.
@@ -205,17 +210,28 @@ def enrich_ids(
     Raises:
         InvalidInputError: Empty corpus, ids outside the vocabulary, or (with ``strict``)
             fewer candidates than ``budget``.
-        InvalidConfigError: ``budget``, ``n_max``, ``alpha`` or ``min_count`` out of range.
+        InvalidConfigError: ``budget``, ``n_max``, ``alpha`` or ``min_count`` out of range, or
+            a non-ASCII boundary.
 
     Example:
         >>> enrich_ids([[0, 0, 0]] * 2, [b"a"], budget=1).tokens[0].merged
         2
     """
+    if not boundaries.isascii():
+        raise InvalidConfigError(f"boundaries must be ASCII characters, got {boundaries!r}")
     corpus = CorpusBuilder(vocab_size=max(len(vocab_bytes), 1))
     for seq in sequences:
         corpus.add(seq)
     native = enrich_vocabulary(
-        corpus, list(vocab_bytes), budget, n_max, alpha, min_count, strict, byte_level
+        corpus,
+        list(vocab_bytes),
+        budget,
+        n_max,
+        alpha,
+        min_count,
+        strict,
+        byte_level,
+        boundaries.encode("ascii"),
     )
     settings = {
         "budget": budget,
@@ -223,6 +239,7 @@ def enrich_ids(
         "alpha": alpha,
         "min_count": min_count,
         "byte_level": byte_level,
+        "boundaries": boundaries,
     }
     return _wrap(native, settings)
 
@@ -235,6 +252,7 @@ def enrich(
     alpha: float = DEFAULT_ALPHA,
     min_count: int = 2,
     strict: bool = True,
+    boundaries: str = "",
 ) -> EnrichmentResult:
     """Find ``budget`` new tokens for a task from its outputs and a Hugging Face fast tokenizer.
 
@@ -246,6 +264,8 @@ def enrich(
         alpha: PCS threshold: skip strings that often end inside a base token.
         min_count: Ignore n-grams occurring fewer times.
         strict: Raise if fewer than ``budget`` candidates exist instead of returning fewer.
+        boundaries: ASCII characters that delimit fields (e.g. ``";"``); no new token holds
+            one after its first character (see :func:`enrich_ids`).
 
     Returns:
         The new tokens, to pass to :func:`~tasc_rs.ft.expand_tokenizer`.
@@ -282,4 +302,5 @@ def enrich(
         min_count=min_count,
         strict=strict,
         byte_level=is_byte_level(tokenizer),
+        boundaries=boundaries,
     )
