@@ -208,5 +208,14 @@ def test_bad_input(tmp_path) -> None:
     with pytest.raises(InvalidConfigError):
         finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=0))
     finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=1), progress=lambda *a: None)
-    with pytest.raises(InvalidConfigError, match="another configuration"):
-        finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=2), progress=lambda *a: None)
+    quiet = {"progress": lambda *a: None}
+    with pytest.raises(InvalidConfigError, match="differs in config"):
+        finetune(tiny_llama(), PAIRS, tmp_path, FinetuneConfig(epochs=2), **quiet)
+    # Resuming also needs the same examples and the same new-token rows.
+    one = FinetuneConfig(epochs=1)
+    with pytest.raises(InvalidConfigError, match="differs in examples, data_sha256"):
+        finetune(tiny_llama(), PAIRS[:4], tmp_path, one, **quiet)
+    with pytest.raises(InvalidConfigError, match="differs in data_sha256"):
+        finetune(tiny_llama(), PAIRS[::-1], tmp_path, one, **quiet)
+    with pytest.raises(InvalidConfigError, match="differs in new_tokens_from"):
+        finetune(tiny_llama(), PAIRS, tmp_path, one, new_tokens_from=30, **quiet)

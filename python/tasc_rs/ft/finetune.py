@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -275,7 +276,8 @@ def finetune(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
-    step = _resume(out, model, optimizer, schedule, config)
+    run = _run_key(config, new_tokens_from, encoded)
+    step = _resume(out, model, optimizer, schedule, run)
     scaled = _new_rows(model, new_tokens_from, rows) if config.new_token_lr_scale != 1.0 else []
     bar = None
     if progress is None:
@@ -309,7 +311,7 @@ def finetune(
             step += 1
             value = float(loss.detach())
             if step % config.save_every == 0 or step == total:
-                _save(out, model, optimizer, schedule, step, config)
+                _save(out, model, optimizer, schedule, step, run)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
@@ -351,10 +353,27 @@ def _order(n: int, needed: int, seed: int) -> list[int]:
     return order
 
 
-def _save(out: Path, model: Any, optimizer: Any, schedule: Any, step: int, config: Any) -> None:
+def _run_key(
+    config: FinetuneConfig, new_tokens_from: int | None, encoded: list[tuple[list[int], list[int]]]
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: settings, new-token rows and the data."""
+    digest = hashlib.sha256()
+    for ids, labels in encoded:
+        digest.update(json.dumps([ids, labels]).encode())
+    return {
+        "config": asdict(config),
+        "new_tokens_from": new_tokens_from,
+        "examples": len(encoded),
+        "data_sha256": digest.hexdigest(),
+    }
+
+
+def _save(
+    out: Path, model: Any, optimizer: Any, schedule: Any, step: int, run: dict[str, Any]
+) -> None:
     state = {
         "step": step,
-        "config": asdict(config),
+        "run": run,
         "model": {k: v for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
@@ -365,15 +384,18 @@ def _save(out: Path, model: Any, optimizer: Any, schedule: Any, step: int, confi
     (out / "progress.json").write_text(json.dumps({"step": step}), encoding="utf-8")
 
 
-def _resume(out: Path, model: Any, optimizer: Any, schedule: Any, config: FinetuneConfig) -> int:
+def _resume(out: Path, model: Any, optimizer: Any, schedule: Any, run: dict[str, Any]) -> int:
     path = out / CHECKPOINT
     if not path.exists():
         return 0
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("config") != asdict(config):
+    saved = state.get("run") or {"config": state.get("config")}
+    differ = [k for k in run if saved.get(k) != run[k]]
+    if differ:
         raise InvalidConfigError(
-            f"{path} was written with another configuration ({state.get('config')}); "
-            "use a fresh output_dir or the same settings to resume"
+            f"{path} was written for another run (differs in {', '.join(differ)}; saved "
+            f"configuration {saved.get('config')}); use a fresh output_dir or the same "
+            "settings, examples and new_tokens_from to resume"
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
