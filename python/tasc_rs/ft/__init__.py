@@ -3,7 +3,9 @@
 :func:`enrich` runs the Rust enrichment loop over a task's outputs (score ``count * (n - 1)``,
 prefix-collision filter, incremental merges); :func:`expand_tokenizer` adds the new tokens to a
 Hugging Face fast tokenizer and :func:`expand_model` resizes a model's embeddings, initializing
-each new row as the mean of its constituent tokens' rows. Fine-tuning is left to the user.
+each new row as the mean of its constituent tokens' rows; :func:`prompt_tokenizer` gives the
+base-vocabulary view that encodes requests to the enriched model. Fine-tuning:
+:mod:`tasc_rs.ft.finetune` (``tasc finetune`` from the shell).
 
 Example:
     >>> from tasc_rs.ft import enrich, expand_model, expand_tokenizer  # doctest: +SKIP
