@@ -46,4 +46,6 @@ bench-all: bench
 		--work $(FT)_r2 --section ft_eval_r2 --write
 	$(PYTHON) benches/eval_ft.py --tasks e2e_nlg --budgets 0 1000 --train-rows 800 \
 		--prompt-tokens enriched --work $(FT)_e2e_s30 --section ft_eval_e2e_s30 --write
+	$(PYTHON) benches/eval_ft.py --tasks slurp --budgets 0 500 1000 --no-pcs --epochs 3 \
+		--boundaries ";" --work $(FT)_r3c --section ft_eval_r3c --write
 	$(MAKE) bench-peers

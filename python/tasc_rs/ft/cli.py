@@ -6,7 +6,7 @@ input model and tokenizer are only ever read.
 
 Example:
     tasc enrich train.jsonl --budget 500 -o slurp-enriched
-    tasc finetune train.jsonl --model slurp-enriched -o slurp-ft --epochs 1.5
+    tasc finetune train.jsonl --model slurp-enriched -o slurp-ft --epochs 3
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
     f.add_argument("-o", "--out", required=True, help="directory for the fine-tuned model")
     f.add_argument("--model", default=None, help="model dir or Hub name (default: embedded)")
     f.add_argument("--instruction", default=FT_INSTRUCTION, help="system message of the prompt")
-    f.add_argument("--epochs", type=float, default=1.5)
-    f.add_argument("--lr", type=float, default=1e-4)
+    f.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default: 3)")
+    f.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default: 2e-4)")
     f.add_argument("--batch-size", type=int, default=8)
     f.add_argument("--lora-r", type=int, default=None, help="LoRA rank (needs peft)")
     f.add_argument("--trainable-layers", type=int, default=None, help="train the last N blocks")

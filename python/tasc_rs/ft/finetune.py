@@ -10,7 +10,7 @@ resumes from the last checkpoint.
 Example:
     >>> from tasc_rs.ft.finetune import FinetuneConfig, finetune  # doctest: +SKIP
     >>> pairs = [(prompt_ids, answer_ids), ...]  # doctest: +SKIP
-    >>> finetune(model, pairs, "out/slurp-ft", FinetuneConfig(epochs=1.5))  # doctest: +SKIP
+    >>> finetune(model, pairs, "out/slurp-ft", FinetuneConfig(epochs=3))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ class FinetuneConfig:
     """Hyper-parameters of :func:`finetune`.
 
     Attributes:
-        epochs: Passes over the data (fractions allowed, e.g. 1.5).
+        epochs: Passes over the data (fractions allowed, e.g. 1.5). The default 3 and ``lr``
+            2e-4 are the paper's; on slurp with SmolLM2-135M (last 10 blocks) 3 epochs lift
+            exact match from 44 to 58 at M = 0 and from 32 to 36 at M = 1000 over one epoch.
         lr: Peak learning rate (linear warm-up over ``warmup`` of the steps, then linear decay).
         batch_size: Examples per optimizer step.
         max_length: Prompt + answer tokens kept per example (longer prompts are cut on the left).
@@ -66,8 +68,8 @@ class FinetuneConfig:
             scores 43 against 44 at M = 0. No effect without new tokens.
     """
 
-    epochs: float = 1.5
-    lr: float = 1e-4
+    epochs: float = 3.0
+    lr: float = 2e-4
     batch_size: int = 8
     max_length: int = 256
     lora_r: int | None = None
