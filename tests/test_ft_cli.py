@@ -85,6 +85,8 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
         prompt = _task_prompt(build_parser().parse_args(argv), tok)
         assert prompt.instruction == meta["instruction"]
         assert (prompt.prompt_tokenizer is not None) == (prompts == "base")
+    argv = ["generate", "--model", str(out), "-d", "unused", "hi"]  # enriched, not fine-tuned
+    assert len(_task_prompt(build_parser().parse_args(argv), tok).prompt_tokenizer) == len(tok) - 20
 
 
 @pytest.mark.timeout(300)

@@ -188,21 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _task_prompt(args: argparse.Namespace, tokenizer: Any) -> Any:
-    """The prompt for ``--model``; a ``tasc finetune`` model keeps its instruction and vocab."""
-    from tasc_rs.ft.cli import TASK_META, finetuned_prompt
+    """The prompt for ``--model``: a ``tasc finetune`` model keeps its instruction and request
+    vocabulary; a ``tasc enrich`` model gets requests in its base vocabulary."""
+    from tasc_rs.ft.cli import TASK_META, enriched_base_size, finetuned_prompt
+    from tasc_rs.ft.expand import prompt_tokenizer
     from tasc_rs.hf.task import DEFAULT_INSTRUCTION, TaskPrompt, load_rows
 
     shots = (
         load_rows(args.shots_from, limit=args.shots) if args.shots_from and args.shots > 0 else []
     )
     trained = None
+    view = None
     if args.model and (Path(args.model) / TASK_META).is_file():
         trained = finetuned_prompt(args.model, tokenizer)
+        view = trained.prompt_tokenizer
+    elif (base := enriched_base_size(args.model)) is not None:
+        view = prompt_tokenizer(tokenizer, base)
     return TaskPrompt(
         tokenizer,
         examples=shots,
         instruction=args.instruction or (trained.instruction if trained else DEFAULT_INSTRUCTION),
-        prompt_tokenizer=trained.prompt_tokenizer if trained else None,
+        prompt_tokenizer=view,
     )
 
 
