@@ -144,7 +144,12 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
                 "--allow-fewer",
                 "--boundaries",
                 args.boundaries,
+                *(["--exclude-copied"] if args.exclude_copied else []),
             )
+        same = same_enrichment(root, name, budget, pcs)
+        if same is not None:
+            print(f"{task} {name}: same tokens as {same.name}, reusing its model", flush=True)
+            return same
         model = ["--model", str(enriched)]
     recipe = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--limit", str(args.train_rows)]
     if args.trainable_layers:
@@ -158,6 +163,33 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
         "finetune", train_file, "-o", str(ft), "--instruction", INSTRUCTIONS[task], *model, *recipe
     )
     return ft
+
+
+def enriched_tokens(path: Path) -> list[str] | None:
+    report = path / ENRICHMENT_REPORT
+    if not report.is_file():
+        return None
+    return [t["text"] for t in json.loads(report.read_text(encoding="utf-8"))["tokens"]]
+
+
+def same_enrichment(root: Path, name: str, budget: int, pcs: bool) -> Path | None:
+    """The fine-tuned model of a smaller budget whose enrichment added the same tokens.
+
+    When candidates run out below the budget, larger budgets add exactly the same tokens, and
+    fine-tuning again would only repeat a run (same data, same recipe).
+    """
+    tokens = enriched_tokens(root / f"enriched-{name}")
+    for other in sorted(root.glob("enriched-M*")):
+        other_name = other.name.removeprefix("enriched-")
+        if other_name == name or other_name.endswith("-nopcs") == pcs:
+            continue
+        digits = other_name.removeprefix("M").removesuffix("-nopcs")
+        if not digits.isdigit() or int(digits) >= budget:
+            continue
+        ft = root / f"ft-{other_name}"
+        if ft.exists() and enriched_tokens(other) == tokens:
+            return ft
+    return None
 
 
 def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -220,7 +252,7 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
         result.update(slurp_scores(preds, refs))
     else:
         result["bleu4"] = bleu4(preds, refs)
-    enrich_report = ft.parent / f"enriched-{name}" / ENRICHMENT_REPORT
+    enrich_report = ft.parent / f"enriched-{ft.name.removeprefix('ft-')}" / ENRICHMENT_REPORT
     if enrich_report.exists():
         report = json.loads(enrich_report.read_text(encoding="utf-8"))
         result["tokens_added"] = len(report["tokens"])
@@ -243,8 +275,14 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
         f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs"
         + (f", boundaries {args.boundaries!r}" if args.boundaries else "")
+        + (
+            ", --exclude-copied: output words that occur in the request stay out of new tokens"
+            if args.exclude_copied
+            else ""
+        )
         + "; "
-        "a run stops early when no candidate occurring twice is left, see tokens added), "
+        "a run stops early when no candidate occurring twice is left, see tokens added; a "
+        "budget that adds the same tokens as a smaller one reuses its model, marked =), "
         f"then `tasc finetune` on the first {args.train_rows} train rows, {args.epochs} epoch(s), "
         f"lr {args.lr}, batch 8, "
         + (f"last {args.trainable_layers} blocks" if args.trainable_layers else "all blocks")
@@ -273,7 +311,9 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             else f"{r['bleu4']:.1f}"
         )
         lines.append(
-            f"| {r['task']} | {r['run']} | {r.get('tokens_added', 0)} | {r['ref_tokens']:.1f} "
+            f"| {r['task']} | {r['run']}"
+            + (f" (= {r['same_model_as']})" if r.get("same_model_as") else "")
+            + f" | {r.get('tokens_added', 0)} | {r['ref_tokens']:.1f} "
             f"| {b['ref_tokens'] / r['ref_tokens']:.2f}x | {r['gen_tokens']:.1f} "
             f"| {b['gen_tokens'] / r['gen_tokens']:.2f}x | {r['exact_match']:.1f} | {metric} "
             f"| {r['plain_ms']:.0f} | {b['plain_ms'] / r['plain_ms']:.2f}x "
@@ -394,6 +434,11 @@ def main() -> None:
         "--boundaries", default="", help="tasc enrich --boundaries (field delimiters)"
     )
     parser.add_argument(
+        "--exclude-copied",
+        action="store_true",
+        help="tasc enrich --exclude-copied (words copied from the request stay out of new tokens)",
+    )
+    parser.add_argument(
         "--prompt-tokens",
         choices=["base", "enriched"],
         default="base",
@@ -422,10 +467,15 @@ def main() -> None:
     results = []
     for task, budget, pcs in runs:
         ft = dirs.get((task, budget, pcs)) or args.work / task / f"ft-{run_name(budget, pcs)}"
+        if not ft.exists() and budget > 0:
+            ft = same_enrichment(args.work / task, run_name(budget, pcs), budget, pcs) or ft
         if not ft.exists():
             print(f"skipping {task} {run_name(budget, pcs)}: not trained", flush=True)
             continue
-        r = evaluate(task, run_name(budget, pcs), ft, args)
+        name = run_name(budget, pcs)
+        r = evaluate(task, name, ft, args)
+        if r["run"] != name:  # a smaller budget's model, reused (same tokens)
+            r = {**r, "run": name, "same_model_as": r["run"]}
         results.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "predictions"}), flush=True)
     if not results:

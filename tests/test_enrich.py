@@ -174,3 +174,18 @@ def test_docstring_examples_run() -> None:
     module = importlib.import_module("tasc_rs.ft.enrichment")
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_copied_words_are_held_out_of_merges() -> None:
+    from tasc_rs.ft.enrichment import copied_token_mask, split_held_out
+
+    offsets = [(0, 5), (5, 7), (7, 10), (10, 18)]
+    mask = copied_token_mask("city=PARis, unit=c", "Weather in Paris", offsets)
+    assert mask == [False, True, True, False]  # case-insensitive, every overlapping token
+    assert copied_token_mask("a_b=x", "a b x", [(0, 4), (4, 5)]) == [False, True]  # \w+ runs
+    assert split_held_out([7, 8, 9], [True, True, False]) == [[7], [8], [9]]
+    assert split_held_out([], []) == []
+    # Held-out tokens never enter a merge but still count in the corpus length.
+    seqs = split_held_out([0, 1, 0, 1], [False, False, True, False])
+    r = enrich_ids(seqs * 2, [b"a", b"b"], budget=1, n_max=2, alpha=1.0)
+    assert r.initial_tokens == 8 and r.tokens[0].count == 2 and r.compression_curve()[-1] == 6

@@ -140,20 +140,28 @@ def test_head_only_embeddings_stop_the_backward_at_the_trainable_blocks(
     assert out.requires_grad
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_new_token_rows_take_a_scaled_step(tmp_path, tied: bool) -> None:
+@pytest.mark.parametrize(("tied", "lora"), [(True, False), (False, False), (True, True)])
+def test_new_token_rows_take_a_scaled_step(tmp_path, tied: bool, lora: bool) -> None:
     # One step from the same weights and batch: with scale 5 the new rows (ids >= 12, which the
     # answers use) move five times as far as without it; every other weight moves as without it.
-    config = FinetuneConfig(epochs=0.25, lr=1e-2, batch_size=4, warmup=0.0, new_token_lr_scale=1.0)
+    if lora:
+        pytest.importorskip("peft")
+    config = FinetuneConfig(
+        epochs=0.25,
+        lr=1e-2,
+        batch_size=4,
+        warmup=0.0,
+        new_token_lr_scale=1.0,
+        lora_r=4 if lora else None,
+    )
     scaled_config = FinetuneConfig(**{**config.__dict__, "new_token_lr_scale": 5.0})
     start = tiny_llama(tied=tied).state_dict()
 
     def one_step(out: str, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
-        model = tiny_llama(tied=tied)
+        model = tiny_llama(tied=tied)  # seeds torch: LoRA starts the same in both runs
         out_dir = tmp_path / out
-        return finetune(
-            model, PAIRS, out_dir, cfg, progress=lambda *a: None, new_tokens_from=12
-        ).state_dict()
+        trained = finetune(model, PAIRS, out_dir, cfg, progress=lambda *a: None, new_tokens_from=12)
+        return (trained.merge_and_unload() if lora else trained).state_dict()
 
     plain = one_step("a", config)
     scaled = one_step("b", scaled_config)
@@ -219,3 +227,33 @@ def test_bad_input(tmp_path) -> None:
         finetune(tiny_llama(), PAIRS[::-1], tmp_path, one, **quiet)
     with pytest.raises(InvalidConfigError, match="differs in new_tokens_from"):
         finetune(tiny_llama(), PAIRS, tmp_path, one, new_tokens_from=30, **quiet)
+    # ... and the same trainable parameters: another model's checkpoint is refused up front.
+    with pytest.raises(InvalidConfigError, match="differs in trainable_sha256"):
+        finetune(tiny_llama(tied=True), PAIRS, tmp_path, one, **quiet)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("tied", [True, False])
+def test_lora_trains_adapters_and_the_vocabulary_rows(tmp_path, tied: bool) -> None:
+    pytest.importorskip("peft")
+    model = tiny_llama(tied=tied)
+    before = answer_loss(model)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    config = FinetuneConfig(epochs=15, lr=3e-3, batch_size=4, lora_r=4)
+    peft_model = finetune(model, PAIRS, tmp_path, config, progress=lambda *a: None)
+    # Only adapters and the vocabulary matrices train; the blocks' own weights stay put.
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        "lora_" in n or "embed_tokens" in n or "lm_head" in n for n in trainable
+    )
+    merged = peft_model.merge_and_unload()
+    emb, head = merged.get_input_embeddings().weight, merged.get_output_embeddings().weight
+    assert (emb is head) is tied  # a tied matrix stays one matrix
+    assert not torch.equal(emb, start["model.embed_tokens.weight"])
+    q = merged.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(q, start["model.layers.0.self_attn.q_proj.weight"])  # adapter merged
+    assert answer_loss(merged) < before * 0.5
+    # The merged model saves and loads as a plain transformers model with the same loss.
+    merged.save_pretrained(tmp_path / "merged")
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert answer_loss(loaded) == pytest.approx(answer_loss(merged), rel=1e-5)

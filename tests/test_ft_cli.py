@@ -90,6 +90,22 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
 
 
 @pytest.mark.timeout(300)
+def test_enrich_exclude_copied_reads_the_requests(tmp_path: Path, tiny_model_dir) -> None:
+    data = rows(400)
+    corpus = write_jsonl(tmp_path / "train.jsonl", data)
+    out = tmp_path / "guarded"
+    args = ["enrich", str(corpus), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*args, "--budget", "1000", "--allow-fewer", "--exclude-copied"]) == 0
+    report = json.loads((out / "tasc_enrichment.json").read_text())
+    assert report["settings"]["exclude_copied"] and 0 < len(report["tokens"]) < 1000
+    assert not any("tomorrow" in t["text"] for t in report["tokens"])
+    # The requests come from --input-field; a missing field is a clear error.
+    bad = [*args[:3], str(tmp_path / "bad"), *args[4:], "--exclude-copied", "--input-field", "x"]
+    assert main([*bad, "--budget", "5"]) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.timeout(300)
 def test_finetune_saves_a_loadable_model(tmp_path: Path, tiny_model_dir) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", rows(8))
     out = tmp_path / "ft"
@@ -99,6 +115,22 @@ def test_finetune_saves_a_loadable_model(tmp_path: Path, tiny_model_dir) -> None
     assert meta["rows"] == 8 and meta["epochs"] == 1
     transformers.AutoModelForCausalLM.from_pretrained(out)
     assert not (tmp_path / ".ft.checkpoints").exists()
+
+
+@pytest.mark.timeout(300)
+def test_finetune_with_lora_saves_a_merged_model(tmp_path: Path, tiny_model_dir) -> None:
+    pytest.importorskip("peft")
+    train = write_jsonl(tmp_path / "train.jsonl", rows(8))
+    out = tmp_path / "lora"
+    argv = ["finetune", str(train), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--epochs", "1", "--batch-size", "4", "--lora-r", "2"]) == 0
+    assert json.loads((out / "tasc_task.json").read_text())["lora_r"] == 2
+    assert not (out / "adapter_config.json").exists()  # adapters merged into the weights
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tuned = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert set(tuned.state_dict()) == set(base.state_dict())
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(tuned.state_dict()[q], base.state_dict()[q])
 
 
 def test_finetune_rejects_rows_without_output(tmp_path: Path, tiny_model_dir) -> None:

@@ -173,3 +173,41 @@ def test_expand_model_rejects_a_mismatched_model(expanded: Any, result: Enrichme
     assert model.get_input_embeddings().weight.shape[0] == 1000  # untouched
     with pytest.raises(InvalidInputError, match="not a fast"):
         expand_model(_tiny_llama(result.base_vocab_size, True), object(), result)  # type: ignore[arg-type]
+
+
+def _rows(split: str) -> list[dict[str, str]]:
+    path = SLURP / f"{split}.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    with path.open() as f:
+        return [json.loads(line) for line in f]
+
+
+def test_exclude_copied_keeps_request_words_out_of_new_tokens(tokenizer: Any) -> None:
+    import re
+
+    rows = _rows("train")
+    outputs, inputs = [r["output"] for r in rows], [r["input"] for r in rows]
+    guarded = enrich(outputs, tokenizer, budget=1000, strict=False, inputs=inputs)
+    plain = enrich(outputs, tokenizer, budget=len(guarded.tokens), strict=False)
+    assert guarded.settings["exclude_copied"] and guarded.settings["copied_tokens"] > 0
+    # Held-out tokens still count: both runs start from the same corpus length.
+    assert guarded.initial_tokens == plain.initial_tokens
+    assert 1 < guarded.compression_ratio() < plain.compression_ratio()
+    # Without the guard, frequent copied values become tokens; with it, none does.
+    copied = {w for r in rows for w in re.findall(r"\w+", r["output"]) if w in r["input"].split()}
+    words = lambda res: {w for t in res.tokens for w in re.findall(r"\w+", t.text)}  # noqa: E731
+    assert {"tomorrow", "meeting", "alarm"} & words(plain) & copied
+    assert not {"tomorrow", "meeting", "alarm"} & words(guarded)
+    # On the test outputs the copied values keep their base tokens: the enriched tokenizer's
+    # ids for a value equal the base tokenizer's.
+    expanded = expand_tokenizer(tokenizer, guarded)
+    for r in _rows("test")[:300]:
+        out = r["output"]
+        for m in re.finditer(r"=([a-z]+)$", out):
+            value = m.group(1)
+            if value in r["input"].split():
+                ids = expanded(out, add_special_tokens=False)["input_ids"]
+                assert expanded.decode(ids[-len(tokenizer(value)["input_ids"]) :]).endswith(value)
+    with pytest.raises(InvalidInputError, match="inputs holds 1 requests"):
+        enrich(outputs[:2], tokenizer, budget=1, inputs=inputs[:1])

@@ -54,6 +54,13 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
         "after its first character (default: none)",
     )
     e.add_argument(
+        "--exclude-copied",
+        action="store_true",
+        help="keep words the output copies from its request (--input-field) out of new "
+        "tokens, so new tokens hold only the output format (not in the paper)",
+    )
+    e.add_argument("--input-field", default="input", help='JSONL request field (default: "input")')
+    e.add_argument(
         "--allow-fewer", action="store_true", help="add fewer tokens if candidates run out"
     )
     f = sub.add_parser(
@@ -119,6 +126,9 @@ def cmd_enrich(args: argparse.Namespace) -> None:
     from tasc_rs.hf.corpus import read_outputs
 
     outputs = list(read_outputs(args.corpus, field=args.field))
+    inputs = (
+        list(read_outputs(args.corpus, field=args.input_field)) if args.exclude_copied else None
+    )
     model, tokenizer = load_model(args.model, device="cpu")
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     result = enrich(
@@ -130,6 +140,7 @@ def cmd_enrich(args: argparse.Namespace) -> None:
         min_count=args.min_count,
         strict=not args.allow_fewer,
         boundaries=args.boundaries,
+        inputs=inputs,
     )
     with staged(args.out) as tmp:
         new_tokenizer = expand_tokenizer(tokenizer, result)

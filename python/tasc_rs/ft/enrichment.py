@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,8 @@ class EnrichmentResult:
         skipped: Candidates skipped (PCS, duplicate strings, undecodable strings).
         exhausted: True when candidates ran out before the budget (``strict=False`` only).
         settings: ``budget``, ``n_max``, ``alpha``, ``min_count``, ``byte_level`` and
-            ``boundaries``.
+            ``boundaries``; from :func:`enrich` with ``inputs`` also ``exclude_copied`` and
+            ``copied_tokens`` (base tokens held out of every merge).
 
     Example:
         >>> r = enrich_ids([[0, 1, 0, 1]] * 3, [b"a", b"b"], budget=2, n_max=2, alpha=1.0)
@@ -253,6 +255,7 @@ def enrich(
     min_count: int = 2,
     strict: bool = True,
     boundaries: str = "",
+    inputs: Sequence[str] | None = None,
 ) -> EnrichmentResult:
     """Find ``budget`` new tokens for a task from its outputs and a Hugging Face fast tokenizer.
 
@@ -266,13 +269,19 @@ def enrich(
         strict: Raise if fewer than ``budget`` candidates exist instead of returning fewer.
         boundaries: ASCII characters that delimit fields (e.g. ``";"``); no new token holds
             one after its first character (see :func:`enrich_ids`).
+        inputs: The request of each output (same order). When given, the output's words that
+            also occur in its request (``\\w+`` runs, compared case-insensitively) are values
+            copied from the request: every base token overlapping one is held out of all
+            merges, so new tokens hold only the output's own structure (field names, labels,
+            punctuation) and the model spells copied values with the same tokens as at M = 0.
+            Held-out tokens still count in the compression curve. Not in the paper.
 
     Returns:
         The new tokens, to pass to :func:`~tasc_rs.ft.expand_tokenizer`.
 
     Raises:
         InvalidInputError: Not a fast tokenizer, no outputs, outputs whose tokens do not spell
-            them back, or too few candidates with ``strict``.
+            them back, ``inputs`` of another length, or too few candidates with ``strict``.
         InvalidConfigError: A setting is out of range.
 
     Example:
@@ -285,7 +294,14 @@ def enrich(
     vocab = token_bytes(tokenizer)
     if len(outputs) == 0:
         raise InvalidInputError("the corpus holds no outputs")
-    encoded = tokenizer(list(outputs), add_special_tokens=False)["input_ids"]
+    if inputs is not None and len(inputs) != len(outputs):
+        raise InvalidInputError(
+            f"inputs holds {len(inputs)} requests for {len(outputs)} outputs; give one per output"
+        )
+    batch = tokenizer(
+        list(outputs), add_special_tokens=False, return_offsets_mapping=inputs is not None
+    )
+    encoded = batch["input_ids"]
     for text, ids in zip(outputs, encoded, strict=True):
         spelled = b"".join(vocab[i] for i in ids)
         if spelled != text.encode("utf-8"):
@@ -293,7 +309,19 @@ def enrich(
                 f"output {text[:80]!r} tokenizes to tokens spelling {spelled[:80]!r}: the "
                 "tokenizer normalizes text, so new tokens could not round-trip"
             )
-    return enrich_ids(
+    extra: dict[str, Any] = {}
+    if inputs is not None:
+        sequences: list[list[int]] = []
+        copied = 0
+        for text, source, ids, offsets in zip(
+            outputs, inputs, encoded, batch["offset_mapping"], strict=True
+        ):
+            held = copied_token_mask(text, source, offsets)
+            copied += sum(held)
+            sequences.extend(split_held_out(ids, held))
+        encoded = sequences
+        extra = {"exclude_copied": True, "copied_tokens": copied}
+    result = enrich_ids(
         encoded,
         vocab,
         budget,
@@ -304,3 +332,50 @@ def enrich(
         byte_level=is_byte_level(tokenizer),
         boundaries=boundaries,
     )
+    if extra:
+        result = replace(result, settings={**result.settings, **extra})
+    return result
+
+
+_WORD = re.compile(r"\w+")
+
+
+def copied_token_mask(output: str, source: str, offsets: Sequence[tuple[int, int]]) -> list[bool]:
+    """Which tokens of ``output`` overlap a word copied from ``source``.
+
+    A word is a ``\\w+`` run; it is copied when the same word (case-insensitive) occurs in
+    ``source``. ``offsets`` are the tokens' character spans in ``output`` (a fast tokenizer's
+    ``offset_mapping``); a token overlapping a copied word in any character is marked.
+
+    Example:
+        >>> copied_token_mask("city=paris, unit=c", "weather in paris", [(0, 5), (5, 10), (10, 18)])
+        [False, True, False]
+    """
+    words = {w.casefold() for w in _WORD.findall(source)}
+    spans = [m.span() for m in _WORD.finditer(output) if m.group().casefold() in words]
+    return [any(a < end and start < b for start, end in spans) for a, b in offsets]
+
+
+def split_held_out(ids: Sequence[int], held: Sequence[bool]) -> list[list[int]]:
+    """Cut ``ids`` so no merge can include a held-out token.
+
+    Each held-out token becomes a sequence of its own (it still counts in the corpus length,
+    but no n-gram holds it); the runs between them stay whole.
+
+    Example:
+        >>> split_held_out([1, 2, 3, 4, 5], [False, False, True, False, False])
+        [[1, 2], [3], [4, 5]]
+    """
+    pieces: list[list[int]] = []
+    run: list[int] = []
+    for token, out in zip(ids, held, strict=True):
+        if out:
+            if run:
+                pieces.append(run)
+                run = []
+            pieces.append([int(token)])
+        else:
+            run.append(int(token))
+    if run:
+        pieces.append(run)
+    return pieces

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +44,11 @@ class FinetuneConfig:
         lr: Peak learning rate (linear warm-up over ``warmup`` of the steps, then linear decay).
         batch_size: Examples per optimizer step.
         max_length: Prompt + answer tokens kept per example (longer prompts are cut on the left).
-        lora_r: LoRA rank; ``None`` means full fine-tuning.
+        lora_r: LoRA rank; ``None`` means full fine-tuning. Adapters (alpha = 2r) go on the
+            attention and MLP projections, and with ``train_embeddings`` the input embeddings
+            and LM head train in full (a tied matrix stays tied; peft >= 0.18). ``tasc
+            finetune --lora-r`` merges the adapters before saving. ``trainable_layers`` does
+            not apply.
         weight_decay: AdamW weight decay.
         warmup: Fraction of steps spent warming up.
         seed: Seeds shuffling and initialisation.
@@ -211,14 +216,33 @@ def _trainable(model: Any, config: FinetuneConfig) -> Any:
         raise TascError("LoRA fine-tuning needs the peft package: pip install peft") from e
     names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    config = LoraConfig(
+    vocab_modules = (model.get_input_embeddings(), model.get_output_embeddings())
+    to_save = [
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if any(module is m for m in vocab_modules)
+    ]
+    extra: dict[str, Any] = {}
+    inp, out = vocab_modules
+    tied = out is not None and inp.weight is out.weight
+    if tied and config.train_embeddings:
+        # peft copies each module in modules_to_save; without this the tied matrix would
+        # become two (input and head trained apart) under a config that still says tied.
+        if "ensure_weight_tying" not in LoraConfig.__dataclass_fields__:
+            raise TascError("LoRA on a model with tied embeddings needs peft >= 0.18")
+        extra["ensure_weight_tying"] = True
+    lora = LoraConfig(
         r=lora_r,
         lora_alpha=2 * lora_r,
         target_modules=[n for n in names if n in present] or "all-linear",
-        modules_to_save=["embed_tokens", "lm_head"],
+        modules_to_save=to_save if config.train_embeddings else None,
         task_type="CAUSAL_LM",
+        **extra,
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`; not the user's concern.
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def finetune(
@@ -278,7 +302,7 @@ def finetune(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
-    run = _run_key(config, new_tokens_from, encoded)
+    run = _run_key(model, config, new_tokens_from, encoded)
     step = _resume(out, model, optimizer, schedule, run)
     scaled = _new_rows(model, new_tokens_from, rows) if config.new_token_lr_scale != 1.0 else []
     bar = None
@@ -356,17 +380,26 @@ def _order(n: int, needed: int, seed: int) -> list[int]:
 
 
 def _run_key(
-    config: FinetuneConfig, new_tokens_from: int | None, encoded: list[tuple[list[int], list[int]]]
+    model: Any,
+    config: FinetuneConfig,
+    new_tokens_from: int | None,
+    encoded: list[tuple[list[int], list[int]]],
 ) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: settings, new-token rows and the data."""
+    """What a checkpoint must match to be resumed: settings, new-token rows, the data and the
+    trainable parameters (names and shapes, so another model or peft layout is refused)."""
     digest = hashlib.sha256()
     for ids, labels in encoded:
         digest.update(json.dumps([ids, labels]).encode())
+    params = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            params.update(json.dumps([name, list(p.shape)]).encode())
     return {
         "config": asdict(config),
         "new_tokens_from": new_tokens_from,
         "examples": len(encoded),
         "data_sha256": digest.hexdigest(),
+        "trainable_sha256": params.hexdigest(),
     }
 
 
