@@ -48,4 +48,6 @@ bench-all: bench
 		--prompt-tokens enriched --work $(FT)_e2e_s30 --section ft_eval_e2e_s30 --write
 	$(PYTHON) benches/eval_ft.py --tasks slurp --budgets 0 500 1000 --no-pcs --epochs 3 \
 		--boundaries ";" --work $(FT)_r3c --section ft_eval_r3c --write
+	$(PYTHON) benches/eval_ft.py --tasks slurp --no-pcs --epochs 3 --boundaries ";" \
+		--exclude-copied --work $(FT)_r3g --section ft_eval_r3g --write
 	$(MAKE) bench-peers
