@@ -199,9 +199,22 @@ def test_exclude_copied_keeps_request_words_out_of_new_tokens(tokenizer: Any) ->
     words = lambda res: {w for t in res.tokens for w in re.findall(r"\w+", t.text)}  # noqa: E731
     assert {"tomorrow", "meeting", "alarm"} & words(plain) & copied
     assert not {"tomorrow", "meeting", "alarm"} & words(guarded)
+    # The enriched tokenizer encodes the train outputs as the guarded loop predicted (each
+    # piece between held-out tokens merged, held-out tokens kept) for at least 99% of them.
+    from tasc_rs.ft.enrichment import copied_token_mask, split_held_out
+
+    expanded = expand_tokenizer(tokenizer, guarded)
+    batch = tokenizer(outputs, add_special_tokens=False, return_offsets_mapping=True)
+    merged = expanded(outputs, add_special_tokens=False)["input_ids"]
+    exact = 0
+    for text, source, ids, offsets, got in zip(
+        outputs, inputs, batch["input_ids"], batch["offset_mapping"], merged, strict=True
+    ):
+        pieces = split_held_out(ids, copied_token_mask(text, source, offsets))
+        exact += [t for p in pieces for t in guarded.apply(p).tolist()] == got
+    assert exact / len(outputs) >= 0.99
     # On the test outputs the copied values keep their base tokens: the enriched tokenizer's
     # ids for a value equal the base tokenizer's.
-    expanded = expand_tokenizer(tokenizer, guarded)
     for r in _rows("test")[:300]:
         out = r["output"]
         for m in re.finditer(r"=([a-z]+)$", out):
