@@ -50,4 +50,6 @@ bench-all: bench
 		--boundaries ";" --work $(FT)_r3c --section ft_eval_r3c --write
 	$(PYTHON) benches/eval_ft.py --tasks slurp --no-pcs --epochs 3 --boundaries ";" \
 		--exclude-copied --work $(FT)_r3g --section ft_eval_r3g --write
+	$(PYTHON) benches/eval_ft.py --tasks slurp --no-pcs --epochs 3 --boundaries ";" \
+		--exclude-copied --input-embedding-grad --work $(FT)_r3gi --section ft_eval_r3gi --write
 	$(MAKE) bench-peers
