@@ -127,7 +127,8 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
     if ft.exists():
         return ft
     train_file = str(DATA / task / "train.jsonl")
-    model: list[str] = []
+    start = ["--model", str(args.start_model)] if args.start_model else []
+    model: list[str] = start
     if budget > 0:
         enriched = root / f"enriched-{name}"
         if not enriched.exists():
@@ -142,6 +143,7 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
                 "--alpha",
                 alpha,
                 "--allow-fewer",
+                *start,
                 "--boundaries",
                 args.boundaries,
                 *(["--exclude-copied"] if args.exclude_copied else []),
@@ -194,7 +196,7 @@ def same_enrichment(root: Path, name: str, budget: int, pcs: bool) -> Path | Non
 
 def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Greedy decoding of the test prompts with plain generate and TASC-spec; metrics."""
-    out_file = ft / f"eval-{args.test_rows}.json"
+    out_file = ft / f"eval-{args.test_rows}{'-plain' if args.no_spec else ''}.json"
     if out_file.exists():
         return json.loads(out_file.read_text(encoding="utf-8"))
     import torch
@@ -219,13 +221,14 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
         start = time.perf_counter()
         plain = model.generate(ids, **common)
         plain_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        spec = generate(
-            model, ids, drafter, num_draft_tokens=args.k, min_prob=args.min_prob, **common
-        )
-        spec_s.append(time.perf_counter() - start)
-        identical += int(torch.equal(plain, spec.sequences))
-        forwards += spec.stats.forward_passes
+        if not args.no_spec:
+            start = time.perf_counter()
+            spec = generate(
+                model, ids, drafter, num_draft_tokens=args.k, min_prob=args.min_prob, **common
+            )
+            spec_s.append(time.perf_counter() - start)
+            identical += int(torch.equal(plain, spec.sequences))
+            forwards += spec.stats.forward_passes
         new = plain[0, ids.shape[1] :].tolist()
         gen_tokens.append(len(new))
         preds.append(tokenizer.decode(new, skip_special_tokens=True).strip())
@@ -242,11 +245,12 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
         "exact_match": 100 * sum(p == r for p, r in zip(preds, refs, strict=True)) / len(refs),
         "plain_ms": 1000 * statistics.median(plain_s),
         "plain_total_s": sum(plain_s),
-        "spec_ms": 1000 * statistics.median(spec_s),
+        "spec_ms": 1000 * statistics.median(spec_s) if spec_s else None,
         "spec_total_s": sum(spec_s),
-        "spec_identical": identical,
-        "spec_tokens_per_forward": sum(gen_tokens) / max(forwards, 1),
-        "predictions": preds[:20],
+        "spec_identical": identical if spec_s else None,
+        "spec_tokens_per_forward": sum(gen_tokens) / forwards if forwards else None,
+        "predictions": preds,
+        "correct": [int(p == r) for p, r in zip(preds, refs, strict=True)],
     }
     if task == "slurp":
         result.update(slurp_scores(preds, refs))
@@ -272,7 +276,14 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{args.new_token_lr_scale:g}x the learning rate, {args.prompt_tokens} prompt tokens; "
         "benches/eval_ft.py)",
         "",
-        f"Machine: {machine()}. Recipe for every M: SmolLM2-135M-Instruct, `tasc enrich` over "
+        f"Machine: {machine()}. Recipe for every M: "
+        + (
+            f"start from `{args.start_model.parent.parent.name}/{args.start_model.name}` "
+            "(a fine-tuned M=0 model; M=0 here trains it further on the base vocabulary)"
+            if args.start_model
+            else "SmolLM2-135M-Instruct"
+        )
+        + ", `tasc enrich` over "
         f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs"
         + (f", boundaries {args.boundaries!r}" if args.boundaries else "")
         + (
@@ -294,13 +305,17 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"First {args.test_rows} test prompts, 0-shot, greedy. Compression = mean tokens at M=0 "
         "/ mean tokens at M (reference outputs encoded with the run's tokenizer; generated "
         "outputs of the run's model). Latency = median per-prompt wall time of plain "
-        "`model.generate` and of TASC-spec (drafter from the train outputs, same tokenizer).",
+        "`model.generate` and of TASC-spec (drafter from the train outputs, same tokenizer)"
+        + (" (TASC-spec not run: --no-spec)" if args.no_spec else "")
+        + ". Exact only here / only at M=0: prompts this run answers exactly and M=0 does not, "
+        "and the reverse (their difference is the exact-match gap in prompts).",
         "",
         "| task | run | tokens added | ref tokens | compression (ref) | generated tokens "
-        "| compression (gen) | exact match | intent acc / slot F1 or BLEU-4 "
+        "| compression (gen) | exact match | exact only here / only at M=0 "
+        "| intent acc / slot F1 or BLEU-4 "
         "| plain ms | speedup (plain) | TASC-spec ms | speedup (TASC-spec, vs M=0 plain) "
         "| spec identical |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = {r["task"]: r for r in results if r["run"] == "M0"}
     for r in results:
@@ -310,18 +325,35 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if "intent_acc" in r
             else f"{r['bleu4']:.1f}"
         )
+        spec = (
+            f"| {r['spec_ms']:.0f} | {b['plain_ms'] / r['spec_ms']:.2f}x "
+            f"| {r['spec_identical']}/{r['test_rows']} |"
+            if r.get("spec_ms")
+            else "| - | - | not run |"
+        )
         lines.append(
             f"| {r['task']} | {r['run']}"
             + (f" (= {r['same_model_as']})" if r.get("same_model_as") else "")
             + f" | {r.get('tokens_added', 0)} | {r['ref_tokens']:.1f} "
             f"| {b['ref_tokens'] / r['ref_tokens']:.2f}x | {r['gen_tokens']:.1f} "
-            f"| {b['gen_tokens'] / r['gen_tokens']:.2f}x | {r['exact_match']:.1f} | {metric} "
-            f"| {r['plain_ms']:.0f} | {b['plain_ms'] / r['plain_ms']:.2f}x "
-            f"| {r['spec_ms']:.0f} | {b['plain_ms'] / r['spec_ms']:.2f}x "
-            f"| {r['spec_identical']}/{r['test_rows']} |"
+            f"| {b['gen_tokens'] / r['gen_tokens']:.2f}x | {r['exact_match']:.1f} "
+            f"| {discordant(r, b)} | {metric} "
+            f"| {r['plain_ms']:.0f} | {b['plain_ms'] / r['plain_ms']:.2f}x " + spec
         )
     lines += ["", f"![compression and metric against budget](plots/{plot_name(args)})"]
     return "\n".join(lines) + "\n"
+
+
+def discordant(run: dict[str, Any], base: dict[str, Any]) -> str:
+    """Paired exact match against M = 0: prompts only this run gets right / only M = 0 does.
+
+    The two counts show how much of an exact-match difference could be noise (a sign test
+    on the discordant prompts); ``-`` for M = 0 itself and for results cached without them.
+    """
+    if run is base or "correct" not in run or "correct" not in base:
+        return "-"
+    pairs = list(zip(run["correct"], base["correct"], strict=True))
+    return f"{sum(a > b for a, b in pairs)} / {sum(a < b for a, b in pairs)}"
 
 
 def plot_name(args: argparse.Namespace) -> str:
@@ -444,8 +476,20 @@ def main() -> None:
         default="base",
         help="vocabulary that encodes the requests of enriched models (tasc finetune's flag)",
     )
+    parser.add_argument(
+        "--start-model",
+        type=Path,
+        default=None,
+        help="model every run starts from (default: the embedded SmolLM2-135M-Instruct); "
+        "e.g. the M=0 fine-tuned model of another --work for a two-stage recipe",
+    )
     parser.add_argument("--k", type=int, default=None, help="TASC-spec draft length")
     parser.add_argument("--min-prob", type=float, default=None)
+    parser.add_argument(
+        "--no-spec",
+        action="store_true",
+        help="plain greedy only (task metric and plain latency over more --test-rows)",
+    )
     parser.add_argument("--stage", choices=["train", "eval", "all"], default="all")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache/tasc_rs/eval_ft")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
@@ -477,14 +521,16 @@ def main() -> None:
         if r["run"] != name:  # a smaller budget's model, reused (same tokens)
             r = {**r, "run": name, "same_model_as": r["run"]}
         results.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k != "predictions"}), flush=True)
+        shown = {k: v for k, v in r.items() if k not in ("predictions", "correct")}
+        print(json.dumps(shown), flush=True)
     if not results:
         return
     print(markdown(results, args))
     if args.write:
         write_section(args.section, markdown(results, args))
         (HERE / f"RESULTS_{args.section}.json").write_text(
-            json.dumps(results, indent=1), encoding="utf-8"
+            json.dumps([{**r, "predictions": r["predictions"][:20]} for r in results], indent=1),
+            encoding="utf-8",
         )
         plot(results, HERE / "plots" / plot_name(args))
 

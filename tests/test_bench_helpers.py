@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 from _peers import _Context, available
-from eval_ft import bleu4, parse_slurp, slurp_scores
+from eval_ft import bleu4, discordant, markdown, parse_slurp, slurp_scores
 
 
 def test_parse_slurp_reads_intent_and_slot_multiset() -> None:
@@ -37,6 +38,61 @@ def test_bleu4_is_100_for_identical_and_drops_for_changes() -> None:
     changed = ["the cat sat on a mat today .", "a fine place to eat near the river ."]
     assert 0 < bleu4(changed, refs) < 100
     assert bleu4(["x y"], ["a b c d e"]) == 0.0
+
+
+def _eval_result(run: str, correct: list[int], spec_ms: float | None) -> dict[str, object]:
+    return {
+        "task": "slurp",
+        "run": run,
+        "test_rows": len(correct),
+        "ref_tokens": 16.0 if run == "M0" else 4.0,
+        "gen_tokens": 16.0 if run == "M0" else 4.0,
+        "exact_match": 100 * sum(correct) / len(correct),
+        "intent_acc": 80.0,
+        "slot_f1": 70.0,
+        "plain_ms": 1000.0 if run == "M0" else 250.0,
+        "spec_ms": spec_ms,
+        "spec_identical": None if spec_ms is None else len(correct),
+        "correct": correct,
+    }
+
+
+def test_discordant_counts_prompts_won_and_lost_against_m0() -> None:
+    base = _eval_result("M0", [1, 1, 0, 0, 1], None)
+    run = _eval_result("M250", [1, 0, 1, 1, 0], None)
+    assert discordant(run, base) == "2 / 2"
+    assert discordant(base, base) == "-"
+    assert discordant({k: v for k, v in run.items() if k != "correct"}, base) == "-"
+
+
+def test_markdown_marks_runs_without_tasc_spec() -> None:
+    args = argparse.Namespace(
+        train_rows=10,
+        epochs=1.0,
+        new_token_lr_scale=30.0,
+        prompt_tokens="base",
+        start_model=None,
+        alpha=0.05,
+        boundaries=";",
+        exclude_copied=True,
+        lr=2e-4,
+        trainable_layers=10,
+        input_embedding_grad=True,
+        test_rows=4,
+        no_spec=True,
+        section="ft_eval_x",
+    )
+    results = [_eval_result("M0", [1, 1, 0, 0], None), _eval_result("M250", [1, 0, 1, 0], None)]
+    table = markdown(results, args)
+    m250 = next(line for line in table.splitlines() if line.startswith("| slurp | M250"))
+    assert "| 4.00x |" in m250  # compression against M0's 16 reference tokens
+    assert "| 1 / 1 |" in m250
+    assert m250.endswith("| - | - | not run |")
+    assert "TASC-spec not run" in table
+    with_spec = markdown(
+        [_eval_result("M0", [1, 0], 500.0)], argparse.Namespace(**{**vars(args), "no_spec": False})
+    )
+    assert "| 500 | 2.00x | 2/2 |" in with_spec
 
 
 def test_context_buffer_grows_without_losing_tokens() -> None:
