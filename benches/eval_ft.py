@@ -143,6 +143,8 @@ def train(task: str, budget: int, pcs: bool, args: argparse.Namespace) -> Path:
                 "--alpha",
                 alpha,
                 "--allow-fewer",
+                "--min-count",
+                str(args.min_count),
                 *start,
                 "--boundaries",
                 args.boundaries,
@@ -284,7 +286,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             else "SmolLM2-135M-Instruct"
         )
         + ", `tasc enrich` over "
-        f"all train outputs (n_max 4, min_count 2, PCS alpha {args.alpha} unless marked nopcs"
+        f"all train outputs (n_max 4, min_count {args.min_count}, "
+        f"PCS alpha {args.alpha} unless marked nopcs"
         + (f", boundaries {args.boundaries!r}" if args.boundaries else "")
         + (
             ", --exclude-copied: output words that occur in the request stay out of new tokens"
@@ -444,6 +447,9 @@ def main() -> None:
         help="budgets also run without the PCS filter (slurp only)",
     )
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument(
+        "--min-count", type=int, default=2, help="tasc enrich --min-count (rarer n-grams ignored)"
+    )
     parser.add_argument(
         "--train-rows", type=int, default=2033, help="first N train rows (2033: all of slurp)"
     )

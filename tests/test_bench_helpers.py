@@ -77,6 +77,7 @@ def test_markdown_marks_runs_without_tasc_spec() -> None:
         exclude_copied=True,
         lr=2e-4,
         trainable_layers=10,
+        min_count=2,
         input_embedding_grad=True,
         test_rows=4,
         no_spec=True,
