@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 from _peers import _Context, available
+from compare_ft import compare, error_kind
 from eval_ft import bleu4, discordant, markdown, parse_slurp, slurp_scores
 
 
@@ -94,6 +95,19 @@ def test_markdown_marks_runs_without_tasc_spec() -> None:
         [_eval_result("M0", [1, 0], 500.0)], argparse.Namespace(**{**vars(args), "no_spec": False})
     )
     assert "| 500 | 2.00x | 2/2 |" in with_spec
+
+
+def test_compare_sorts_disagreements_by_the_first_wrong_part() -> None:
+    ref = "intent: alarm_set; slots: time=seven am"
+    assert error_kind("intent: alarm_query; slots: time=seven am", ref) == "intent"
+    assert error_kind("intent: alarm_set; slots: date=seven am", ref) == "slot names"
+    assert error_kind("intent: alarm_set; slots: time=six am", ref) == "slot values"
+    refs = [ref, ref, "intent: x; slots: none", "intent: y; slots: none"]
+    a = [ref, "intent: alarm_set; slots: none", "intent: x; slots: none", "intent: z; slots: none"]
+    b = ["intent: alarm_query; slots: time=seven am", ref, "intent: q; slots: none", "no"]
+    counts, cases = compare(a, b, refs)
+    assert counts == {("A", "intent"): 2, ("B", "slot names"): 1}
+    assert [c[0] for c in cases] == ["A", "B", "A"]
 
 
 def test_context_buffer_grows_without_losing_tokens() -> None:
