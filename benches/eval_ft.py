@@ -359,6 +359,14 @@ def discordant(run: dict[str, Any], base: dict[str, Any]) -> str:
     return f"{sum(a > b for a, b in pairs)} / {sum(a < b for a, b in pairs)}"
 
 
+def compact(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as RESULTS_<section>.json keeps it: 20 predictions, ``correct`` as a 0/1 string."""
+    out = {**result, "predictions": result["predictions"][:20]}
+    if "correct" in result:
+        out["correct"] = "".join(str(c) for c in result["correct"])
+    return out
+
+
 def plot_name(args: argparse.Namespace) -> str:
     return "ft_budget.png" if args.section == "ft_eval" else f"{args.section}.png"
 
@@ -535,8 +543,7 @@ def main() -> None:
     if args.write:
         write_section(args.section, markdown(results, args))
         (HERE / f"RESULTS_{args.section}.json").write_text(
-            json.dumps([{**r, "predictions": r["predictions"][:20]} for r in results], indent=1),
-            encoding="utf-8",
+            json.dumps([compact(r) for r in results], indent=1), encoding="utf-8"
         )
         plot(results, HERE / "plots" / plot_name(args))
 

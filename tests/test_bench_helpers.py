@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 from _peers import _Context, available
 from compare_ft import compare, error_kind
-from eval_ft import bleu4, discordant, markdown, parse_slurp, slurp_scores
+from eval_ft import bleu4, compact, discordant, markdown, parse_slurp, slurp_scores
 
 
 def test_parse_slurp_reads_intent_and_slot_multiset() -> None:
@@ -64,6 +64,9 @@ def test_discordant_counts_prompts_won_and_lost_against_m0() -> None:
     assert discordant(run, base) == "2 / 2"
     assert discordant(base, base) == "-"
     assert discordant({k: v for k, v in run.items() if k != "correct"}, base) == "-"
+    kept = compact({**run, "predictions": [f"p{i}" for i in range(30)]})
+    assert kept["correct"] == "10110"
+    assert kept["predictions"] == [f"p{i}" for i in range(20)]
 
 
 def test_markdown_marks_runs_without_tasc_spec() -> None:
