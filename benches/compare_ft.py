@@ -64,7 +64,11 @@ def main() -> None:
             "compare runs over the same --test-rows (cached before this script: 20 predictions)"
         )
     lines = (DATA / "slurp" / "test.jsonl").read_text(encoding="utf-8").splitlines()
-    refs = [json.loads(line)["output"].strip() for line in lines[: len(a["predictions"])]]
+    skip = a.get("test_offset", 0)
+    if b.get("test_offset", 0) != skip:
+        raise SystemExit("the evaluations start at different test rows (--test-offset)")
+    rows = lines[skip : skip + len(a["predictions"])]
+    refs = [json.loads(line)["output"].strip() for line in rows]
     counts, cases = compare(a["predictions"], b["predictions"], refs)
     print(
         f"{len(refs)} prompts; only A right: {sum(n for (w, _), n in counts.items() if w == 'A')}"

@@ -198,7 +198,8 @@ def same_enrichment(root: Path, name: str, budget: int, pcs: bool) -> Path | Non
 
 def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Greedy decoding of the test prompts with plain generate and TASC-spec; metrics."""
-    out_file = ft / f"eval-{args.test_rows}{'-plain' if args.no_spec else ''}.json"
+    skip = f"from{args.test_offset}-" if args.test_offset else ""
+    out_file = ft / f"eval-{skip}{args.test_rows}{'-plain' if args.no_spec else ''}.json"
     if out_file.exists():
         return json.loads(out_file.read_text(encoding="utf-8"))
     import torch
@@ -211,7 +212,8 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
     model, tokenizer = load_model(str(ft))
     prompt = finetuned_prompt(ft, tokenizer)
     train_rows = load_rows(DATA / task / "train.jsonl")
-    test = load_rows(DATA / task / "test.jsonl", limit=args.test_rows)
+    test = load_rows(DATA / task / "test.jsonl", limit=args.test_offset + args.test_rows)
+    test = test[args.test_offset :]
     drafter = build_drafter(tokenizer, [r["output"] for r in train_rows], progress=False)
     enc = tokenizer([r["output"] for r in test], add_special_tokens=False)["input_ids"]
     ref_tokens = [len(x) for x in enc]
@@ -241,6 +243,7 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
         "task": task,
         "run": name,
         "vocab_size": len(tokenizer),
+        "test_offset": args.test_offset,
         "test_rows": len(test),
         "ref_tokens": statistics.mean(ref_tokens),
         "gen_tokens": statistics.mean(gen_tokens),
@@ -295,7 +298,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             else ""
         )
         + "; "
-        "a run stops early when no candidate occurring twice is left, see tokens added; a "
+        f"a run stops early when no candidate occurring {args.min_count} times is left, see "
+        "tokens added; a "
         "budget that adds the same tokens as a smaller one reuses its model, marked =), "
         f"then `tasc finetune` on the first {args.train_rows} train rows, {args.epochs} epoch(s), "
         f"lr {args.lr}, batch 8, "
@@ -305,7 +309,13 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         + f", the new tokens' rows at {args.new_token_lr_scale:g}x the learning rate"
         + f", requests encoded with the {args.prompt_tokens} vocabulary"
         + ", loss on the answer only. "
-        f"First {args.test_rows} test prompts, 0-shot, greedy. Compression = mean tokens at M=0 "
+        + (
+            f"Test prompts {args.test_offset + 1}-{args.test_offset + args.test_rows}"
+            if args.test_offset
+            else f"First {args.test_rows} test prompts"
+        )
+        + ", 0-shot, greedy."
+        " Compression = mean tokens at M=0 "
         "/ mean tokens at M (reference outputs encoded with the run's tokenizer; generated "
         "outputs of the run's model). Latency = median per-prompt wall time of plain "
         "`model.generate` and of TASC-spec (drafter from the train outputs, same tokenizer)"
@@ -462,6 +472,9 @@ def main() -> None:
         "--train-rows", type=int, default=2033, help="first N train rows (2033: all of slurp)"
     )
     parser.add_argument("--test-rows", type=int, default=100)
+    parser.add_argument(
+        "--test-offset", type=int, default=0, help="skip the first N test rows (a fresh sample)"
+    )
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--trainable-layers", type=int, default=10, help="0 trains all blocks")

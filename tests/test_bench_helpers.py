@@ -84,6 +84,7 @@ def test_markdown_marks_runs_without_tasc_spec() -> None:
         min_count=2,
         input_embedding_grad=True,
         test_rows=4,
+        test_offset=0,
         no_spec=True,
         section="ft_eval_x",
     )
