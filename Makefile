@@ -59,7 +59,8 @@ bench-all: bench
 		--exclude-copied --input-embedding-grad --start-model $(FT)_r3gi/slurp/ft-M0 \
 		--work $(FT)_r3gi2 --section ft_eval_r3gi2 --write
 	mkdir -p $(FT)_r3gm/slurp && ln -sfn $(FT)_r3gi/slurp/ft-M0 $(FT)_r3gm/slurp/ft-M0
-	for rows in "--test-rows 500 --no-spec --section ft_eval_r3gm_500" "--section ft_eval_r3gm"; do \
+	for rows in "--test-rows 500 --no-spec --section ft_eval_r3gm_500" "--section ft_eval_r3gm" \
+		"--test-offset 500 --test-rows 500 --no-spec --section ft_eval_r3gm_500b"; do \
 		$(PYTHON) benches/eval_ft.py --tasks slurp --no-pcs --epochs 3 --boundaries ";" \
 			--exclude-copied --input-embedding-grad --min-count 10 --work $(FT)_r3gm \
 			$$rows --write || exit 1; \
