@@ -16,8 +16,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from _results import DATA
-from eval_ft import parse_slurp
+from eval_ft import load_test, parse_slurp
 
 KINDS = ("intent", "slot names", "slot values")
 
@@ -63,12 +62,10 @@ def main() -> None:
             f"the evaluations cover {len(a['predictions'])} and {len(b['predictions'])} prompts; "
             "compare runs over the same --test-rows (cached before this script: 20 predictions)"
         )
-    lines = (DATA / "slurp" / "test.jsonl").read_text(encoding="utf-8").splitlines()
     skip = a.get("test_offset", 0)
     if b.get("test_offset", 0) != skip:
         raise SystemExit("the evaluations start at different test rows (--test-offset)")
-    rows = lines[skip : skip + len(a["predictions"])]
-    refs = [json.loads(line)["output"].strip() for line in rows]
+    refs = [r["output"].strip() for r in load_test("slurp", skip, len(a["predictions"]))]
     counts, cases = compare(a["predictions"], b["predictions"], refs)
     print(
         f"{len(refs)} prompts; only A right: {sum(n for (w, _), n in counts.items() if w == 'A')}"

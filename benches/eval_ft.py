@@ -196,6 +196,13 @@ def same_enrichment(root: Path, name: str, budget: int, pcs: bool) -> Path | Non
     return None
 
 
+def load_test(task: str, offset: int, rows: int) -> list[dict[str, str]]:
+    """Test rows ``offset + 1`` .. ``offset + rows`` of a task (what an evaluation decodes)."""
+    from tasc_rs.hf.task import load_rows
+
+    return load_rows(DATA / task / "test.jsonl", limit=offset + rows)[offset:]
+
+
 def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Greedy decoding of the test prompts with plain generate and TASC-spec; metrics."""
     skip = f"from{args.test_offset}-" if args.test_offset else ""
@@ -212,8 +219,7 @@ def evaluate(task: str, name: str, ft: Path, args: argparse.Namespace) -> dict[s
     model, tokenizer = load_model(str(ft))
     prompt = finetuned_prompt(ft, tokenizer)
     train_rows = load_rows(DATA / task / "train.jsonl")
-    test = load_rows(DATA / task / "test.jsonl", limit=args.test_offset + args.test_rows)
-    test = test[args.test_offset :]
+    test = load_test(task, args.test_offset, args.test_rows)
     drafter = build_drafter(tokenizer, [r["output"] for r in train_rows], progress=False)
     enc = tokenizer([r["output"] for r in test], add_special_tokens=False)["input_ids"]
     ref_tokens = [len(x) for x in enc]
