@@ -27,6 +27,9 @@ pub enum ConfigError {
     VerifyCost(String),
     #[error("mixing must be 'fixed' or 'longer_match', got {0:?}")]
     Mixing(String),
+    /// Any other setting (the message names it and what was expected).
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// How a drafter is built and how it proposes.

@@ -30,6 +30,7 @@ pub mod error;
 pub mod online;
 pub mod packed;
 pub mod persist;
+pub mod serving;
 pub mod store;
 
 #[cfg(feature = "python")]
@@ -42,4 +43,5 @@ pub use draft::{propose, propose_with, Draft, Mixing, TaskFollowers, VerifyCost}
 pub use error::Error;
 pub use online::OnlineIndex;
 pub use persist::FormatError;
+pub use serving::{RequestTable, Row, ServingConfig, ServingStats};
 pub use store::{NgramStore, StoreStats};

@@ -11,7 +11,14 @@ Example:
     [3, 4]
 """
 
-from tasc_rs._core import FORMAT_VERSION, CorpusBuilder, DraftSession, NgramStore, __version__
+from tasc_rs._core import (
+    FORMAT_VERSION,
+    BatchProposer,
+    CorpusBuilder,
+    DraftSession,
+    NgramStore,
+    __version__,
+)
 from tasc_rs.drafter import NgramDrafter, TokenIds
 from tasc_rs.errors import (
     DrafterFileError,
@@ -25,6 +32,7 @@ from tasc_rs.errors import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "BatchProposer",
     "CorpusBuilder",
     "DraftSession",
     "DrafterFileError",

@@ -14,6 +14,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_K",
     "MAX_N",
+    "BatchProposer",
     "CorpusBuilder",
     "DraftSession",
     "NgramStore",
@@ -81,6 +82,17 @@ class NgramStore:
         min_prob: float = 0.0,
     ) -> NgramStore: ...
     def session(self, prompt: _Ids) -> DraftSession: ...
+    def batch_proposer(
+        self,
+        *,
+        max_requests: int = 256,
+        stale_steps: int = 64,
+        stop_tokens: Sequence[int] = ...,
+        corpus_weight: float | None = None,
+        min_prob: float | None = None,
+        mixing: str | None = None,
+        verify_cost: Sequence[float] | None = None,
+    ) -> BatchProposer: ...
     def propose(
         self,
         context: _Ids,
@@ -116,6 +128,21 @@ class NgramStore:
     def min_prob(self) -> float: ...
     @property
     def vocab_size(self) -> int | None: ...
+
+@final
+class BatchProposer:
+    """Drafts for every row of a serving engine's batch in one call (rust/py/serving.rs)."""
+
+    def propose(
+        self,
+        sampled_token_ids: Sequence[Any],
+        num_tokens: _Ids,
+        token_ids: npt.NDArray[np.int32],
+        k: int,
+        max_len: int | None = None,
+    ) -> list[list[int]]: ...
+    def reset(self) -> None: ...
+    def stats(self) -> dict[str, int]: ...
 
 # --- TASC-ft vocabulary enrichment (rust/py/enrich.rs) ---------------------------------------
 

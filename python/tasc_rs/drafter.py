@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tasc_rs._core import CorpusBuilder, DraftSession, NgramStore
+from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
 from tasc_rs.errors import DtypeError, InvalidInputError
 
 __all__ = ["NgramDrafter", "TokenIds"]
@@ -151,6 +151,53 @@ class NgramDrafter:
         ``session.extend(accepted_ids)`` after it, and ``session.finish()`` at the end.
         """
         return self._store.session(prompt_ids)
+
+    def batch_proposer(
+        self,
+        *,
+        max_requests: int = 256,
+        stale_steps: int = 64,
+        stop_tokens: Sequence[int] = (),
+        corpus_weight: float | None = None,
+        min_prob: float | None = None,
+        mixing: str | None = None,
+        verify_cost: Sequence[float] | None = None,
+    ) -> BatchProposer:
+        """A proposer for a serving engine's batch: one native call per engine step drafts for
+        every row, reading the engine's token buffer in place with the GIL released.
+
+        Engines do not name requests, so the proposer keeps one incremental context index per
+        request and recognises each row's request by its tokens (the row it held last step,
+        else a hash of its first tokens; see ``rust/serving.rs``). A request whose last token is
+        in ``stop_tokens``, or that no step has shown for ``stale_steps`` steps, is finished:
+        its response is learned (when :attr:`online_capacity` > 0) and its state dropped. At
+        most ``max_requests`` states are kept (the least recently seen go first).
+
+        ``corpus_weight``, ``min_prob``, ``mixing`` and ``verify_cost`` default to this
+        drafter's settings (see :meth:`DraftSession.propose`). ``tasc_rs.vllm.TascProposer``
+        drives one inside vLLM.
+
+        Example:
+            >>> import numpy as np
+            >>> d = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5)
+            >>> bp = d.batch_proposer()
+            >>> buf = np.zeros((2, 16), dtype=np.int32)
+            >>> buf[0, :3] = [9, 1, 2]
+            >>> bp.propose([[2], []], np.array([3, 0], dtype=np.int32), buf, k=2)
+            [[3, 4], []]
+
+        Raises:
+            InvalidConfigError: a setting is out of range.
+        """
+        return self._store.batch_proposer(
+            max_requests=max_requests,
+            stale_steps=stale_steps,
+            stop_tokens=list(stop_tokens),
+            corpus_weight=corpus_weight,
+            min_prob=min_prob,
+            mixing=mixing,
+            verify_cost=None if verify_cost is None else list(verify_cost),
+        )
 
     def propose(
         self,

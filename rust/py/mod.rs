@@ -6,6 +6,7 @@ mod convert;
 mod corpus;
 mod enrich;
 mod errors;
+mod serving;
 mod session;
 mod store;
 
@@ -20,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<corpus::PyCorpusBuilder>()?;
     m.add_class::<store::PyNgramStore>()?;
     m.add_class::<session::PyDraftSession>()?;
+    m.add_class::<serving::PyBatchProposer>()?;
     m.add_function(wrap_pyfunction!(enrich::enrich_vocabulary, m)?)?;
     m.add_class::<enrich::PyEnrichment>()?;
     Ok(())

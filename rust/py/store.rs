@@ -9,11 +9,13 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
+use super::serving::PyBatchProposer;
 use super::session::PyDraftSession;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
-use crate::draft::{propose_with, Mixing};
+use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
+use crate::serving::{RequestTable, ServingConfig};
 use crate::store::NgramStore;
 
 /// The learned responses of one drafter, shared with its sessions.
@@ -101,6 +103,66 @@ impl PyNgramStore {
             Arc::clone(&self.online),
             self.session_mixing(),
             prompt,
+        ))
+    }
+
+    /// A proposer for a serving engine's batch (see `BatchProposer`), drafting with this
+    /// store's defaults unless overridden. `max_requests` request states are kept (the least
+    /// recently seen go first); a request unseen for `stale_steps` engine steps, or whose last
+    /// token is in `stop_tokens`, is finished and learned (online learning).
+    #[pyo3(signature = (*, max_requests=256, stale_steps=64, stop_tokens=Vec::new(),
+        corpus_weight=None, min_prob=None, mixing=None, verify_cost=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn batch_proposer(
+        &self,
+        max_requests: i64,
+        stale_steps: i64,
+        stop_tokens: Vec<i64>,
+        corpus_weight: Option<f64>,
+        min_prob: Option<f64>,
+        mixing: Option<&str>,
+        verify_cost: Option<Vec<f64>>,
+    ) -> PyResult<PyBatchProposer> {
+        let config = self.inner.config();
+        let positive = |name: &str, v: i64| {
+            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                ConfigError::Setting(format!("{name} must be a positive int, got {v}"))
+            })
+        };
+        let max_requests = positive("max_requests", max_requests)?;
+        let stale_steps = positive("stale_steps", stale_steps)? as u64;
+        let stop_tokens = stop_tokens
+            .iter()
+            .map(|&t| {
+                u32::try_from(t)
+                    .map_err(|_| ConfigError::Setting(format!("stop token {t} is not a token id")))
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        let corpus_weight = corpus_weight.unwrap_or(config.corpus_weight);
+        let min_prob = min_prob.unwrap_or(config.min_prob);
+        check_corpus_weight(corpus_weight)?;
+        check_min_prob(min_prob)?;
+        let mixing = match mixing {
+            Some(name) => Mixing::from_name(name)?,
+            None => self.session_mixing(),
+        };
+        let verify_cost = verify_cost.map(VerifyCost::new).transpose()?;
+        let table = RequestTable::new(
+            self.inner.n_max(),
+            ServingConfig {
+                max_requests,
+                stale_steps,
+                stop_tokens,
+                corpus_weight,
+                min_prob,
+                mixing,
+                verify_cost,
+            },
+        );
+        Ok(PyBatchProposer::new(
+            Arc::clone(&self.inner),
+            Arc::clone(&self.online),
+            table,
         ))
     }
 

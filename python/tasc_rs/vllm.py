@@ -1,0 +1,399 @@
+"""TASC-spec inside vLLM: a speculative-decoding proposer for vLLM's ``custom_class`` route.
+
+vLLM verifies the drafts (with its own lossless rejection sampler) and owns the batch, the KV
+cache and the scheduling; tasc-rs only drafts. Each engine step vLLM calls
+:meth:`TascProposer.propose` once for the whole batch, and one native call drafts for every row
+(reading vLLM's token buffer in place, without the GIL).
+
+Offline::
+
+    from vllm import LLM, SamplingParams
+    from tasc_rs.vllm import speculative_config
+
+    llm = LLM(model="my-model", dtype="float32",
+              speculative_config=speculative_config("task.tasc", k=8))
+    out = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=128))
+
+Server (the drafter reaches the engine process through the environment)::
+
+    TASC_VLLM_DRAFTER=task.tasc python -m vllm.entrypoints.openai.api_server --model my-model \\
+        --speculative-config '{"method": "custom_class",
+                               "model": "tasc_rs.vllm.TascProposer", "num_speculative_tokens": 8}'
+
+vLLM passes the proposer nothing but its ``VllmConfig`` and refuses unknown keys in
+``speculative_config``, so the drafter and its settings are found, first match wins, in:
+
+1. ``$TASC_VLLM_CONFIG``: a JSON object, or the path of a JSON file holding one;
+2. ``$TASC_VLLM_DRAFTER``: the path of a drafter file (settings at their defaults);
+3. ``tasc_vllm.json``, else ``drafter.tasc``, in the served model's directory;
+4. the ``config`` class attribute of a subclass (``class Mine(TascProposer): config = {...}``),
+   named in ``speculative_config`` as ``"model": "my_module.Mine"``.
+
+A JSON config names the ``drafter`` file (relative paths are read from the JSON file's folder)
+and optionally the settings of :data:`DEFAULTS`. Unknown keys are refused. Everything is checked
+when the engine starts: a missing or corrupt drafter file, or one built with another vocabulary,
+stops start-up with a clear error rather than failing mid-request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tasc_rs.drafter import NgramDrafter
+from tasc_rs.errors import InvalidConfigError, TascError
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULTS",
+    "DRAFTER_ENV",
+    "ProposerSettings",
+    "TascProposer",
+    "resolve_settings",
+    "speculative_config",
+]
+
+CONFIG_ENV = "TASC_VLLM_CONFIG"
+DRAFTER_ENV = "TASC_VLLM_DRAFTER"
+MODEL_DIR_CONFIG = "tasc_vllm.json"
+MODEL_DIR_DRAFTER = "drafter.tasc"
+
+
+@dataclass(frozen=True)
+class ProposerSettings:
+    """How :class:`TascProposer` drafts inside vLLM.
+
+    Attributes:
+        drafter: Path of the drafter file (``NgramDrafter.save``).
+        min_prob: A draft stops before its first token whose mixed probability is lower.
+        corpus_weight: lambda, the task side's weight (``None``: the drafter's own).
+        mixing: ``"longer_match"`` (the side with the longer matched context gets the larger
+            weight) or ``"fixed"`` (the paper's).
+        online_capacity: Tokens of finished responses learned online (0: off).
+        max_requests: Most per-request states kept (default: 4x vLLM's ``max_num_seqs``).
+        stale_steps: A request not seen for this many engine steps is finished and learned.
+        stop_token_ids: Extra token ids that end a response (the model's EOS ids are added).
+        verify_cost: Relative cost of verifying 0, 1, ... drafted tokens; when set, each draft
+            is cut where expected tokens per unit of cost peak (see ``DraftSession``).
+    """
+
+    drafter: Path
+    min_prob: float = 0.3
+    corpus_weight: float | None = None
+    mixing: str = "longer_match"
+    online_capacity: int = 1 << 20
+    max_requests: int | None = None
+    stale_steps: int = 64
+    stop_token_ids: tuple[int, ...] = ()
+    verify_cost: tuple[float, ...] | None = field(default=None)
+
+
+#: The settings a config may give, with their defaults (the tuned TASC-spec of benches/).
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(ProposerSettings) if f.name != "drafter"
+}
+
+#: The paper's configuration (fixed mixing, no early stop, no online learning).
+PAPER: dict[str, Any] = {"min_prob": 0.0, "mixing": "fixed", "online_capacity": 0}
+
+
+def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> ProposerSettings:
+    """Validates a config mapping (``where`` names its origin in errors)."""
+    if not isinstance(config, Mapping):
+        raise InvalidConfigError(f"{where}: expected a JSON object, got {type(config).__name__}")
+    known = {f.name for f in fields(ProposerSettings)} | {"preset"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise InvalidConfigError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    values = dict(config)
+    preset = values.pop("preset", "tuned")
+    if preset == "paper":
+        values = {**PAPER, **values}
+    elif preset != "tuned":
+        raise InvalidConfigError(f"{where}: preset must be 'tuned' or 'paper', got {preset!r}")
+    drafter = values.pop("drafter", None)
+    if not isinstance(drafter, (str, os.PathLike)) or not os.fspath(drafter):
+        raise InvalidConfigError(f"{where}: 'drafter' (the path of a drafter file) is required")
+    path = Path(os.fspath(drafter)).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    checks: dict[str, tuple[type | tuple[type, ...], bool]] = {
+        "min_prob": ((int, float), False),
+        "corpus_weight": ((int, float), True),
+        "mixing": (str, False),
+        "online_capacity": (int, False),
+        "max_requests": (int, True),
+        "stale_steps": (int, False),
+    }
+    for name, (types, nullable) in checks.items():
+        if name not in values:
+            continue
+        v = values[name]
+        if (v is None and not nullable) or (
+            v is not None and (isinstance(v, bool) or not isinstance(v, types))
+        ):
+            raise InvalidConfigError(f"{where}: {name} has the wrong type: {v!r}")
+    for name in ("stop_token_ids", "verify_cost"):
+        v = values.get(name)
+        if v is None:
+            continue
+        if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
+            raise InvalidConfigError(f"{where}: {name} must be a list, got {v!r}")
+        kind = int if name == "stop_token_ids" else (int, float)
+        if any(isinstance(x, bool) or not isinstance(x, kind) for x in v):
+            raise InvalidConfigError(f"{where}: {name} must be a list of numbers, got {v!r}")
+        values[name] = tuple(v)
+    return ProposerSettings(drafter=path, **values)
+
+
+def resolve_settings(
+    model: str | None = None, class_config: Mapping[str, Any] | None = None
+) -> tuple[ProposerSettings, str]:
+    """Finds the drafter and its settings (see the module docs); returns them and their origin.
+
+    Args:
+        model: The served model's name or directory (``vllm_config.model_config.model``).
+        class_config: A subclass's ``config`` attribute, used when nothing else is set.
+
+    Raises:
+        InvalidConfigError: nothing names a drafter, or a config is malformed.
+    """
+    raw = os.environ.get(CONFIG_ENV, "").strip()
+    if raw:
+        if raw.startswith("{"):
+            try:
+                config = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise InvalidConfigError(f"${CONFIG_ENV} is not valid JSON: {e}") from None
+            return _settings_from(config, None, f"${CONFIG_ENV}"), f"${CONFIG_ENV}"
+        path = Path(raw).expanduser()
+        return _read_config_file(path, f"${CONFIG_ENV}={raw}"), str(path)
+    drafter = os.environ.get(DRAFTER_ENV, "").strip()
+    if drafter:
+        return _settings_from({"drafter": drafter}, None, f"${DRAFTER_ENV}"), f"${DRAFTER_ENV}"
+    if model and Path(model).is_dir():
+        folder = Path(model)
+        if (folder / MODEL_DIR_CONFIG).is_file():
+            path = folder / MODEL_DIR_CONFIG
+            return _read_config_file(path, str(path)), str(path)
+        if (folder / MODEL_DIR_DRAFTER).is_file():
+            path = folder / MODEL_DIR_DRAFTER
+            return _settings_from({"drafter": str(path)}, None, str(path)), str(path)
+    if class_config:
+        return _settings_from(class_config, None, "TascProposer.config"), "TascProposer.config"
+    raise InvalidConfigError(
+        "tasc_rs.vllm: no drafter given. Set $TASC_VLLM_DRAFTER to a drafter file (tasc build "
+        f"... -o task.tasc), or $TASC_VLLM_CONFIG to a JSON config, or put {MODEL_DIR_DRAFTER} "
+        f"or {MODEL_DIR_CONFIG} in the model's directory"
+    )
+
+
+def _read_config_file(path: Path, where: str) -> ProposerSettings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidConfigError(f"{where}: cannot read the config file: {e}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidConfigError(f"{where}: not valid JSON: {e}") from None
+    return _settings_from(config, path.parent, where)
+
+
+def speculative_config(
+    drafter: str | os.PathLike[str] | None = None, k: int = 8, **settings: Any
+) -> dict[str, Any]:
+    """The ``speculative_config`` that makes vLLM draft with tasc-rs.
+
+    With ``drafter`` (and any :data:`DEFAULTS` setting as a keyword), the choice is stored in
+    ``$TASC_VLLM_CONFIG`` of this process, which vLLM's engine processes inherit: call it before
+    building the ``LLM``. Without it, the drafter is found as the module docs describe.
+
+    Example:
+        >>> speculative_config(k=4)["method"]
+        'custom_class'
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidConfigError(f"k must be a positive int, got {k!r}")
+    if drafter is not None:
+        config = {"drafter": str(Path(os.fspath(drafter)).expanduser().resolve()), **settings}
+        _settings_from(config, None, "speculative_config")  # fail here, not in the engine
+        os.environ[CONFIG_ENV] = json.dumps(config)
+    elif settings:
+        raise InvalidConfigError("settings need a drafter path: speculative_config(path, ...)")
+    return {
+        "method": "custom_class",
+        "model": f"{TascProposer.__module__}.{TascProposer.__qualname__}",
+        "num_speculative_tokens": k,
+    }
+
+
+def _logger() -> logging.Logger:
+    # A child of vLLM's logger shares its handlers and format when vLLM has configured them.
+    return logging.getLogger("vllm.tasc_rs")
+
+
+def _stop_ids(model_config: Any) -> set[int]:
+    """The served model's end-of-sequence ids (config, generation config, tokenizer)."""
+    ids: set[int] = set()
+
+    def add(value: Any) -> None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                add(v)
+
+    add(getattr(getattr(model_config, "hf_config", None), "eos_token_id", None))
+    try:
+        gen = model_config.try_get_generation_config()
+        add(gen.get("eos_token_id") if isinstance(gen, Mapping) else None)
+    except Exception:  # noqa: BLE001 - optional information, absent in many configs
+        pass
+    return ids
+
+
+def _tokenizer_size(model_config: Any) -> int | None:
+    """``len(tokenizer)`` of the served model, or ``None`` if it cannot be loaded here."""
+    name = getattr(model_config, "tokenizer", None) or getattr(model_config, "model", None)
+    if not name:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(
+            name,
+            revision=getattr(model_config, "tokenizer_revision", None),
+            trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
+        )
+        return len(tok)
+    except Exception:  # noqa: BLE001 - a tokenizer we cannot load is checked by size only
+        return None
+
+
+def check_vocabulary(drafter: NgramDrafter, model_config: Any, where: str) -> None:
+    """Refuses a drafter built with another vocabulary than the served model's.
+
+    Raises:
+        InvalidConfigError: the drafter's ``vocab_size`` differs from the model tokenizer's
+            size, or exceeds the model's vocabulary.
+    """
+    own = drafter.vocab_size
+    if own is None:
+        _logger().warning(
+            "tasc_rs: the drafter %s records no vocabulary size; cannot check that it was "
+            "built with this model's tokenizer",
+            where,
+        )
+        return
+    tokens = _tokenizer_size(model_config)
+    if tokens is not None and own != tokens:
+        raise InvalidConfigError(
+            f"the drafter {where} was built with a vocabulary of {own} tokens, but the served "
+            f"model's tokenizer has {tokens}: build the drafter with this model's tokenizer "
+            "(tasc build --tokenizer ...)"
+        )
+    get_size = getattr(model_config, "get_vocab_size", None)
+    size = get_size() if callable(get_size) else None
+    if isinstance(size, int) and own > size:
+        raise InvalidConfigError(
+            f"the drafter {where} was built with a vocabulary of {own} tokens, more than the "
+            f"served model's {size}"
+        )
+
+
+class TascProposer:
+    """vLLM ``custom_class`` proposer drafting with a tasc-rs :class:`NgramDrafter`.
+
+    vLLM builds it as ``TascProposer(vllm_config)`` in each worker process and calls
+    :meth:`propose` once per engine step. Greedy output is token-identical to vLLM without
+    speculation and sampling keeps the target distribution: vLLM verifies every draft.
+
+    Attributes:
+        config: Settings used when neither the environment nor the model directory gives any
+            (set it in a subclass).
+    """
+
+    config: ClassVar[Mapping[str, Any] | None] = None
+
+    def __init__(self, vllm_config: Any) -> None:
+        spec = vllm_config.speculative_config
+        model_config = vllm_config.model_config
+        self.k = int(spec.num_speculative_tokens)
+        self.max_model_len = int(model_config.max_model_len)
+        settings, origin = resolve_settings(getattr(model_config, "model", None), self.config)
+        self.settings = settings
+        try:
+            drafter = NgramDrafter.load(settings.drafter)
+        except TascError as e:
+            raise type(e)(f"tasc_rs.vllm: cannot load the drafter ({origin}): {e}") from None
+        check_vocabulary(drafter, model_config, str(settings.drafter))
+        drafter.online_capacity = settings.online_capacity
+        self.drafter = drafter
+        max_num_seqs = int(getattr(vllm_config.scheduler_config, "max_num_seqs", 256) or 256)
+        stop = _stop_ids(model_config) | set(settings.stop_token_ids)
+        self._batch = drafter.batch_proposer(
+            max_requests=settings.max_requests or 4 * max_num_seqs,
+            stale_steps=settings.stale_steps,
+            stop_tokens=sorted(stop),
+            corpus_weight=settings.corpus_weight,
+            min_prob=settings.min_prob,
+            mixing=settings.mixing,
+            verify_cost=settings.verify_cost,
+        )
+        self._failures = 0
+        _logger().info(
+            "tasc_rs: drafting with %s (from %s): k=%d, min_prob=%s, mixing=%s, "
+            "online_capacity=%d, stop ids %s",
+            settings.drafter,
+            origin,
+            self.k,
+            settings.min_prob,
+            settings.mixing,
+            settings.online_capacity,
+            sorted(stop),
+        )
+
+    def propose(
+        self,
+        sampled_token_ids: Sequence[Sequence[int]],
+        num_tokens_no_spec: Any,
+        token_ids_cpu: Any,
+        slot_mappings: Any = None,
+        **_: Any,
+    ) -> list[list[int]]:
+        """Drafts for every row of the batch: one list of token ids per row (``[]``: none).
+
+        A drafting failure never fails the request: it is logged and the step runs without
+        drafts.
+        """
+        try:
+            return self._batch.propose(
+                sampled_token_ids,
+                num_tokens_no_spec,
+                token_ids_cpu,
+                self.k,
+                self.max_model_len,
+            )
+        except Exception:  # noqa: BLE001 - speculation is optional; serving must go on
+            self._failures += 1
+            if self._failures == 1 or self._failures % 1000 == 0:
+                _logger().exception(
+                    "tasc_rs: drafting failed (%d times so far); this step runs without drafts",
+                    self._failures,
+                )
+            return [[] for _ in sampled_token_ids]
+
+    def load_model(self, *args: Any, **kwargs: Any) -> None:
+        """No model to load (vLLM's CPU runner calls this unconditionally)."""
+
+    def stats(self) -> dict[str, int]:
+        """The batch proposer's counters (see ``BatchProposer.stats``) and ``failures``."""
+        return {**self._batch.stats(), "failures": self._failures}

@@ -1,0 +1,238 @@
+"""BatchProposer: drafts for an engine batch, requests followed by their tokens across steps.
+
+The reference is one DraftSession per request (the per-request API): whatever the engine does
+with its rows (moving, swapping, finishing, partial prefills, identical prompts), each row's
+draft must equal the draft of a fresh session over that row's tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasc_rs import (
+    DtypeError,
+    InvalidConfigError,
+    InvalidInputError,
+    NgramDrafter,
+    TascError,
+)
+
+STOP = 0
+WIDTH = 256
+
+
+def corpus(seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    base = [[5, 6, 7, 8, 9, STOP], [5, 6, 7, 10, 11, STOP], [12, 13, 5, 6, 7, STOP]]
+    return [s[: rng.randint(2, len(s))] for s in base for _ in range(4)] + base * 3
+
+
+def fresh_draft(drafter: NgramDrafter, tokens: list[int], k: int, **kw: object) -> list[int]:
+    session = drafter.session(tokens)
+    for name, value in kw.items():
+        setattr(session, name, value)
+    return session.propose(k)[0].tolist()
+
+
+class Engine:
+    """A toy engine batch: a persistent int32 buffer whose rows hold requests and move."""
+
+    def __init__(self, rows: int = 8) -> None:
+        self.buf = np.zeros((rows, WIDTH), dtype=np.int32)
+        self.num = np.zeros(rows, dtype=np.int32)
+        self.reqs: list[list[int]] = []
+
+    def load(self, reqs: list[list[int]]) -> None:
+        self.reqs = reqs
+        for i, r in enumerate(reqs):
+            self.buf[i, : len(r)] = r
+            self.num[i] = len(r)
+
+
+def test_docstring_shape_and_empty_rows() -> None:
+    d = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5)
+    bp = d.batch_proposer()
+    buf = np.zeros((3, 16), dtype=np.int32)
+    buf[0, :3] = [9, 1, 2]
+    buf[2, :2] = [1, 2]
+    out = bp.propose([[2], [], [2]], np.array([3, 5, 2], dtype=np.int32), buf, k=2)
+    assert out == [[3, 4], [], [3, 4]]
+    assert bp.stats()["live"] == 2
+    # max_len caps each draft at the room left in its row
+    assert bp.propose([[2]], np.array([3], dtype=np.int32), buf, k=8, max_len=4) == [[3]]
+    assert bp.propose([[2]], np.array([3], dtype=np.int32), buf, k=8, max_len=3) == [[]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_rows_follow_their_requests_like_sessions(seed: int) -> None:
+    rng = random.Random(seed)
+    drafter = NgramDrafter.from_corpus(corpus(seed % 7), min_count=1)
+    bp = drafter.batch_proposer(max_requests=64, stop_tokens=[STOP])
+    pool = [[rng.randint(1, 14) for _ in range(rng.randint(1, 40))] for _ in range(4)]
+    engine = Engine(rows=8)
+    running: list[list[int]] = []
+    for _step in range(30):
+        # finish some requests, admit new ones (sometimes an identical prompt), shuffle rows
+        running = [r for r in running if rng.random() > 0.15 and len(r) < WIDTH - 20]
+        while len(running) < 6 and rng.random() < 0.7:
+            running.append(list(rng.choice(pool)) + [rng.randint(1, 14)])
+        if rng.random() < 0.3:
+            rng.shuffle(running)
+        engine.load(running)
+        sampled = [[r[-1]] for r in running]
+        prefill = {i for i in range(len(running)) if rng.random() < 0.1}
+        for i in prefill:
+            sampled[i] = []
+        k = rng.randint(1, 6)
+        out = bp.propose(sampled, engine.num, engine.buf, k)
+        assert len(out) == len(running)
+        for i, r in enumerate(running):
+            if i in prefill:
+                assert out[i] == []
+            else:
+                assert out[i] == fresh_draft(drafter, r, k), (i, r)
+        # each request gains 1-3 tokens: part of the draft, then the target's own token
+        for i, r in enumerate(running):
+            if i not in prefill:
+                r.extend(out[i][: rng.randint(0, len(out[i]))])
+                r.append(rng.randint(1, 14))
+    stats = bp.stats()
+    assert stats["live"] <= 64
+    assert stats["invalid_rows"] == 0
+
+
+def test_settings_reach_the_drafts() -> None:
+    drafter = NgramDrafter.from_corpus(corpus(), min_count=1)
+    tokens = [3, 5, 6]
+    buf = np.zeros((1, WIDTH), dtype=np.int32)
+    buf[0, :3] = tokens
+    for kw in (
+        {"min_prob": 0.6},
+        {"corpus_weight": 0.2},
+        {"mixing": "longer_match"},
+        {"verify_cost": [1.0, 1.5, 2.5, 4.0]},
+    ):
+        bp = drafter.batch_proposer(**kw)  # type: ignore[arg-type]
+        got = bp.propose([[6]], np.array([3]), buf, 6)
+        assert got == [fresh_draft(drafter, tokens, 6, **kw)], kw
+
+
+def test_stop_token_and_staleness_learn_each_response_once() -> None:
+    drafter = NgramDrafter.from_corpus([[1, 2, 3]] * 5)
+    drafter.online_capacity = 1000
+    bp = drafter.batch_proposer(stop_tokens=[STOP], stale_steps=4)
+    engine = Engine(rows=2)
+    a = [40, 41, 42]
+    b = [50, 51]
+    engine.load([a, b])
+    bp.propose([[42], [51]], engine.num, engine.buf, 4)
+    a += [43, 44, STOP]
+    b += [52]
+    engine.load([a, b])
+    bp.propose([[43, 44, STOP], [52]], engine.num, engine.buf, 4)
+    assert drafter.online_stats()["responses"] == 1  # a ended with the stop token
+    # the learned response drafts for a new request that starts like it
+    c = [7, 42]
+    engine.load([c])
+    assert bp.propose([[42]], engine.num, engine.buf, 3) == [[43, 44, STOP]]
+    for _ in range(12):
+        engine.load([c])
+        bp.propose([[42]], engine.num, engine.buf, 3)
+    # b went stale and was learned once; a was not learned twice
+    assert drafter.online_stats()["responses"] == 2
+    assert bp.stats()["stale"] >= 2
+
+
+def test_capacity_bounds_the_states() -> None:
+    drafter = NgramDrafter.from_corpus([[1, 2, 3]] * 5)
+    bp = drafter.batch_proposer(max_requests=3)
+    engine = Engine(rows=1)
+    for r in range(10):
+        engine.load([[100 + r] * 40])
+        bp.propose([[100 + r]], engine.num, engine.buf, 2)
+    s = bp.stats()
+    assert s["live"] == 3 and s["dropped"] == 7 and s["created"] == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (([[1]], [3], np.zeros((1, 8), dtype=np.float32), 2), DtypeError, "int32"),
+        (([[1]], [3], np.zeros(8, dtype=np.int32), 2), DtypeError, "2-D"),
+        (([[1]], [3], np.zeros((8, 8), dtype=np.int32)[:, ::2], 2), InvalidInputError, "contig"),
+        (([[1]], [9], np.zeros((1, 8), dtype=np.int32), 2), InvalidInputError, "width"),
+        (([[1]], [-1], np.zeros((1, 8), dtype=np.int32), 2), InvalidInputError, "negative"),
+        (([[1], [1]], [3, 3], np.zeros((1, 8), dtype=np.int32), 2), InvalidInputError, "rows"),
+        (([[1]], [], np.zeros((1, 8), dtype=np.int32), 2), InvalidInputError, "entries"),
+        (([[1]], [3], np.zeros((1, 8), dtype=np.int32), -1), InvalidConfigError, "k"),
+        (([[1]], np.zeros(2), np.zeros((1, 8), dtype=np.int32), 2), DtypeError, "num_tok"),
+        ((5, [3], np.zeros((1, 8), dtype=np.int32), 2), DtypeError, "sampled"),
+    ],
+)
+def test_bad_input_raises_tasc_errors(args: tuple, error: type, match: str) -> None:
+    bp = NgramDrafter.from_corpus([[1, 2, 3]] * 5).batch_proposer()
+    with pytest.raises(error, match=match):
+        bp.propose(*args)
+
+
+def test_negative_ids_in_a_row_skip_that_row_only() -> None:
+    drafter = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5)
+    bp = drafter.batch_proposer()
+    buf = np.zeros((2, 8), dtype=np.int32)
+    buf[0, :3] = [1, -7, 2]
+    buf[1, :2] = [1, 2]
+    assert bp.propose([[2], [2]], [3, 2], buf, 2) == [[], [3, 4]]
+    assert bp.stats()["invalid_rows"] == 1
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"max_requests": 0},
+        {"stale_steps": -1},
+        {"stop_tokens": [-3]},
+        {"min_prob": 2.0},
+        {"corpus_weight": -0.5},
+        {"mixing": "sometimes"},
+        {"verify_cost": []},
+    ],
+)
+def test_bad_settings_raise(kw: dict) -> None:
+    with pytest.raises(InvalidConfigError):
+        NgramDrafter.from_corpus([[1, 2, 3]] * 5).batch_proposer(**kw)
+
+
+def test_shared_between_threads() -> None:
+    drafter = NgramDrafter.from_corpus(corpus(), min_count=1)
+    drafter.online_capacity = 10_000
+    bp = drafter.batch_proposer(stop_tokens=[STOP], max_requests=16)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        engine = Engine(rows=4)
+        try:
+            for _ in range(300):
+                reqs = [[rng.randint(1, 14) for _ in range(rng.randint(1, 30))] for _ in range(4)]
+                engine.load(reqs)
+                out = bp.propose([[r[-1]] for r in reqs], engine.num, engine.buf, 4)
+                assert len(out) == 4
+        except (TascError, AssertionError) as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert bp.stats()["steps"] == 1200
+    bp.reset()
+    assert bp.stats()["live"] == 0
