@@ -9,7 +9,9 @@ demo:
 	$(PYTHON) -m pip install -q -e ".[hf]"
 	tasc demo
 
-# Everything CI runs: Rust unit tests, lints, and the whole pytest suite.
+# Everything CI runs: Rust unit tests, lints, the whole pytest suite, then the vLLM tests in the
+# vLLM environment that tests/vllm/setup_venv.sh builds once (~3 min, ~6 GB, reused afterwards).
+VLLM_PYTEST = -p no:cacheprovider -W ignore::DeprecationWarning -W ignore::FutureWarning
 test:
 	$(PYTHON) -m pip install -q -e ".[hf,dev]"
 	cargo fmt --check
@@ -19,6 +21,9 @@ test:
 	$(PYTHON) -m ruff check python tests benches
 	$(PYTHON) -m mypy.stubtest tasc_rs._core
 	$(PYTHON) -m pytest
+	$(PYTHON) -c "from tasc_rs.embedded import ensure_embedded; ensure_embedded()"
+	VLLM_PY=$$(PYTHON=$(PYTHON) tests/vllm/setup_venv.sh) && \
+		TASC_VLLM_TESTS=1 $$VLLM_PY -m pytest tests/vllm $(VLLM_PYTEST)
 
 bench:
 	cargo bench --bench core

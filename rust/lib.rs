@@ -8,6 +8,7 @@
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`persist`]: the versioned, checksummed file format.
+//! - [`serving`]: drafting for a serving engine's batch (vLLM), requests followed by their tokens.
 //! - [`enrich`]: TASC-ft vocabulary enrichment (score, PCS filter, incremental merges).
 //!
 //! ```

@@ -82,7 +82,7 @@ def test_rows_follow_their_requests_like_sessions(seed: int) -> None:
         # finish some requests, admit new ones (sometimes an identical prompt), shuffle rows
         running = [r for r in running if rng.random() > 0.15 and len(r) < WIDTH - 20]
         while len(running) < 6 and rng.random() < 0.7:
-            running.append(list(rng.choice(pool)) + [rng.randint(1, 14)])
+            running.append([*rng.choice(pool), rng.randint(1, 14)])
         if rng.random() < 0.3:
             rng.shuffle(running)
         engine.load(running)

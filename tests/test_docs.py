@@ -9,9 +9,10 @@ import pytest
 import tasc_rs
 import tasc_rs.drafter
 import tasc_rs.errors
+import tasc_rs.vllm
 
 
-@pytest.mark.parametrize("module", [tasc_rs, tasc_rs.drafter, tasc_rs.errors])
+@pytest.mark.parametrize("module", [tasc_rs, tasc_rs.drafter, tasc_rs.errors, tasc_rs.vllm])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
     assert result.attempted > 0

@@ -255,7 +255,7 @@ def _stop_ids(model_config: Any) -> set[int]:
     try:
         gen = model_config.try_get_generation_config()
         add(gen.get("eos_token_id") if isinstance(gen, Mapping) else None)
-    except Exception:  # noqa: BLE001 - optional information, absent in many configs
+    except Exception:
         pass
     return ids
 
@@ -268,13 +268,15 @@ def _tokenizer_size(model_config: Any) -> int | None:
     try:
         from transformers import AutoTokenizer
 
+        # vLLM has fetched the tokenizer by now; never reach out to a hub from here
         tok = AutoTokenizer.from_pretrained(
             name,
+            local_files_only=True,
             revision=getattr(model_config, "tokenizer_revision", None),
             trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
         )
         return len(tok)
-    except Exception:  # noqa: BLE001 - a tokenizer we cannot load is checked by size only
+    except Exception:
         return None
 
 
@@ -382,7 +384,7 @@ class TascProposer:
                 self.k,
                 self.max_model_len,
             )
-        except Exception:  # noqa: BLE001 - speculation is optional; serving must go on
+        except Exception:
             self._failures += 1
             if self._failures == 1 or self._failures % 1000 == 0:
                 _logger().exception(

@@ -1,0 +1,396 @@
+"""tasc-rs as a vLLM proposer against vLLM's own: throughput and latency, outputs identical.
+
+Run with the python of the vLLM environment (``tests/vllm/setup_venv.sh`` prints it):
+
+    PY=$(tests/vllm/setup_venv.sh)
+    $PY benches/bench_vllm.py engine --write          # offline engine, every task and method
+    $PY benches/bench_vllm.py server --write          # OpenAI server, fine-tuned slurp
+    $PY benches/bench_vllm.py proposer --write        # cost of one proposer step
+
+Rows: SmolLM2-135M fine-tuned on slurp (``benches/finetune_task.py``, 0-shot prompts as it was
+trained; pass ``--finetuned DIR``) and the base model 3-shot on e2e_nlg and spider_dev. Methods:
+no speculation, vLLM ``ngram`` (prompt lookup 2-5, k = 8), vLLM ``suffix`` (ArcticInference's
+SuffixDecoding; needs ``arctic_inference``, reported as unavailable otherwise), tasc-rs with the
+paper's settings and tasc-rs tuned (the ``tasc_rs.vllm`` defaults). Each drafter is built from
+the task's train outputs. ``engine`` runs the same prompts at concurrency 1, 4 and 16 (batches
+of that many requests at a time through one engine with max_num_seqs 16); every method's
+outputs are compared with no speculation's, token by token. ``server`` sends the prompts from
+``c`` client threads to vLLM's OpenAI-compatible server and reports per-request latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+
+from _results import DATA, machine, write_section
+
+from tasc_rs.hf.corpus import build_drafter
+from tasc_rs.hf.task import SLURP_INSTRUCTION, TaskPrompt, load_rows
+
+INSTRUCTIONS = {
+    "slurp": SLURP_INSTRUCTION,
+    "spider_dev": "Write the SQL query that answers the question. Answer with the SQL only.",
+    "e2e_nlg": "Write a one-paragraph restaurant description from the meaning representation.",
+}
+MAX_TOKENS = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128}
+METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc"]
+LEVELS = [1, 4, 16]
+K = 8
+ENGINE: dict[str, Any] = {
+    "dtype": "float32",
+    "enforce_eager": True,
+    "max_model_len": 4096,
+    "seed": 0,
+    "max_num_seqs": 16,
+}
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+class Row:
+    """One benchmark row: a model, its prompts, and the drafter files for the tasc methods."""
+
+    def __init__(self, name: str, task: str, model: str, tokenizer: Any, finetuned: bool,
+                 prompts: int, work: Path) -> None:
+        self.name, self.task, self.model = name, task, model
+        train = load_rows(DATA / task / "train.jsonl")
+        test = load_rows(DATA / task / "test.jsonl")
+        if finetuned:
+            from tasc_rs.ft.cli import finetuned_prompt
+
+            prompt = finetuned_prompt(model, tokenizer)
+        else:
+            prompt = TaskPrompt(tokenizer, examples=train[:3], instruction=INSTRUCTIONS[task])
+        self.messages = [prompt.messages(r["input"]) for r in test[: prompts * len(LEVELS) + 2]]
+        self.prompts = [prompt.ids(r["input"])[0].tolist() for r in test[: len(self.messages)]]
+        corpus = [r["output"] for r in train]
+        self.drafters = {
+            "tasc-paper": work / f"{task}-paper.tasc",
+            "tasc": work / f"{task}-tuned.tasc",
+        }
+        build_drafter(tokenizer, corpus, progress=False).save(self.drafters["tasc-paper"])
+        build_drafter(tokenizer, corpus, n_max=8, min_count=2, corpus_weight=0.9,
+                      progress=False).save(self.drafters["tasc"])
+        self.max_tokens = MAX_TOKENS[task]
+
+
+def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The speculative_config and the environment of one method."""
+    if method == "none":
+        return None, {}
+    if method == "ngram":
+        return {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_min": 2,
+                "prompt_lookup_max": 5}, {}
+    if method == "suffix":
+        return {"method": "suffix", "num_speculative_tokens": K}, {}
+    config: dict[str, Any] = {"drafter": str(row.drafters[method])}
+    if method == "tasc-paper":
+        config["preset"] = "paper"
+    spec = {"method": "custom_class", "model": "tasc_rs.vllm.TascProposer",
+            "num_speculative_tokens": K}
+    return spec, {"TASC_VLLM_CONFIG": json.dumps(config)}
+
+
+def suffix_unavailable() -> str | None:
+    try:
+        import arctic_inference  # noqa: F401
+    except ImportError as e:
+        return (
+            f"vLLM's suffix method imports arctic_inference, which is not installed ({e}); "
+            "PyPI's arctic-inference wheels are built for CUDA"
+        )
+    return None
+
+
+def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
+    from vllm import LLM, SamplingParams
+
+    spec, env = spec_config(method, row)
+    os.environ.pop("TASC_VLLM_CONFIG", None)
+    os.environ.update(env)
+    start = time.perf_counter()
+    llm = LLM(model=row.model, speculative_config=spec, **ENGINE)
+    ready = time.perf_counter() - start
+    params = SamplingParams(temperature=0, max_tokens=row.max_tokens)
+
+    def gen(ids: list[list[int]]) -> list[list[int]]:
+        outs = llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    gen(row.prompts[-2:])  # warm-up (also what online learning sees first)
+    result: dict[str, Any] = {"ready_s": ready, "levels": {}}
+    for i, c in enumerate(LEVELS):
+        batch = row.prompts[i * prompts : (i + 1) * prompts]
+        outputs, times = [], []
+        t0 = time.perf_counter()
+        for j in range(0, len(batch), c):
+            t = time.perf_counter()
+            outputs += gen(batch[j : j + c])
+            times += [time.perf_counter() - t] * len(batch[j : j + c])
+        wall = time.perf_counter() - t0
+        tokens = sum(len(o) for o in outputs)
+        result["levels"][c] = {
+            "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall, "outputs": outputs,
+            "latency_p50": pct(times, 0.5), "latency_p99": pct(times, 0.99),
+        }
+        print(f"  {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s", flush=True)
+    llm.llm_engine.engine_core.shutdown()
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, Any]:
+    spec, env = spec_config(method, row)
+    port = free_port()
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", row.model,
+           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+           "--max-model-len", "4096", "--seed", "0", "--max-num-seqs", "16"]
+    if spec:
+        cmd += ["--speculative-config", json.dumps(spec)]
+    environ = {k: v for k, v in os.environ.items() if k != "TASC_VLLM_CONFIG"} | env
+    log = (log_dir / f"server-{row.task}-{method}.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server for {method} exited; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+        def chat(messages: list[dict[str, str]]) -> tuple[str, int, float]:
+            body = json.dumps({"model": row.model, "messages": messages, "temperature": 0,
+                               "max_tokens": row.max_tokens}).encode()
+            req = urllib.request.Request(f"{url}/v1/chat/completions", body,
+                                         {"Content-Type": "application/json"})
+            t = time.perf_counter()
+            with urllib.request.urlopen(req, timeout=600) as r:
+                data = json.loads(r.read())
+            return (data["choices"][0]["message"]["content"],
+                    int(data["usage"]["completion_tokens"]), time.perf_counter() - t)
+
+        [chat(m) for m in row.messages[-2:]]  # warm-up
+        result: dict[str, Any] = {"levels": {}}
+        for i, c in enumerate(LEVELS):
+            batch = row.messages[i * prompts : (i + 1) * prompts]
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(c) as pool:
+                answers = list(pool.map(chat, batch))
+            wall = time.perf_counter() - t0
+            tokens = sum(a[1] for a in answers)
+            lat = [a[2] for a in answers]
+            result["levels"][c] = {
+                "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall,
+                "outputs": [a[0] for a in answers],
+                "latency_p50": pct(lat, 0.5), "latency_p99": pct(lat, 0.99),
+            }
+            print(f"  server {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s "
+                  f"p50 {pct(lat, 0.5):.2f} s", flush=True)
+        return result
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def table(results: dict[str, dict[str, Any]], kind: str) -> str:
+    lines = [
+        "| row | c | method | tokens/s | vs none | p50 latency | p99 latency | identical |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, methods in results.items():
+        base = methods.get("none")
+        for c in LEVELS:
+            for method, r in methods.items():
+                if "error" in r:
+                    if c == LEVELS[0]:
+                        lines.append(f"| {name} | | {method} | {r['error']} | | | | |")
+                    continue
+                lv = r["levels"][str(c)] if str(c) in r["levels"] else r["levels"][c]
+                ref = None if base is None else base["levels"].get(c, base["levels"].get(str(c)))
+                ratio = f"{lv['tok_s'] / ref['tok_s']:.2f}x" if ref else "-"
+                same = "-"
+                if ref:
+                    n = sum(a == b for a, b in zip(lv["outputs"], ref["outputs"], strict=True))
+                    same = f"{n}/{len(ref['outputs'])}"
+                unit = "s" if kind == "server" else "s/batch"
+                lines.append(
+                    f"| {name} | {c} | {method} | {lv['tok_s']:.1f} | {ratio} | "
+                    f"{lv['latency_p50']:.2f} {unit} | {lv['latency_p99']:.2f} {unit} | {same} |"
+                )
+    return "\n".join(lines)
+
+
+def proposer_cost(write: bool) -> None:
+    """Median cost of one proposer step for the whole batch: tasc-rs against vLLM's n-gram
+    proposer (numba), both given the same token buffer, each row gaining one token a step."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from transformers import AutoTokenizer
+    from vllm.v1.spec_decode.ngram_proposer import NgramProposer
+
+    from tasc_rs.embedded import embedded_model_dir
+    from tasc_rs.vllm import TascProposer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    texts = [r["output"] for r in load_rows(DATA / "medquad" / "train.jsonl")]
+    stream = np.array(tok("\n".join(texts[:3000]))["input_ids"], dtype=np.int32)
+    work = Path(tempfile.mkdtemp(prefix="tasc-bench-"))
+    drafter = work / "medquad.tasc"
+    build_drafter(tok, texts[3000:6000], progress=False).save(drafter)
+    contexts = [512, 2048, 8192]
+    batches = [1, 4, 16, 64]
+    max_len = max(contexts) + 512
+    cfg = SimpleNamespace(
+        speculative_config=SimpleNamespace(num_speculative_tokens=K, prompt_lookup_min=2,
+                                           prompt_lookup_max=5),
+        model_config=SimpleNamespace(model=str(work), tokenizer=None, max_model_len=max_len,
+                                     hf_config=SimpleNamespace(eos_token_id=2),
+                                     try_get_generation_config=dict,
+                                     get_vocab_size=lambda: len(tok)),
+        scheduler_config=SimpleNamespace(max_num_seqs=max(batches)),
+        parallel_config=SimpleNamespace(tensor_parallel_size=1),
+    )
+    os.environ["TASC_VLLM_CONFIG"] = json.dumps({"drafter": str(drafter)})
+    ngram = NgramProposer(cfg)
+    lines = [
+        f"Machine: {machine()}. Command: `$PY benches/bench_vllm.py proposer --write`.",
+        "",
+        "One step for the whole batch (each row gains one token per step), median and p99 "
+        "over 60 steps after 5 warm-up steps; k = 8; tasc-rs tuned settings, drafter from "
+        "3,000 medquad answers; vLLM `ngram` with prompt lookup 2-5 (numba, its own thread "
+        "setting).",
+        "",
+        "| context | batch | tasc-rs p50 | tasc-rs p99 | vLLM ngram p50 | vLLM ngram p99 | "
+        "ngram / tasc-rs |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rng = np.random.default_rng(0)
+    for ctx in contexts:
+        for b in batches:
+            tasc = TascProposer(cfg)
+            buf = np.zeros((max(batches), max_len), dtype=np.int32)
+            starts = rng.integers(0, len(stream) - ctx - 200, size=b)
+            for i, s in enumerate(starts):
+                buf[i, : ctx + 100] = stream[s : s + ctx + 100]
+            num = np.zeros(max(batches), dtype=np.int32)
+            num[:b] = ctx
+            timings: dict[str, list[float]] = {"tasc": [], "ngram": []}
+            for step in range(65):
+                sampled = [[int(buf[i, num[i] - 1])] for i in range(b)]
+                t = time.perf_counter()
+                tasc.propose(sampled, num, buf)
+                t1 = time.perf_counter()
+                ngram.propose(K, sampled, num, buf)
+                t2 = time.perf_counter()
+                if step >= 5:
+                    timings["tasc"].append((t1 - t) * 1e6)
+                    timings["ngram"].append((t2 - t1) * 1e6)
+                num[:b] += 1
+            a, n = timings["tasc"], timings["ngram"]
+            lines.append(
+                f"| {ctx} | {b} | {statistics.median(a):.1f} us | {pct(a, 0.99):.1f} us | "
+                f"{statistics.median(n):.1f} us | {pct(n, 0.99):.1f} us | "
+                f"{statistics.median(n) / statistics.median(a):.2f}x |"
+            )
+            print(lines[-1], flush=True)
+    text = "## vLLM proposer step cost (issue 14)\n\n" + "\n".join(lines)
+    print(text)
+    if write:
+        write_section("vllm_proposer", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["engine", "server", "proposer"])
+    parser.add_argument("--finetuned", default=str(Path.home() / ".cache/tasc_rs/ft/slurp"),
+                        help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)")
+    parser.add_argument("--tasks", nargs="+", default=["slurp-ft", "e2e_nlg", "spider_dev"])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
+    parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
+    args = parser.parse_args()
+    if args.what == "proposer":
+        proposer_cost(args.write)
+        return
+    from transformers import AutoTokenizer
+
+    from tasc_rs.embedded import embedded_model_dir
+
+    work = Path(tempfile.mkdtemp(prefix="tasc-bench-vllm-"))
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.tasks:
+        finetuned = name == "slurp-ft"
+        model = args.finetuned if finetuned else str(embedded_model_dir())
+        task = "slurp" if finetuned else name
+        label = "slurp (fine-tuned, 0-shot)" if finetuned else f"{task} (base, 3-shot)"
+        tok = AutoTokenizer.from_pretrained(model)
+        row = Row(label, task, model, tok, finetuned, args.prompts, work)
+        results[label] = {}
+        for method in args.methods:
+            if method == "suffix" and (why := suffix_unavailable()):
+                results[label][method] = {"error": f"not run: {why}"}
+                continue
+            try:
+                if args.what == "engine":
+                    results[label][method] = run_engine(row, method, args.prompts)
+                else:
+                    results[label][method] = run_server(row, method, args.prompts, work)
+            except Exception as e:
+                results[label][method] = {"error": f"failed: {type(e).__name__}: {e}"[:200]}
+        if args.what == "server":
+            break  # the server benchmark runs the first row only
+    out = Path(__file__).resolve().parent / f"RESULTS_vllm_{args.what}.json"
+    out.write_text(json.dumps(results, indent=1))
+    what = "offline engine (`vllm.LLM`)" if args.what == "engine" else "OpenAI server"
+    text = (
+        f"## tasc-rs inside vLLM 0.32 (CPU): {what} (issue 14)\n\n"
+        f"Machine: {machine()}; vLLM 0.32.0 CPU build, float32, eager. Command: "
+        f"`$PY benches/bench_vllm.py {args.what} --write` (`PY=$(tests/vllm/setup_venv.sh)`). "
+        f"{args.prompts} test prompts per concurrency level c (different prompts per level; "
+        f"greedy; k = 8); `identical`: outputs equal to no speculation's.\n\n"
+        + table(results, args.what)
+    )
+    print(text)
+    if args.write:
+        write_section(f"vllm_{args.what}", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""tasc_rs.vllm without vLLM: how the proposer finds its drafter and settings, and how it
+behaves when vLLM calls it (a stand-in VllmConfig; the engine itself is tested in tests/vllm)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tasc_rs import DrafterFileError, InvalidConfigError, NgramDrafter, TascIOError
+from tasc_rs.vllm import (
+    CONFIG_ENV,
+    DEFAULTS,
+    DRAFTER_ENV,
+    TascProposer,
+    resolve_settings,
+    speculative_config,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.delenv(DRAFTER_ENV, raising=False)
+
+
+@pytest.fixture
+def drafter_file(tmp_path: Path) -> Path:
+    path = tmp_path / "task.tasc"
+    NgramDrafter.from_corpus([[1, 2, 3, 4, 0]] * 5, vocab_size=100).save(path)
+    return path
+
+
+def vllm_config(model: str = "no-such-model", k: int = 4, vocab: int = 100) -> Any:
+    model_config = SimpleNamespace(
+        model=model,
+        tokenizer=None,
+        max_model_len=64,
+        hf_config=SimpleNamespace(eos_token_id=0),
+        try_get_generation_config=lambda: {"eos_token_id": [0, 7]},
+        get_vocab_size=lambda: vocab,
+    )
+    return SimpleNamespace(
+        model_config=model_config,
+        speculative_config=SimpleNamespace(num_speculative_tokens=k),
+        scheduler_config=SimpleNamespace(max_num_seqs=8),
+    )
+
+
+def test_drafter_env_and_defaults(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:
+    monkeypatch.setenv(DRAFTER_ENV, str(drafter_file))
+    settings, origin = resolve_settings()
+    assert settings.drafter == drafter_file and origin == f"${DRAFTER_ENV}"
+    assert settings.mixing == DEFAULTS["mixing"] == "longer_match"
+    assert settings.online_capacity == DEFAULTS["online_capacity"] > 0
+
+
+def test_config_env_wins_as_json_or_file(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(DRAFTER_ENV, "/ignored.tasc")
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file), "min_prob": 0.5}))
+    assert resolve_settings()[0].min_prob == 0.5
+    # a file: relative drafter paths are read from the file's folder
+    (tmp_path / "cfg.json").write_text(json.dumps({"drafter": "task.tasc", "preset": "paper"}))
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg.json"))
+    s = resolve_settings()[0]
+    assert s.drafter == drafter_file
+    assert (s.min_prob, s.mixing, s.online_capacity) == (0.0, "fixed", 0)
+
+
+def test_model_directory_then_class_config(tmp_path: Path, drafter_file: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(InvalidConfigError, match="TASC_VLLM_DRAFTER"):
+        resolve_settings(str(model))
+    assert resolve_settings(str(model), {"drafter": str(drafter_file)})[1] == "TascProposer.config"
+    (model / "drafter.tasc").write_bytes(drafter_file.read_bytes())
+    assert resolve_settings(str(model))[0].drafter == model / "drafter.tasc"
+    (model / "tasc_vllm.json").write_text(json.dumps({"drafter": "drafter.tasc", "k": 3}))
+    with pytest.raises(InvalidConfigError, match=r"unknown setting.*k"):
+        resolve_settings(str(model))
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ({"min_prob": 0.3}, "'drafter'"),
+        ({"drafter": "x", "min_prob": "high"}, "min_prob has the wrong type"),
+        ({"drafter": "x", "online_capacity": True}, "online_capacity has the wrong type"),
+        ({"drafter": "x", "stop_token_ids": "2"}, "must be a list"),
+        ({"drafter": "x", "verify_cost": [1, "a"]}, "list of numbers"),
+        ({"drafter": "x", "preset": "fast"}, "preset"),
+        ({"drafter": "x", "lambda": 0.5}, "unknown setting"),
+    ],
+)
+def test_bad_configs_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: Any, match: str
+) -> None:
+    if isinstance(config, str) and config.startswith("["):
+        path = tmp_path / "c.json"
+        path.write_text(config)
+        monkeypatch.setenv(CONFIG_ENV, str(path))
+    else:
+        monkeypatch.setenv(CONFIG_ENV, config if isinstance(config, str) else json.dumps(config))
+    with pytest.raises(InvalidConfigError, match=match):
+        resolve_settings()
+
+
+def test_speculative_config_sets_the_environment(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path
+) -> None:
+    config = speculative_config(drafter_file, k=5, min_prob=0.2)
+    assert config == {
+        "method": "custom_class",
+        "model": "tasc_rs.vllm.TascProposer",
+        "num_speculative_tokens": 5,
+    }
+    assert json.loads(__import__("os").environ[CONFIG_ENV])["min_prob"] == 0.2
+    with pytest.raises(InvalidConfigError):
+        speculative_config(drafter_file, k=0)
+    with pytest.raises(InvalidConfigError):
+        speculative_config(drafter_file, mixing=3)
+    with pytest.raises(InvalidConfigError, match="need a drafter"):
+        speculative_config(min_prob=0.2)
+
+
+def test_proposer_drafts_for_the_batch(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file), "min_prob": 0.0}))
+    p = TascProposer(vllm_config(k=3))
+    p.load_model(object())  # vLLM's CPU runner calls it with the model
+    buf = np.zeros((4, 64), dtype=np.int32)
+    buf[0, :2] = [1, 2]
+    buf[1, :3] = [9, 9, 1]
+    num = np.array([2, 3, 0, 0], dtype=np.int32)
+    assert p.propose([[2], [1]], num, buf, slot_mappings=None) == [[3, 4, 0], [2, 3, 4]]
+    # the model's EOS ids (config and generation config) end responses
+    buf[0, 2:5] = [3, 4, 0]
+    num[0] = 5
+    p.propose([[3, 4, 0], [1]], num, buf)
+    assert p.stats()["stopped"] == 1
+    assert p.drafter.online_stats()["responses"] == 1
+
+
+def test_proposer_failures_never_reach_the_engine(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(DRAFTER_ENV, str(drafter_file))
+    p = TascProposer(vllm_config())
+    with caplog.at_level(logging.ERROR, logger="vllm.tasc_rs"):
+        out = p.propose([[1], [2]], np.zeros(2, dtype=np.int32), np.zeros((2, 4), np.float64))
+    assert out == [[], []]
+    assert p.stats()["failures"] == 1
+    assert "drafting failed" in caplog.text
+
+
+def test_start_up_errors_are_clear(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(DRAFTER_ENV, str(tmp_path / "missing.tasc"))
+    with pytest.raises(TascIOError, match="cannot load the drafter"):
+        TascProposer(vllm_config())
+    (tmp_path / "junk.tasc").write_bytes(b"not a drafter")
+    monkeypatch.setenv(DRAFTER_ENV, str(tmp_path / "junk.tasc"))
+    with pytest.raises(DrafterFileError, match="cannot load the drafter"):
+        TascProposer(vllm_config())
+    monkeypatch.setenv(DRAFTER_ENV, str(drafter_file))
+    with pytest.raises(InvalidConfigError, match="vocabulary of 100 tokens"):
+        TascProposer(vllm_config(vocab=50))
