@@ -116,29 +116,46 @@ impl NgramStore {
     }
 
     /// Writes the store to `path` atomically: a temporary file in the same directory is written,
-    /// synced and renamed over `path`, so a crash never leaves a half-written drafter.
+    /// synced and renamed over `path`, so a crash never leaves a half-written drafter. A symbolic
+    /// link is followed (the file it points to is replaced, the link stays), and an existing
+    /// file keeps its permissions.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let io = |source| Error::Io {
             path: path.display().to_string(),
             source,
         };
-        let dir = match path.parent() {
+        let target = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(path) {
+                Ok(resolved) => resolved,
+                // a dangling link: create the file it names
+                Err(_) => {
+                    let link = std::fs::read_link(path).map_err(io)?;
+                    path.parent().map_or(link.clone(), |p| p.join(&link))
+                }
+            },
+            _ => path.to_path_buf(),
+        };
+        let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => std::path::PathBuf::from("."),
         };
-        let name = path
+        let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
         // Unique per process and per call, so concurrent saves to one path never share a file.
         static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
         let result = (|| {
             let mut file = std::fs::File::create_new(&tmp)?;
+            if let Some(p) = permissions {
+                file.set_permissions(p)?;
+            }
             file.write_all(&self.to_bytes())?;
             file.sync_all()?;
-            std::fs::rename(&tmp, path)
+            std::fs::rename(&tmp, &target)
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -146,12 +163,39 @@ impl NgramStore {
         result.map_err(io)
     }
 
-    /// Reads a store written by [`NgramStore::save`].
+    /// Reads a store written by [`NgramStore::save`]. Only regular files are read (a device,
+    /// FIFO or directory is refused at once, without blocking), and no more bytes than the file
+    /// held when it was opened.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        use std::io::Read;
+        let io = |source| Error::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let not_regular = || {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ))
+        };
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(not_regular());
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(0o4000); // O_NONBLOCK: a FIFO swapped in cannot block the open
+        }
+        let file = options.open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(not_regular());
+        }
+        let len = meta.len();
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.take(len).read_to_end(&mut bytes).map_err(io)?;
         Self::from_bytes(&bytes)
     }
 }
@@ -212,16 +256,21 @@ fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
     for depth in 0..levels.len() - 1 {
         let (level, next) = (&levels[depth], &levels[depth + 1]);
         let cs = &level.child_start;
-        if cs.first() != Some(&0) || cs.last().map(|&e| e as usize) != Some(next.len()) {
+        if cs.len() != level.len() + 1
+            || cs.first() != Some(&0)
+            || cs.last().map(|&e| e as usize) != Some(next.len())
+        {
             return Err(format!(
                 "depth {depth}: child ranges do not cover the next level"
             ));
         }
+        // Non-decreasing ranges ending at next.len() keep every range inside the next level:
+        // checked for the whole level before any range is used.
+        if cs.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("depth {depth}: child ranges decrease"));
+        }
         for i in 0..level.len() {
             let (s, e) = (cs[i] as usize, cs[i + 1] as usize);
-            if s > e {
-                return Err(format!("depth {depth}: child ranges decrease"));
-            }
             let (mut prev, mut sorted, mut total) = (None, true, 0u64);
             next.tokens.for_each_in(s, e, |j, t| {
                 sorted &= t < limit && prev.is_none_or(|p| p < t);
@@ -385,5 +434,76 @@ mod tests {
             NgramStore::from_bytes(&bytes),
             Err(Error::Format(FormatError::Corrupt(m))) if m.contains("vocabulary")
         ));
+    }
+
+    /// Re-signed corruptions of a real store (bit flips, random bytes, single u32 fields such as
+    /// `child_start` entries set to random values) never panic: each is refused with a
+    /// `FormatError` or loads into a store whose every lookup works.
+    #[test]
+    fn resigned_corruptions_never_panic() {
+        let seqs: Vec<Vec<u32>> = (0..60u32)
+            .map(|i| (0..(5 + i % 7)).map(|j| (i * 7 + j * 3) % 40).collect())
+            .collect();
+        let corpus = Corpus::from_sequences(&seqs, Some(300)).unwrap();
+        let config = DrafterConfig {
+            min_count: 1,
+            vocab_size: Some(300),
+            ..DrafterConfig::default()
+        };
+        let good = NgramStore::build(&corpus, &config).unwrap().to_bytes();
+        let body_len = good.len() - 4;
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut refused, mut loaded) = (0, 0);
+        for round in 0..4000 {
+            let mut bytes = good[..body_len].to_vec();
+            match round % 3 {
+                0 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = 12 + (next() as usize) % (body_len - 12);
+                        bytes[i] ^= 1 << (next() % 8);
+                    }
+                }
+                1 => {
+                    let i = 12 + (next() as usize) % (body_len - 12);
+                    bytes[i] = next() as u8;
+                }
+                _ => {
+                    let i = 12 + (next() as usize) % (body_len - 16);
+                    let v = (next() % 64) as u32;
+                    bytes[i..i + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            let crc = crc32fast::hash(&bytes);
+            bytes.extend_from_slice(&crc.to_le_bytes());
+            let outcome = std::panic::catch_unwind(|| match NgramStore::from_bytes(&bytes) {
+                Err(Error::Format(_)) => false,
+                Err(e) => panic!("unexpected error kind: {e}"),
+                Ok(store) => {
+                    let ctx = crate::context::ContextIndex::new(store.n_max(), &[1, 8, 15]);
+                    for history in [&[][..], &[1], &[7, 14], &[0, 3, 6, 9], &[299, 298]] {
+                        let _ = store.longest_match_depth(history);
+                    }
+                    crate::draft::propose(&store, &ctx, 8, 0.75, 0.0).unwrap();
+                    let _ = store.stats();
+                    let _ = NgramStore::from_bytes(&store.to_bytes()).unwrap();
+                    true
+                }
+            });
+            match outcome {
+                Ok(true) => loaded += 1,
+                Ok(false) => refused += 1,
+                Err(_) => panic!("round {round}: a corrupted file panicked"),
+            }
+        }
+        assert!(
+            refused > 1000 && loaded > 0,
+            "refused {refused}, loaded {loaded}"
+        );
     }
 }

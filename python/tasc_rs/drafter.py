@@ -16,7 +16,7 @@ import numpy.typing as npt
 from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
 from tasc_rs.errors import DtypeError, InvalidInputError
 
-__all__ = ["NgramDrafter", "TokenIds"]
+__all__ = ["NgramDrafter", "TokenIds", "restore_drafter"]
 
 #: Token ids: a sequence of Python ints or a 1-D integer numpy array.
 TokenIds = Sequence[int] | npt.NDArray[np.integer[Any]]
@@ -292,7 +292,9 @@ class NgramDrafter:
         return self._store.vocab_size
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return (NgramDrafter.from_bytes, (self.to_bytes(),))
+        # A module-level reconstructor: a restricted Unpickler.find_class that allows
+        # ("tasc_rs.drafter", "restore_drafter") needs nothing else (no builtins.getattr).
+        return (restore_drafter, (self.to_bytes(),))
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -301,3 +303,17 @@ class NgramDrafter:
             f"corpus_weight={self.corpus_weight}, min_prob={self.min_prob}, "
             f"corpus_tokens={s['corpus_tokens']}, bytes={s['bytes']})"
         )
+
+
+def restore_drafter(data: bytes) -> NgramDrafter:
+    """Rebuilds a drafter from :meth:`NgramDrafter.to_bytes` output: what unpickling calls.
+
+    To unpickle drafters with a restricted ``pickle.Unpickler``, allow exactly
+    ``("tasc_rs.drafter", "restore_drafter")`` in its ``find_class``.
+
+    Raises:
+        DrafterFileError: ``data`` is not a valid drafter.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DtypeError(f"restore_drafter expects bytes, got {type(data).__name__}")
+    return NgramDrafter.from_bytes(bytes(data))
