@@ -377,6 +377,12 @@ def main() -> None:
         if args.what == "server":
             break  # the server benchmark runs the first row only
     out = Path(__file__).resolve().parent / f"RESULTS_vllm_{args.what}.json"
+    if out.exists():  # runs of other rows or methods stay in the table
+        merged = json.loads(out.read_text())
+        for label, methods in results.items():
+            merged.setdefault(label, {}).update(methods)
+        results = {k: dict(sorted(v.items(), key=lambda m: METHODS.index(m[0])))
+                   for k, v in merged.items()}
     out.write_text(json.dumps(results, indent=1))
     what = "offline engine (`vllm.LLM`)" if args.what == "engine" else "OpenAI server"
     text = (

@@ -23,6 +23,17 @@ pub struct OnlineIndex {
     capacity: usize,
     /// Responses ever learned (including evicted ones).
     learned: u64,
+    /// Bumped by every change, so an eviction planned outside the lock knows it is still valid.
+    generation: u64,
+}
+
+/// An eviction prepared from a snapshot of an [`OnlineIndex`]: the responses to keep, rebuilt
+/// into a fresh index without holding any lock (see [`OnlineIndex::plan_eviction`]).
+#[derive(Debug)]
+pub struct Eviction {
+    generation: u64,
+    lengths: VecDeque<usize>,
+    index: ContextIndex,
 }
 
 impl OnlineIndex {
@@ -33,7 +44,55 @@ impl OnlineIndex {
             lengths: VecDeque::new(),
             capacity,
             learned: 0,
+            generation: 0,
         }
+    }
+
+    /// Whether learning a response of `len` tokens would first evict older ones.
+    pub fn needs_eviction(&self, len: usize) -> bool {
+        self.capacity > 0 && len > 0 && self.index.len() + len.min(self.capacity) > self.capacity
+    }
+
+    /// The eviction that learning a response of `len` tokens needs, rebuilt from a copy of the
+    /// kept responses: the expensive part of [`learn`](Self::learn), done here so that a caller
+    /// can run it under a read lock (or none) and [`install`](Self::install) it briefly.
+    pub fn plan_eviction(&self, len: usize) -> Eviction {
+        let len = len.min(self.capacity);
+        let target = (self.capacity - self.capacity / 4).saturating_sub(len);
+        let mut lengths = self.lengths.clone();
+        let mut kept = self.index.len();
+        while kept > target {
+            match lengths.pop_front() {
+                Some(n) => kept -= n,
+                None => break,
+            }
+        }
+        let tokens = self.index.tokens();
+        let tail = &tokens[tokens.len() - kept..];
+        let mut index = ContextIndex::new(self.index.n_max(), &[]);
+        let mut at = 0;
+        for &n in &lengths {
+            index.start_sequence();
+            index.extend(&tail[at..at + n]);
+            at += n;
+        }
+        Eviction {
+            generation: self.generation,
+            lengths,
+            index,
+        }
+    }
+
+    /// Swaps in a planned eviction; false (nothing changed) if the index changed since the
+    /// plan was made.
+    pub fn install(&mut self, eviction: Eviction) -> bool {
+        if eviction.generation != self.generation {
+            return false;
+        }
+        self.index = eviction.index;
+        self.lengths = eviction.lengths;
+        self.generation += 1;
+        true
     }
 
     /// Indexes one finished response (its last `capacity` tokens if it is longer); returns the
@@ -51,6 +110,7 @@ impl OnlineIndex {
         self.index.extend(response);
         self.lengths.push_back(response.len());
         self.learned += 1;
+        self.generation += 1;
         response.len()
     }
 
@@ -77,12 +137,15 @@ impl OnlineIndex {
 
     /// Forgets every response; the capacity stays.
     pub fn clear(&mut self) {
+        let generation = self.generation + 1;
         *self = Self::new(self.index.n_max(), self.capacity);
+        self.generation = generation;
     }
 
     /// Changes the capacity, evicting the oldest responses if they no longer fit.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
+        self.generation += 1;
         if self.index.len() > capacity {
             self.evict_to(capacity);
         }
@@ -161,5 +224,26 @@ mod tests {
         let mut o = OnlineIndex::new(4, 0);
         assert_eq!(o.learn(&[1, 2, 3]), 0);
         assert!(o.index().is_none());
+    }
+
+    #[test]
+    fn planned_evictions_match_learning_under_the_lock() {
+        let mut direct = OnlineIndex::new(3, 20);
+        let mut planned = OnlineIndex::new(3, 20);
+        for r in 0..30u32 {
+            let response: Vec<u32> = (0..1 + r % 6).map(|j| r * 10 + j).collect();
+            direct.learn(&response);
+            if planned.needs_eviction(response.len()) {
+                let plan = planned.plan_eviction(response.len());
+                assert!(planned.install(plan));
+            }
+            planned.learn(&response);
+            assert_eq!(direct.index.tokens(), planned.index.tokens());
+            assert_eq!(direct.lengths, planned.lengths);
+        }
+        // a plan made before another change is refused
+        let plan = planned.plan_eviction(10);
+        planned.learn(&[1, 2]);
+        assert!(!planned.install(plan));
     }
 }

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::errors::{dtype_error, input_error};
-use super::store::{read, write, SharedOnline};
+use super::store::{learn, read, SharedOnline};
 use crate::config::MAX_K;
 use crate::draft::Draft;
 use crate::serving::{RequestTable, Row};
@@ -207,11 +207,8 @@ impl PyBatchProposer {
         let drafts = py.detach(|| -> Result<Vec<Draft>, crate::error::Error> {
             let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
             let ended = table.observe(&views);
-            if !ended.is_empty() {
-                let mut learned = write(online);
-                for response in &ended {
-                    learned.learn(response);
-                }
+            for response in &ended {
+                learn(online, response);
             }
             let drafts = {
                 let learned = read(online);

@@ -6,7 +6,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
-use super::store::{read, write, SharedOnline};
+use super::store::{learn, read, SharedOnline};
 use crate::config::{check_corpus_weight, check_k, check_min_prob};
 use crate::context::ContextIndex;
 use crate::draft::{propose_with, Mixing, VerifyCost};
@@ -99,20 +99,22 @@ impl PyDraftSession {
         corpus_weight: Option<f64>,
     ) -> PyResult<DraftArrays<'py>> {
         let k = check_k(k)?;
-        let learned = read(&self.online);
-        let draft = propose_with(
-            &self.store,
-            learned.index(),
-            &self.index,
-            k,
+        let (store, online, index) = (&self.store, &self.online, &self.index);
+        let (weight, min_prob) = (
             corpus_weight.unwrap_or(self.corpus_weight),
             min_prob.unwrap_or(self.min_prob),
-            self.mixing,
-        )?;
-        let mut draft = draft;
-        if let Some(cost) = &self.verify_cost {
-            cost.truncate(&mut draft);
-        }
+        );
+        let (mixing, cost) = (self.mixing, &self.verify_cost);
+        // Detached: waiting for the online index's lock must never hold the GIL.
+        let draft = py.detach(|| {
+            let learned = read(online);
+            let mut draft =
+                propose_with(store, learned.index(), index, k, weight, min_prob, mixing)?;
+            if let Some(cost) = cost {
+                cost.truncate(&mut draft);
+            }
+            Ok::<_, Error>(draft)
+        })?;
         Ok(draft_to_numpy(py, draft))
     }
 
@@ -187,7 +189,7 @@ impl PyDraftSession {
         self.finished = true;
         let response = &self.index.tokens()[self.prompt_len..];
         let online = &self.online;
-        py.detach(|| write(online).learn(response))
+        py.detach(|| learn(online, response))
     }
 
     /// The context so far (prompt and accepted tokens) as an int64 array (a copy).

@@ -30,6 +30,27 @@ pub(crate) fn write(online: &SharedOnline) -> RwLockWriteGuard<'_, OnlineIndex> 
     online.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Learns one response without making drafting threads wait for an eviction: the rebuild that
+/// an eviction needs runs under the read lock (drafting goes on), and only the swap and the
+/// new response take the write lock. Call it detached from the interpreter.
+pub(crate) fn learn(online: &SharedOnline, response: &[u32]) -> usize {
+    for _ in 0..4 {
+        let plan = {
+            let index = read(online);
+            if !index.needs_eviction(response.len()) {
+                break;
+            }
+            index.plan_eviction(response.len())
+        };
+        let mut index = write(online);
+        if index.install(plan) || !index.needs_eviction(response.len()) {
+            return index.learn(response);
+        }
+    }
+    // no eviction needed, or other learners kept changing the index: learn under the lock
+    write(online).learn(response)
+}
+
 /// The task n-gram store (`p_corp`) with its drafting defaults. Immutable and thread-safe,
 /// except for the optional online index of learned responses (off until `online_capacity` is
 /// set), which is shared by all sessions behind a read-write lock.
@@ -248,35 +269,42 @@ impl PyNgramStore {
     fn learn(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
         let tokens = token_ids(ids, self.inner.config().id_limit())?;
         let online = &self.online;
-        py.detach(|| write(online).learn(&tokens));
+        py.detach(|| learn(online, &tokens));
         Ok(())
     }
 
     /// Forgets every learned response (the capacity stays).
-    fn forget(&self) {
-        write(&self.online).clear();
+    fn forget(&self, py: Python<'_>) {
+        let online = &self.online;
+        py.detach(|| write(online).clear());
     }
 
     /// Most tokens of learned responses kept (the oldest responses go first); 0 turns online
     /// learning off. Not saved with the store.
     #[getter]
-    fn online_capacity(&self) -> usize {
-        read(&self.online).capacity()
+    fn online_capacity(&self, py: Python<'_>) -> usize {
+        let online = &self.online;
+        py.detach(|| read(online).capacity())
     }
 
     #[setter]
-    fn set_online_capacity(&self, capacity: usize) {
-        write(&self.online).set_capacity(capacity);
+    fn set_online_capacity(&self, py: Python<'_>, capacity: usize) {
+        let online = &self.online;
+        py.detach(|| write(online).set_capacity(capacity));
     }
 
     /// `capacity`, `tokens` and `responses` currently indexed, and `learned` (ever added).
     fn online_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let o = read(&self.online);
+        let online = &self.online;
+        let (capacity, tokens, responses, learned) = py.detach(|| {
+            let o = read(online);
+            (o.capacity(), o.tokens(), o.responses(), o.learned())
+        });
         let d = PyDict::new(py);
-        d.set_item("capacity", o.capacity())?;
-        d.set_item("tokens", o.tokens())?;
-        d.set_item("responses", o.responses())?;
-        d.set_item("learned", o.learned())?;
+        d.set_item("capacity", capacity)?;
+        d.set_item("tokens", tokens)?;
+        d.set_item("responses", responses)?;
+        d.set_item("learned", learned)?;
         Ok(d)
     }
 

@@ -91,18 +91,21 @@ def test_finished_responses_are_learned(plain: LLM, spec: LLM, tokenizer: Any) -
 
 
 def test_sampling_keeps_the_target_distribution(plain: LLM, spec: LLM, tokenizer: Any) -> None:
-    """Samples of the first 3 tokens (temperature 1; the engines' seed makes it repeatable): the
-    engine with drafts and the one without agree on the distribution (two-sample chi-square over
-    the most frequent outcomes; 0.1% level). vLLM's rejection sampler does the accepting; this
-    checks that tasc-rs drafts reach it in a form it treats losslessly."""
-    prompt = slurp_prompts(tokenizer, 1, offset=80)[0]
-    n = 400
-    # no per-request seeds: vLLM 0.32's CPU rejection sampler fails on seeded generators
-    # ("CPU Generator does not use offset"), whichever proposer drafts
+    """Samples of the first 3 tokens at temperature 1: the engine with drafts and the one
+    without agree on the distribution (two-sample chi-square over the most frequent outcomes,
+    0.1% level). vLLM's rejection sampler does the accepting; this checks that tasc-rs drafts
+    reach it in a form it treats losslessly.
+
+    One request per call: rows of one batch draw correlated noise on vLLM's CPU sampler (400
+    copies of a prompt in one batch all continued "Welcome to" with the same token), so a batch
+    is not an i.i.d. sample. No per-request seeds: vLLM 0.32's CPU rejection sampler fails on
+    seeded generators ("CPU Generator does not use offset"), whichever proposer drafts."""
+    prompt = slurp_prompts(tokenizer, 1, offset=80, shots=3)[0]
+    n = 150
     params = SamplingParams(temperature=1.0, max_tokens=3)
     d0, _ = accepted(spec)
-    a = [tuple(o) for o in run(plain, [prompt] * n, params)]
-    b = [tuple(o) for o in run(spec, [prompt] * n, params)]
+    a = [tuple(run(plain, [prompt], params)[0]) for _ in range(n)]
+    b = [tuple(run(spec, [prompt], params)[0]) for _ in range(n)]
     assert accepted(spec)[0] > d0, "drafts were proposed while sampling"
     counts: dict[tuple[int, ...], list[int]] = {}
     for outcome in a:
@@ -112,6 +115,7 @@ def test_sampling_keeps_the_target_distribution(plain: LLM, spec: LLM, tokenizer
     top = sorted(counts.values(), key=lambda c: -(c[0] + c[1]))
     cells = [*top[:5], [sum(c[0] for c in top[5:]), sum(c[1] for c in top[5:])]]
     cells = [c for c in cells if c[0] + c[1] > 0]
+    assert len(cells) >= 3, "the outcomes vary (the test has power)"
     chi2 = sum((c[0] - c[1]) ** 2 / (c[0] + c[1]) for c in cells)  # equal sample sizes
     critical = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52}[len(cells) - 1]
     assert chi2 < critical, (chi2, cells)
