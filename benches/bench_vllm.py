@@ -2,7 +2,7 @@
 
 Run with the python of the vLLM environment (``tests/vllm/setup_venv.sh`` prints it):
 
-    PY=$(tests/vllm/setup_venv.sh)
+    PY=$(TASC_VLLM_SUFFIX=1 tests/vllm/setup_venv.sh)   # with ArcticInference for `suffix`
     $PY benches/bench_vllm.py engine --write          # offline engine, every task and method
     $PY benches/bench_vllm.py server --write          # OpenAI server, fine-tuned slurp
     $PY benches/bench_vllm.py proposer --write        # cost of one proposer step
@@ -10,7 +10,8 @@ Run with the python of the vLLM environment (``tests/vllm/setup_venv.sh`` prints
 Rows: SmolLM2-135M fine-tuned on slurp (``benches/finetune_task.py``, 0-shot prompts as it was
 trained; pass ``--finetuned DIR``) and the base model 3-shot on e2e_nlg and spider_dev. Methods:
 no speculation, vLLM ``ngram`` (prompt lookup 2-5, k = 8), vLLM ``suffix`` (ArcticInference's
-SuffixDecoding; needs ``arctic_inference``, reported as unavailable otherwise), tasc-rs with the
+SuffixDecoding; ``arctic_inference`` 0.1.1, which ``TASC_VLLM_SUFFIX=1`` builds into the
+environment; reported as not run without it), tasc-rs with the
 paper's settings and tasc-rs tuned (the ``tasc_rs.vllm`` defaults). Each drafter is built from
 the task's train outputs. ``engine`` runs the same prompts at concurrency 1, 4 and 16 (batches
 of that many requests at a time through one engine with max_num_seqs 16); every method's
@@ -116,7 +117,7 @@ def suffix_unavailable() -> str | None:
     except ImportError as e:
         return (
             f"vLLM's suffix method imports arctic_inference, which is not installed ({e}); "
-            "PyPI's arctic-inference wheels are built for CUDA"
+            "build it with TASC_VLLM_SUFFIX=1 tests/vllm/setup_venv.sh"
         )
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -87,3 +88,35 @@ def test_learning_while_other_threads_draft() -> None:
     stats = drafter.online_stats()
     assert stats["learned"] == 400 and 0 < stats["tokens"] <= 5_000
     assert stats["tokens"] == 40 * stats["responses"]
+
+
+def test_one_session_shared_by_two_threads_says_what_is_wrong() -> None:
+    """A session is per request; sharing one raises a TascError that says so (not PyO3's
+    "Already mutably borrowed")."""
+    import time
+
+    from tasc_rs import InvalidInputError, NgramDrafter
+
+    session = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5).session([1, 2])
+    big = list(range(5, 200_005))  # long enough to run detached from the GIL
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 20
+
+    def extend() -> None:
+        while time.monotonic() < stop and not errors:
+            try:
+                session.extend(big)
+            except Exception as e:
+                errors.append(e)
+
+    t = threading.Thread(target=extend)
+    t.start()
+    while time.monotonic() < stop and not errors:
+        try:
+            session.propose(4)
+        except Exception as e:
+            errors.append(e)
+    t.join()
+    assert errors, "the two threads never overlapped"
+    assert all(isinstance(e, InvalidInputError) for e in errors), errors
+    assert "in use by another thread" in str(errors[0])

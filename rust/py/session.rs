@@ -6,6 +6,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
+use super::errors::input_error;
 use super::store::{learn, read, SharedOnline};
 use crate::config::{check_corpus_weight, check_k, check_min_prob};
 use crate::context::ContextIndex;
@@ -68,17 +69,27 @@ impl PyDraftSession {
     }
 }
 
+/// The error for a session that two threads use at once.
+fn busy() -> PyErr {
+    input_error(
+        "this DraftSession is in use by another thread (extend, propose and finish ran at \
+         once): use one session per request, or guard a shared one with a lock"
+            .into(),
+    )
+}
+
 #[pymethods]
 impl PyDraftSession {
     /// Appends accepted token ids (list of ints or 1-D integer array) to the context.
     /// On error nothing is appended.
-    fn extend(&mut self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
-        let tokens = token_ids(ids, self.store.config().id_limit())?;
+    fn extend(slf: &Bound<'_, Self>, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+        let tokens = token_ids(ids, this.store.config().id_limit())?;
         if tokens.len() > DETACH_TOKENS {
-            let index = &mut self.index;
+            let index = &mut this.index;
             py.detach(|| index.extend(&tokens));
         } else {
-            self.index.extend(&tokens);
+            this.index.extend(&tokens);
         }
         Ok(())
     }
@@ -92,19 +103,20 @@ impl PyDraftSession {
     /// of verification cost.
     #[pyo3(signature = (k, min_prob=None, corpus_weight=None))]
     fn propose<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         k: i64,
         min_prob: Option<f64>,
         corpus_weight: Option<f64>,
     ) -> PyResult<DraftArrays<'py>> {
+        let this = slf.try_borrow().map_err(|_| busy())?;
         let k = check_k(k)?;
-        let (store, online, index) = (&self.store, &self.online, &self.index);
+        let (store, online, index) = (&this.store, &this.online, &this.index);
         let (weight, min_prob) = (
-            corpus_weight.unwrap_or(self.corpus_weight),
-            min_prob.unwrap_or(self.min_prob),
+            corpus_weight.unwrap_or(this.corpus_weight),
+            min_prob.unwrap_or(this.min_prob),
         );
-        let (mixing, cost) = (self.mixing, &self.verify_cost);
+        let (mixing, cost) = (this.mixing, &this.verify_cost);
         // Detached: waiting for the online index's lock must never hold the GIL.
         let draft = py.detach(|| {
             let learned = read(online);
@@ -182,14 +194,15 @@ impl PyDraftSession {
     ///
     /// Call it once the response is complete, after extending the session with its last tokens.
     /// Returns the number of tokens learned; later calls learn nothing and return 0.
-    fn finish(&mut self, py: Python<'_>) -> usize {
-        if self.finished {
-            return 0;
+    fn finish(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<usize> {
+        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+        if this.finished {
+            return Ok(0);
         }
-        self.finished = true;
-        let response = &self.index.tokens()[self.prompt_len..];
-        let online = &self.online;
-        py.detach(|| learn(online, response))
+        this.finished = true;
+        let response = &this.index.tokens()[this.prompt_len..];
+        let online = &this.online;
+        Ok(py.detach(|| learn(online, response)))
     }
 
     /// The context so far (prompt and accepted tokens) as an int64 array (a copy).

@@ -54,6 +54,19 @@ PYEOF
     pip install "pytest>=8" "pytest-timeout>=2.3" "maturin>=1.8,<2" >&2
     touch "$STAMP"
 fi
+# Optional, for the `suffix` rows of benches/bench_vllm.py: ArcticInference 0.1.1 (the version
+# vLLM 0.32 asks for; PyPI has only its source), of which the suffix-tree extension builds here.
+if [ "${TASC_VLLM_SUFFIX:-0}" = 1 ] && \
+        ! "$VENV/bin/python" -c "import arctic_inference.suffix_decoding" 2>/dev/null; then
+    echo "building arctic-inference 0.1.1 (SuffixDecoding) into $VENV" >&2
+    SUFFIX_WORK=$(mktemp -d)
+    pip install "nanobind==2.9.2" cmake ninja grpcio-tools "setuptools==78.1.1" wheel \
+        scikit-build-core >&2
+    PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pip -q wheel --no-build-isolation --no-deps \
+        --no-binary :all: -w "$SUFFIX_WORK" "arctic-inference==0.1.1" >&2
+    pip install --no-deps "$SUFFIX_WORK"/arctic_inference-0.1.1-*.whl >&2
+    rm -rf "$SUFFIX_WORK"
+fi
 # tasc-rs from this checkout (no dependencies: numpy, torch and transformers come from vLLM's pins).
 (cd "$ROOT" && pip install --no-deps --no-build-isolation -e . >&2)
 echo "$VENV/bin/python"
