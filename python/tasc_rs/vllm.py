@@ -351,6 +351,13 @@ class TascProposer:
             verify_cost=settings.verify_cost,
         )
         self._failures = 0
+        device = getattr(getattr(vllm_config, "device_config", None), "device_type", None)
+        if device == "cpu":
+            _logger().warning(
+                "tasc_rs: on vLLM's CPU backend (0.32) sampling with any speculative method, "
+                "vLLM's own ngram included, does not keep the target distribution (measured); "
+                "greedy decoding is exact. Sample without speculation on CPU."
+            )
         _logger().info(
             "tasc_rs: drafting with %s (from %s): k=%d, min_prob=%s, mixing=%s, "
             "online_capacity=%d, stop ids %s",

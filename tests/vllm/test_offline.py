@@ -90,6 +90,13 @@ def test_finished_responses_are_learned(plain: LLM, spec: LLM, tokenizer: Any) -
     assert a2 - a1 > a1 - a0 and rate2 > rate1, (rate1, rate2)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="vLLM 0.32's CPU rejection sampler changes the sampled distribution with any "
+    "proposer: measured on this prompt, 100 samples each, the modal 3-token outcome "
+    "'intent:' 77 times without speculation, 12 with vLLM's own ngram, 16 with tasc-rs. "
+    "Strict: when vLLM fixes it, this test passes and the marker must go.",
+)
 def test_sampling_keeps_the_target_distribution(plain: LLM, spec: LLM, tokenizer: Any) -> None:
     """Samples of the first 3 tokens at temperature 1: the engine with drafts and the one
     without agree on the distribution (two-sample chi-square over the most frequent outcomes,
