@@ -48,6 +48,56 @@ pub struct ServingConfig {
     pub min_prob: f64,
     pub mixing: Mixing,
     pub verify_cost: Option<VerifyCost>,
+    /// The fixed cost of one engine step in units of one verified position, or `None` (verify
+    /// cost independent of the batch's draft tokens, as on a GPU). When set, the step's drafts
+    /// are cut together: draft positions are kept in order of their path probability while
+    /// they raise the expected tokens of the step per unit of its cost (see [`cut_batch`]).
+    pub step_overhead: Option<f64>,
+}
+
+/// Cuts a batch's drafts to maximise expected tokens per unit of step cost, when every verified
+/// position costs one unit and the step `overhead` units more.
+///
+/// A row with a draft yields its own next token plus the accepted prefix of its draft: the
+/// expected tokens are `1 + sum_j prod_{l<=j} probs[l]`. Positions are added in decreasing
+/// path probability (each row's are decreasing along the draft, so the order keeps prefixes)
+/// while the next one's probability exceeds the current ratio of expected tokens to cost.
+pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64) {
+    let mut paths: Vec<Vec<f64>> = drafts
+        .iter()
+        .map(|d| {
+            let mut p = 1.0;
+            d.probs
+                .iter()
+                .map(|&q| {
+                    p *= q;
+                    p
+                })
+                .collect()
+        })
+        .collect();
+    let mut keep = vec![0usize; drafts.len()];
+    let (mut value, mut cost) = (rows as f64, overhead + rows as f64);
+    loop {
+        let best = paths
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.get(keep[i]).map(|&v| (v, i)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((p, i)) if p * cost > value => {
+                keep[i] += 1;
+                value += p;
+                cost += 1.0;
+            }
+            _ => break,
+        }
+    }
+    for (d, (&k, path)) in drafts.iter_mut().zip(keep.iter().zip(paths.iter_mut())) {
+        d.tokens.truncate(k);
+        d.probs.truncate(k);
+        path.clear();
+    }
 }
 
 /// One row of an engine batch: its valid tokens and how many of them arrived this step
@@ -267,6 +317,10 @@ impl RequestTable {
             }
             drafts.push(draft);
         }
+        if let Some(overhead) = c.step_overhead {
+            let active = rows.iter().filter(|r| r.new_tokens > 0).count();
+            cut_batch(&mut drafts, active, overhead);
+        }
         Ok(drafts)
     }
 
@@ -465,6 +519,7 @@ mod tests {
                 min_prob: 0.0,
                 mixing: Mixing::Fixed,
                 verify_cost: None,
+                step_overhead: None,
             },
         )
     }
@@ -602,5 +657,27 @@ mod tests {
             a.push(3 + step);
         }
         assert!(store.longest_match(&[1]).is_some_and(|f| f.total() > 0));
+    }
+
+    #[test]
+    fn batch_cut_keeps_likely_positions_and_prefixes() {
+        let draft = |probs: &[f64]| Draft {
+            tokens: (0..probs.len() as u32).collect(),
+            probs: probs.to_vec(),
+        };
+        // one row, cheap positions next to a large overhead: everything likely is kept
+        let mut one = vec![draft(&[0.9, 0.9, 0.9, 0.2])];
+        cut_batch(&mut one, 1, 8.0);
+        assert_eq!(one[0].tokens.len(), 3);
+        // a big batch: only near-certain positions pay for themselves
+        let mut many: Vec<Draft> = (0..16).map(|_| draft(&[0.99, 0.9, 0.6, 0.5])).collect();
+        cut_batch(&mut many, 16, 8.0);
+        for d in &many {
+            assert!(!d.tokens.is_empty() && d.tokens.len() <= 2, "{:?}", d.tokens);
+        }
+        // no overhead at all and unlikely drafts: nothing is worth verifying
+        let mut weak = vec![draft(&[0.3, 0.2])];
+        cut_batch(&mut weak, 1, 0.0);
+        assert!(weak[0].tokens.is_empty());
     }
 }

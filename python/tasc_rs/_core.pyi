@@ -92,6 +92,7 @@ class NgramStore:
         min_prob: float | None = None,
         mixing: str | None = None,
         verify_cost: Sequence[float] | None = None,
+        step_overhead: float | None = None,
     ) -> BatchProposer: ...
     def propose(
         self,

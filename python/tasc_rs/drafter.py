@@ -162,6 +162,7 @@ class NgramDrafter:
         min_prob: float | None = None,
         mixing: str | None = None,
         verify_cost: Sequence[float] | None = None,
+        step_overhead: float | None = None,
     ) -> BatchProposer:
         """A proposer for a serving engine's batch: one native call per engine step drafts for
         every row, reading the engine's token buffer in place with the GIL released.
@@ -174,8 +175,11 @@ class NgramDrafter:
         most ``max_requests`` states are kept (the least recently seen go first).
 
         ``corpus_weight``, ``min_prob``, ``mixing`` and ``verify_cost`` default to this
-        drafter's settings (see :meth:`DraftSession.propose`). ``tasc_rs.vllm.TascProposer``
-        drives one inside vLLM.
+        drafter's settings (see :meth:`DraftSession.propose`). With ``step_overhead`` (the fixed
+        cost of an engine step in units of one verified position), each step's drafts are cut
+        together: positions are kept in order of their path probability while they raise the
+        batch's expected tokens per unit of step cost. ``tasc_rs.vllm.TascProposer`` drives
+        one inside vLLM.
 
         Example:
             >>> import numpy as np
@@ -197,6 +201,7 @@ class NgramDrafter:
             min_prob=min_prob,
             mixing=mixing,
             verify_cost=None if verify_cost is None else list(verify_cost),
+            step_overhead=step_overhead,
         )
 
     def propose(

@@ -132,7 +132,7 @@ impl PyNgramStore {
     /// recently seen go first); a request unseen for `stale_steps` engine steps, or whose last
     /// token is in `stop_tokens`, is finished and learned (online learning).
     #[pyo3(signature = (*, max_requests=256, stale_steps=64, stop_tokens=Vec::new(),
-        corpus_weight=None, min_prob=None, mixing=None, verify_cost=None))]
+        corpus_weight=None, min_prob=None, mixing=None, verify_cost=None, step_overhead=None))]
     #[allow(clippy::too_many_arguments)]
     fn batch_proposer(
         &self,
@@ -143,7 +143,14 @@ impl PyNgramStore {
         min_prob: Option<f64>,
         mixing: Option<&str>,
         verify_cost: Option<Vec<f64>>,
+        step_overhead: Option<f64>,
     ) -> PyResult<PyBatchProposer> {
+        if let Some(o) = step_overhead.filter(|o| !(o.is_finite() && *o >= 0.0)) {
+            return Err(ConfigError::Setting(format!(
+                "step_overhead must be a finite number >= 0, got {o}"
+            ))
+            .into());
+        }
         let config = self.inner.config();
         let positive = |name: &str, v: i64| {
             usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
@@ -178,6 +185,7 @@ impl PyNgramStore {
                 min_prob,
                 mixing,
                 verify_cost,
+                step_overhead,
             },
         );
         Ok(PyBatchProposer::new(
