@@ -99,6 +99,8 @@ def test_model_directory_then_class_config(tmp_path: Path, drafter_file: Path) -
         ({"drafter": "x", "verify_cost": [1, "a"]}, "list of numbers"),
         ({"drafter": "x", "preset": "fast"}, "preset"),
         ({"drafter": "x", "lambda": 0.5}, "unknown setting"),
+        ({"drafter": "x", "step_overhead": -1}, "step_overhead"),
+        ({"drafter": "x", "step_overhead": "big"}, "step_overhead"),
     ],
 )
 def test_bad_configs_are_refused(
@@ -130,6 +132,21 @@ def test_speculative_config_sets_the_environment(
         speculative_config(drafter_file, mixing=3)
     with pytest.raises(InvalidConfigError, match="need a drafter"):
         speculative_config(min_prob=0.2)
+
+
+def test_step_overhead_cuts_a_cpu_batch(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:
+    """'auto' turns the batch cut on for vLLM's CPU backend: a big batch drafts less."""
+    config = {"drafter": str(drafter_file), "min_prob": 0.0, "step_overhead": "auto"}
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(config))
+    cfg = vllm_config(k=4)
+    buf = np.zeros((16, 64), dtype=np.int32)
+    buf[:, :2] = [1, 2]
+    num = np.full(16, 2, dtype=np.int32)
+    sampled = [[2]] * 16
+    gpu = TascProposer(cfg).propose(sampled, num, buf)
+    cfg.device_config = SimpleNamespace(device_type="cpu")
+    cpu = TascProposer(cfg).propose(sampled, num, buf)
+    assert sum(map(len, cpu)) < sum(map(len, gpu)) == 16 * 4
 
 
 def test_proposer_drafts_for_the_batch(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:

@@ -84,8 +84,10 @@ class ProposerSettings:
         step_overhead: The fixed cost of an engine step in units of one verified position;
             each step's drafts are then cut together, keeping the positions that raise the
             batch's expected tokens per unit of cost (on a CPU a big batch drafts only its
-            near-certain tokens). ``None``: no batch cut (verification nearly free, as on a
-            GPU). ``"auto"``: :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend, else ``None``.
+            near-certain tokens). ``None`` (default): no batch cut. ``"auto"``:
+            :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend, else ``None``. Off by default: the
+            drafter's probabilities underestimate a fine-tuned model's acceptance, and on
+            fine-tuned slurp the cut made tasc-rs slower (benches/RESULTS.md).
     """
 
     drafter: Path
@@ -97,7 +99,7 @@ class ProposerSettings:
     stale_steps: int = 64
     stop_token_ids: tuple[int, ...] = ()
     verify_cost: tuple[float, ...] | None = field(default=None)
-    step_overhead: float | str | None = "auto"
+    step_overhead: float | str | None = None
 
 
 #: Fixed cost of a vLLM CPU engine step in verified positions: fitted on SmolLM2-135M, float32,
