@@ -673,7 +673,11 @@ mod tests {
         let mut many: Vec<Draft> = (0..16).map(|_| draft(&[0.99, 0.9, 0.6, 0.5])).collect();
         cut_batch(&mut many, 16, 8.0);
         for d in &many {
-            assert!(!d.tokens.is_empty() && d.tokens.len() <= 2, "{:?}", d.tokens);
+            assert!(
+                !d.tokens.is_empty() && d.tokens.len() <= 2,
+                "{:?}",
+                d.tokens
+            );
         }
         // no overhead at all and unlikely drafts: nothing is worth verifying
         let mut weak = vec![draft(&[0.3, 0.2])];
