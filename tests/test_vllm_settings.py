@@ -134,7 +134,9 @@ def test_speculative_config_sets_the_environment(
         speculative_config(min_prob=0.2)
 
 
-def test_step_overhead_cuts_a_cpu_batch(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:
+def test_step_overhead_cuts_a_cpu_batch(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path
+) -> None:
     """'auto' turns the batch cut on for vLLM's CPU backend: a big batch drafts less."""
     config = {"drafter": str(drafter_file), "min_prob": 0.0, "step_overhead": "auto"}
     monkeypatch.setenv(CONFIG_ENV, json.dumps(config))
