@@ -53,29 +53,17 @@ impl OnlineIndex {
         self.capacity > 0 && len > 0 && self.index.len() + len.min(self.capacity) > self.capacity
     }
 
+    /// Tokens kept when a response of `len` tokens forces an eviction: a quarter of the capacity
+    /// is freed beyond what the response needs, so evictions are rare (amortised O(1)).
+    fn eviction_target(&self, len: usize) -> usize {
+        (self.capacity - self.capacity / 4).saturating_sub(len.min(self.capacity))
+    }
+
     /// The eviction that learning a response of `len` tokens needs, rebuilt from a copy of the
     /// kept responses: the expensive part of [`learn`](Self::learn), done here so that a caller
     /// can run it under a read lock (or none) and [`install`](Self::install) it briefly.
     pub fn plan_eviction(&self, len: usize) -> Eviction {
-        let len = len.min(self.capacity);
-        let target = (self.capacity - self.capacity / 4).saturating_sub(len);
-        let mut lengths = self.lengths.clone();
-        let mut kept = self.index.len();
-        while kept > target {
-            match lengths.pop_front() {
-                Some(n) => kept -= n,
-                None => break,
-            }
-        }
-        let tokens = self.index.tokens();
-        let tail = &tokens[tokens.len() - kept..];
-        let mut index = ContextIndex::new(self.index.n_max(), &[]);
-        let mut at = 0;
-        for &n in &lengths {
-            index.start_sequence();
-            index.extend(&tail[at..at + n]);
-            at += n;
-        }
+        let (lengths, index) = self.rebuilt_to(self.eviction_target(len));
         Eviction {
             generation: self.generation,
             lengths,
@@ -102,9 +90,8 @@ impl OnlineIndex {
             return 0;
         }
         let response = &response[response.len().saturating_sub(self.capacity)..];
-        if self.index.len() + response.len() > self.capacity {
-            let target = (self.capacity - self.capacity / 4).saturating_sub(response.len());
-            self.evict_to(target);
+        if self.needs_eviction(response.len()) {
+            self.evict_to(self.eviction_target(response.len()));
         }
         self.index.start_sequence();
         self.index.extend(response);
@@ -116,23 +103,29 @@ impl OnlineIndex {
 
     /// Drops the oldest responses until at most `target` tokens remain, then rebuilds.
     fn evict_to(&mut self, target: usize) {
+        (self.lengths, self.index) = self.rebuilt_to(target);
+    }
+
+    /// The lengths and a fresh index of the newest responses that fit in `target` tokens.
+    fn rebuilt_to(&self, target: usize) -> (VecDeque<usize>, ContextIndex) {
+        let mut lengths = self.lengths.clone();
         let mut kept = self.index.len();
         while kept > target {
-            match self.lengths.pop_front() {
+            match lengths.pop_front() {
                 Some(n) => kept -= n,
                 None => break,
             }
         }
         let tokens = self.index.tokens();
-        let tail = tokens[tokens.len() - kept..].to_vec();
+        let tail = &tokens[tokens.len() - kept..];
         let mut index = ContextIndex::new(self.index.n_max(), &[]);
         let mut at = 0;
-        for &n in &self.lengths {
+        for &n in &lengths {
             index.start_sequence();
             index.extend(&tail[at..at + n]);
             at += n;
         }
-        self.index = index;
+        (lengths, index)
     }
 
     /// Forgets every response; the capacity stays.
