@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 from _results import DATA, machine, write_section
+from _vllm_server import serving
 
 from tasc_rs.hf.corpus import build_drafter
 from tasc_rs.hf.task import SLURP_INSTRUCTION, TaskPrompt, load_rows
@@ -158,37 +156,14 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, Any]:
     spec, env = spec_config(method, row)
-    port = free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", row.model,
-           "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-           "--max-model-len", "4096", "--seed", "0", "--max-num-seqs", "16"]
+    args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "4096", "--seed", "0",
+            "--max-num-seqs", "16"]
     if spec:
-        cmd += ["--speculative-config", json.dumps(spec)]
-    environ = {k: v for k, v in os.environ.items() if k != "TASC_VLLM_CONFIG"} | env
-    log = (log_dir / f"server-{row.task}-{method}.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server for {method} exited; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        args += ["--speculative-config", json.dumps(spec)]
+    log = log_dir / f"server-{row.task}-{method}.log"
+    with serving(row.model, args, env, log, timeout=600) as url:
 
         def chat(messages: list[dict[str, str]]) -> tuple[str, int, float]:
             body = json.dumps({"model": row.model, "messages": messages, "temperature": 0,
@@ -219,14 +194,6 @@ def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, 
             print(f"  server {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s "
                   f"p50 {pct(lat, 0.5):.2f} s", flush=True)
         return result
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def table(results: dict[str, dict[str, Any]], kind: str) -> str:

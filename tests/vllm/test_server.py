@@ -8,13 +8,8 @@ Each server runs as its own process group on 127.0.0.1 and is stopped by its pid
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +20,9 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benches"))
+from _vllm_server import ServerError, command, free_port, launch, serving, stop
+
 from tasc_rs import NgramDrafter
 from tasc_rs.hf.task import SLURP_INSTRUCTION, TaskPrompt, load_rows, shipped_task_path
 from tasc_rs.vllm import CONFIG_ENV, DRAFTER_ENV, speculative_config
@@ -33,83 +31,31 @@ START_TIMEOUT = 300.0
 CONCURRENCY = 4
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_command(model_dir: str, port: int, spec: bool) -> list[str]:
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", model_dir, "--host", "127.0.0.1", "--port", str(port),
+def server_args(spec: bool) -> list[str]:
+    args = [
         "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--seed", "0",
         "--max-num-seqs", str(CONCURRENCY), "--served-model-name", "m",
     ]  # fmt: skip
     if spec:
-        cmd += ["--speculative-config", json.dumps(speculative_config(k=8))]
-    return cmd
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        args += ["--speculative-config", json.dumps(speculative_config(k=8))]
+    return args
 
 
 @contextmanager
 def server(
     model_dir: str, log: Path, spec: bool, env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """Starts a server, waits until /health answers, yields its base URL, stops it by pid."""
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DRAFTER_ENV)}
-    environ.update(env or {})
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            server_command(model_dir, port, spec),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    """A server ready to answer (see ``_vllm_server.serving``); a failed start fails the test."""
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                pytest.fail(f"the server exited with {proc.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server was not ready after {START_TIMEOUT:.0f} s")
-            time.sleep(1.0)
-        yield url
-    finally:
-        stop(proc)
+        with serving(model_dir, server_args(spec), env or {}, log, START_TIMEOUT) as url:
+            yield url
+    except ServerError as e:
+        pytest.fail(str(e))
 
 
 def failed_start(model_dir: str, log: Path, env: dict[str, str]) -> tuple[int, str]:
     """Starts a server that must refuse to start; returns its exit code and output."""
-    environ = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, DRAFTER_ENV)}
-    environ.update(env)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            server_command(model_dir, free_port(), spec=True),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            start_new_session=True,
-        )
+    proc = launch(command(model_dir, free_port(), *server_args(spec=True)), env, log)
     try:
         code = proc.wait(timeout=START_TIMEOUT)
     finally:
