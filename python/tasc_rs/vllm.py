@@ -159,7 +159,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
             v is not None and (isinstance(v, bool) or not isinstance(v, types))
         ):
             raise InvalidConfigError(f"{where}: {name} has the wrong type: {v!r}")
-    overhead = values.get("step_overhead", "auto")
+    overhead = values.get("step_overhead")
     if not (
         overhead is None
         or overhead == "auto"

@@ -1,6 +1,6 @@
 //! `BatchProposer`: drafts for a whole serving-engine batch in one call (see `crate::serving`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use numpy::{
     PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray,
@@ -43,6 +43,11 @@ impl PyBatchProposer {
             table: Mutex::new(table),
         }
     }
+}
+
+/// The table, also after a panic elsewhere (it is consistent after every call).
+fn lock(table: &Mutex<RequestTable>) -> MutexGuard<'_, RequestTable> {
+    table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The rows' valid lengths: a 1-D int32 or int64 array, or a sequence of ints.
@@ -205,7 +210,7 @@ impl PyBatchProposer {
         }
         let (store, online, table) = (&self.store, &self.online, &self.table);
         let drafts = py.detach(|| -> Result<Vec<Draft>, crate::error::Error> {
-            let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+            let mut table = lock(table);
             let ended = table.observe(&views);
             for response in &ended {
                 learn(online, response);
@@ -223,7 +228,7 @@ impl PyBatchProposer {
     /// Forgets every request state (learned responses stay in the drafter).
     fn reset(&self, py: Python<'_>) {
         let table = &self.table;
-        py.detach(|| table.lock().unwrap_or_else(|e| e.into_inner()).clear());
+        py.detach(|| lock(table).clear());
     }
 
     /// Counters: `steps`, `rows`, `same_row` / `moved` (how rows found their request),
@@ -232,7 +237,7 @@ impl PyBatchProposer {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let table = &self.table;
         let (s, live, indexed) = py.detach(|| {
-            let t = table.lock().unwrap_or_else(|e| e.into_inner());
+            let t = lock(table);
             (t.stats().clone(), t.live(), t.indexed_tokens())
         });
         let d = PyDict::new(py);
@@ -255,7 +260,7 @@ impl PyBatchProposer {
     fn __repr__(&self, py: Python<'_>) -> String {
         let table = &self.table;
         py.detach(|| {
-            let t = table.lock().unwrap_or_else(|e| e.into_inner());
+            let t = lock(table);
             let c = t.config();
             format!(
                 "BatchProposer(live={}, max_requests={}, stale_steps={}, corpus_weight={}, \
