@@ -12,7 +12,8 @@ trained; pass ``--finetuned DIR``) and the base model 3-shot on e2e_nlg and spid
 no speculation, vLLM ``ngram`` (prompt lookup 2-5, k = 8), vLLM ``suffix`` (ArcticInference's
 SuffixDecoding; ``arctic_inference`` 0.1.1, which ``TASC_VLLM_SUFFIX=1`` builds into the
 environment; reported as not run without it), tasc-rs with the
-paper's settings and tasc-rs tuned (the ``tasc_rs.vllm`` defaults). Each drafter is built from
+paper's settings, tasc-rs tuned (the ``tasc_rs.vllm`` defaults) and, with ``--methods
+tasc-cut``, tuned plus the batch-wide cut (``step_overhead="auto"``). Each drafter is built from
 the task's train outputs. ``engine`` runs the same prompts at concurrency 1, 4 and 16 (batches
 of that many requests at a time through one engine with max_num_seqs 16); every method's
 outputs are compared with no speculation's, token by token. ``server`` sends the prompts from
@@ -48,7 +49,7 @@ INSTRUCTIONS = {
     "e2e_nlg": "Write a one-paragraph restaurant description from the meaning representation.",
 }
 MAX_TOKENS = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128}
-METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc"]
+METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc", "tasc-cut"]
 LEVELS = [1, 4, 16]
 K = 8
 ENGINE: dict[str, Any] = {
@@ -101,9 +102,11 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
                 "prompt_lookup_max": 5}, {}
     if method == "suffix":
         return {"method": "suffix", "num_speculative_tokens": K}, {}
-    config: dict[str, Any] = {"drafter": str(row.drafters[method])}
+    config: dict[str, Any] = {"drafter": str(row.drafters[method.replace("-cut", "")])}
     if method == "tasc-paper":
         config["preset"] = "paper"
+    if method == "tasc-cut":  # tuned, each step's drafts cut together (off by default)
+        config["step_overhead"] = "auto"
     spec = {"method": "custom_class", "model": "tasc_rs.vllm.TascProposer",
             "num_speculative_tokens": K}
     return spec, {"TASC_VLLM_CONFIG": json.dumps(config)}
@@ -310,7 +313,7 @@ def main() -> None:
     parser.add_argument("--finetuned", default=str(Path.home() / ".cache/tasc_rs/ft/slurp"),
                         help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)")
     parser.add_argument("--tasks", nargs="+", default=["slurp-ft", "e2e_nlg", "spider_dev"])
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS[:-1], choices=METHODS)
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
     args = parser.parse_args()
