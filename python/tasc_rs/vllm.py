@@ -86,8 +86,9 @@ class ProposerSettings:
             batch's expected tokens per unit of cost (on a CPU a big batch drafts only its
             near-certain tokens). ``None`` (default): no batch cut. ``"auto"``:
             :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend, else ``None``. Off by default: the
-            drafter's probabilities underestimate a fine-tuned model's acceptance, and on
-            fine-tuned slurp the cut made tasc-rs slower (benches/RESULTS.md).
+            drafter's probabilities underestimate a fine-tuned model's acceptance; on
+            fine-tuned slurp the cut reached parity with no speculation at 16 requests but
+            lost speed at 1 and 4 (benches/RESULTS.md).
     """
 
     drafter: Path
