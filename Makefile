@@ -10,8 +10,8 @@ demo:
 	tasc demo
 
 # Everything CI runs: Rust unit tests, lints, the whole pytest suite, then the vLLM tests in the
-# vLLM environment that tests/vllm/setup_venv.sh builds once (~3 min, ~6 GB, reused afterwards).
-VLLM_PYTEST = -p no:cacheprovider -W ignore::DeprecationWarning -W ignore::FutureWarning
+# vLLM environment that tests/vllm/setup_venv.sh builds once (~3 min, ~6 GB, reused afterwards);
+# tests/vllm/pytest.ini holds that run's settings.
 test:
 	$(PYTHON) -m pip install -q -e ".[hf,dev]"
 	cargo fmt --check
@@ -23,7 +23,7 @@ test:
 	$(PYTHON) -m pytest
 	$(PYTHON) -c "from tasc_rs.embedded import ensure_embedded; ensure_embedded()"
 	VLLM_PY=$$(PYTHON=$(PYTHON) tests/vllm/setup_venv.sh) && \
-		TASC_VLLM_TESTS=1 $$VLLM_PY -m pytest tests/vllm $(VLLM_PYTEST)
+		TASC_VLLM_TESTS=1 $$VLLM_PY -m pytest tests/vllm
 
 bench:
 	cargo bench --bench core
