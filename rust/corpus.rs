@@ -7,10 +7,10 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum InputError {
     #[error("token id {id} at position {position} is negative")]
-    NegativeToken { id: i64, position: usize },
-    #[error("token id {id} at position {position} is out of range: must be < vocab_size {limit}")]
+    NegativeToken { id: i128, position: usize },
+    #[error("token id {id} at position {position} is out of range: {}", id_bound(*.limit))]
     TokenOutOfRange {
-        id: i64,
+        id: i128,
         position: usize,
         limit: u32,
     },
@@ -22,23 +22,34 @@ pub enum InputError {
     TooManyTokens(u64),
 }
 
+/// What a token id must stay below: the vocabulary size, or 2^32 - 1 when none is known (ids are
+/// stored in 32 bits and `u32::MAX` stands for "no vocabulary").
+fn id_bound(limit: u32) -> String {
+    if limit == u32::MAX {
+        format!("token ids are 32-bit and must be < {limit}")
+    } else {
+        format!("must be < vocab_size {limit}")
+    }
+}
+
 /// Converts raw integer ids to `u32` token ids, checking sign and the exclusive bound `limit`.
 ///
 /// `base` is added to positions in error messages (the offset of `ids` in a larger input).
-pub fn to_token_ids(
-    ids: impl IntoIterator<Item = i64>,
+pub fn to_token_ids<T: Into<i128>>(
+    ids: impl IntoIterator<Item = T>,
     limit: u32,
     base: usize,
     out: &mut Vec<u32>,
 ) -> Result<(), InputError> {
     for (i, id) in ids.into_iter().enumerate() {
+        let id: i128 = id.into();
         if id < 0 {
             return Err(InputError::NegativeToken {
                 id,
                 position: base + i,
             });
         }
-        if id >= i64::from(limit) {
+        if id >= i128::from(limit) {
             return Err(InputError::TokenOutOfRange {
                 id,
                 position: base + i,
@@ -106,7 +117,7 @@ impl Corpus {
         let limit = vocab_size.unwrap_or(u32::MAX);
         if let Some(position) = tokens.iter().position(|&t| t >= limit) {
             return Err(InputError::TokenOutOfRange {
-                id: i64::from(tokens[position]),
+                id: i128::from(tokens[position]),
                 position,
                 limit,
             });
@@ -118,7 +129,7 @@ impl Corpus {
     /// Appends one sequence of raw ids; on error the corpus is left as it was.
     pub fn push_ids(
         &mut self,
-        ids: impl IntoIterator<Item = i64>,
+        ids: impl IntoIterator<Item = impl Into<i128>>,
         limit: u32,
     ) -> Result<(), InputError> {
         let start = self.tokens.len();

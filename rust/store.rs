@@ -120,7 +120,7 @@ impl NgramStore {
         }
         let limit = config.id_limit();
         if let Some(position) = corpus.tokens().iter().position(|&t| t >= limit) {
-            let id = i64::from(corpus.tokens()[position]);
+            let id = i128::from(corpus.tokens()[position]);
             return Err(InputError::TokenOutOfRange {
                 id,
                 position,

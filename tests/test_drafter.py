@@ -134,7 +134,7 @@ def test_longer_match_mixing_prefers_the_longer_context() -> None:
 
 def test_bad_online_settings(drafter: NgramDrafter) -> None:
     for bad in (-1, 1.5, "10", True):
-        with pytest.raises(InvalidInputError):
+        with pytest.raises(InvalidConfigError, match="online_capacity"):
             drafter.online_capacity = bad
     drafter.online_capacity = 10
     with pytest.raises(InvalidInputError):

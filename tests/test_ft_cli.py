@@ -10,43 +10,19 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from task_data import slurp_path  # noqa: E402
+
 from tasc_rs.cli import _task_prompt, build_parser, main  # noqa: E402
 from tasc_rs.ft.cli import finetuned_prompt  # noqa: E402
 
-SLURP = Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp" / "train.jsonl"
-
 
 def rows(n: int) -> list[dict[str, str]]:
-    if not SLURP.exists():
-        pytest.skip(f"{SLURP} not found")
-    with SLURP.open(encoding="utf-8") as f:
+    with slurp_path("train").open(encoding="utf-8") as f:
         return [json.loads(line) for _, line in zip(range(n), f, strict=False)]
 
 
 def write_jsonl(path: Path, data: list[dict[str, str]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama with SmolLM2's real tokenizer."""
-    from tasc_rs.embedded import ensure_embedded
-
-    tok = transformers.AutoTokenizer.from_pretrained(str(ensure_embedded()))
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        tie_word_embeddings=True,
-    )
-    path = tmp_path_factory.mktemp("tiny")
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
     return path
 
 
@@ -64,7 +40,9 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
     assert model.get_input_embeddings().weight.shape[0] >= len(tok)
     # A second run into the same directory fails and leaves it as it was.
     before = sorted(p.name for p in out.iterdir())
-    assert main([*args, "--budget", "5"]) == 1
+    with pytest.raises(SystemExit) as refused:  # refused as the arguments are parsed
+        main([*args, "--budget", "5"])
+    assert refused.value.code == 2
     assert sorted(p.name for p in out.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     # The enriched model fine-tunes with a faster rate for its new tokens' rows (default 30).
@@ -81,11 +59,11 @@ def test_enrich_writes_an_expanded_tokenizer_and_model(tmp_path: Path, tiny_mode
         view = finetuned_prompt(tmp_path / name, tok).prompt_tokenizer
         assert (view is not None and len(view) == report["base_vocab_size"]) == (prompts == "base")
         # So does `tasc generate --model` (instruction and request vocabulary from the model).
-        argv = ["generate", "--model", str(tmp_path / name), "-d", "unused", "hi"]
+        argv = ["generate", "--model", str(tmp_path / name), "-d", str(corpus), "hi"]
         prompt = _task_prompt(build_parser().parse_args(argv), tok)
         assert prompt.instruction == meta["instruction"]
         assert (prompt.prompt_tokenizer is not None) == (prompts == "base")
-    argv = ["generate", "--model", str(out), "-d", "unused", "hi"]  # enriched, not fine-tuned
+    argv = ["generate", "--model", str(out), "-d", str(corpus), "hi"]  # enriched, not fine-tuned
     assert len(_task_prompt(build_parser().parse_args(argv), tok).prompt_tokenizer) == len(tok) - 20
 
 

@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from task_data import slurp_path  # noqa: E402
+
 from tasc_rs import InvalidInputError  # noqa: E402
 from tasc_rs.ft import (  # noqa: E402
     EnrichmentResult,
@@ -22,15 +24,11 @@ from tasc_rs.ft import (  # noqa: E402
     token_bytes,
 )
 
-SLURP = Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp"
 BUDGET = 300
 
 
 def _outputs(split: str) -> list[str]:
-    path = SLURP / f"{split}.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    with path.open() as f:
+    with slurp_path(split).open() as f:
         return [json.loads(line)["output"] for line in f]
 
 
@@ -93,14 +91,13 @@ def test_save_and_load_keep_the_new_tokens(
 
 
 def _inputs(split: str) -> list[str]:
-    with (SLURP / f"{split}.jsonl").open() as f:
+    with slurp_path(split).open() as f:
         return [json.loads(line)["input"] for line in f]
 
 
 def test_prompt_view_encodes_requests_as_the_base_tokenizer(
     tokenizer: Any, result: EnrichmentResult, expanded: Any
 ) -> None:
-    _outputs("test")  # skips without the data
     view = prompt_tokenizer(expanded, result.base_vocab_size)
     prompts = [
         tokenizer.apply_chat_template(
@@ -176,10 +173,7 @@ def test_expand_model_rejects_a_mismatched_model(expanded: Any, result: Enrichme
 
 
 def _rows(split: str) -> list[dict[str, str]]:
-    path = SLURP / f"{split}.jsonl"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    with path.open() as f:
+    with slurp_path(split).open() as f:
         return [json.loads(line) for line in f]
 
 

@@ -21,6 +21,7 @@ from tasc_rs._core import (
 )
 from tasc_rs.drafter import NgramDrafter, TokenIds
 from tasc_rs.errors import (
+    ArgumentTypeError,
     DrafterFileError,
     DtypeError,
     InvalidConfigError,
@@ -32,6 +33,7 @@ from tasc_rs.errors import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "ArgumentTypeError",
     "BatchProposer",
     "CorpusBuilder",
     "DraftSession",

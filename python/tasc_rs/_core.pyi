@@ -87,7 +87,7 @@ class NgramStore:
         *,
         max_requests: int = 256,
         stale_steps: int = 64,
-        stop_tokens: Sequence[int] = ...,
+        stop_tokens: Sequence[int] | None = None,
         corpus_weight: float | None = None,
         min_prob: float | None = None,
         mixing: str | None = None,

@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tasc_rs._cli_types import (
+    Parser,
+    input_file,
+    integer,
+    model_ref,
+    number,
+    output_file,
+)
+from tasc_rs._core import MAX_K, MAX_N
 from tasc_rs.errors import TascError
 from tasc_rs.ft.cli import add_subcommands
 
@@ -41,6 +51,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "-m",
         "--model",
         default=None,
+        type=model_ref,
         help="model directory or Hub name (default: embedded SmolLM2)",
     )
     g.add_argument(
@@ -48,7 +59,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
     g.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=integer(1),
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
     )
 
 
@@ -57,13 +71,13 @@ def _add_draft_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "-k",
         "--num-draft-tokens",
-        type=int,
+        type=integer(0, MAX_K),
         default=None,
         help="longest draft (default: chosen from the measured verify cost on this device)",
     )
     g.add_argument(
         "--min-prob",
-        type=float,
+        type=number(0.0, 1.0),
         default=None,
         help="stop a draft when the mixed n-gram probability drops below this "
         "(default: calibrated)",
@@ -75,10 +89,13 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--shots-from",
         default=None,
+        type=input_file,
         metavar="JSONL",
         help="take few-shot examples (input/output rows) from this file",
     )
-    g.add_argument("--shots", type=int, default=6, help="number of few-shot examples (default: 6)")
+    g.add_argument(
+        "--shots", type=integer(0), default=6, help="number of few-shot examples (default: 6)"
+    )
     g.add_argument(
         "--instruction",
         default=None,
@@ -89,7 +106,7 @@ def _add_prompt_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``tasc`` (exposed for docs and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tasc",
         description="TASC-spec: lossless speculative decoding with task n-gram drafts.",
         epilog=_EPILOG,
@@ -102,23 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="build a drafter file from a JSONL corpus of task outputs",
         description="Tokenize task outputs with the model's tokenizer and save an n-gram drafter.",
     )
-    b.add_argument("corpus", help="JSONL file, one object per line with the output in --field")
-    b.add_argument("-o", "--out", required=True, help="drafter file to write")
+    b.add_argument(
+        "corpus", type=input_file, help="JSONL file, one object per line with the output in --field"
+    )
+    b.add_argument("-o", "--out", required=True, type=output_file, help="drafter file to write")
     b.add_argument(
         "--field", default="output", help='JSONL field holding the output (default: "output")'
     )
     b.add_argument(
         "--tokenizer",
         default=None,
+        type=model_ref,
         help="tokenizer directory or Hub name (default: embedded SmolLM2)",
     )
-    b.add_argument("--n-max", type=int, default=4, help="longest n-gram order (default: 4)")
     b.add_argument(
-        "--min-count", type=int, default=5, help="prune n-grams seen fewer times (default: 5)"
+        "--n-max", type=integer(1, MAX_N), default=4, help="longest n-gram order (default: 4)"
+    )
+    b.add_argument(
+        "--min-count",
+        type=integer(1),
+        default=5,
+        help="prune n-grams seen fewer times (default: 5)",
     )
     b.add_argument(
         "--corpus-weight",
-        type=float,
+        type=number(0.0, 1.0),
         default=0.75,
         help="weight of the corpus model vs the live context (default: 0.75)",
     )
@@ -134,19 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate with TASC-spec and print statistics to stderr.",
     )
     g.add_argument("prompt", help="the user message (or raw text with --raw)")
-    g.add_argument("-d", "--drafter", required=True, help="drafter file from `tasc build`")
+    g.add_argument(
+        "-d", "--drafter", required=True, type=input_file, help="drafter file from `tasc build`"
+    )
     g.add_argument(
         "--raw", action="store_true", help="send the prompt as raw text, without the chat template"
     )
     g.add_argument(
-        "--max-new-tokens", type=int, default=128, help="generation budget (default: 128)"
+        "--max-new-tokens", type=integer(1), default=128, help="generation budget (default: 128)"
     )
     g.add_argument(
-        "--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples"
+        "--temperature", type=number(0.0), default=0.0, help="0 = greedy (default); > 0 samples"
     )
-    g.add_argument("--top-k", type=int, default=None, help="top-k filtering when sampling")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus filtering when sampling")
-    g.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    g.add_argument("--top-k", type=integer(1), default=None, help="top-k filtering when sampling")
+    g.add_argument(
+        "--top-p",
+        type=number(0.0, 1.0, open_lo=True),
+        default=None,
+        help="nucleus filtering when sampling",
+    )
+    g.add_argument("--seed", type=integer(0), default=None, help="seed for reproducible sampling")
     _add_prompt_args(g)
     _add_model_args(g)
     _add_draft_args(g)
@@ -156,14 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="plain greedy vs TASC-spec on a JSONL test set",
         description="Time plain greedy model.generate against TASC-spec on each test input.",
     )
-    n.add_argument("test", help="JSONL test file with an 'input' field per row")
+    n.add_argument("test", type=input_file, help="JSONL test file with an 'input' field per row")
     src = n.add_mutually_exclusive_group(required=True)
-    src.add_argument("-d", "--drafter", help="drafter file from `tasc build`")
-    src.add_argument("--corpus", help="JSONL corpus to build the drafter from on the fly")
-    n.add_argument("--min-count", type=int, default=2, help="pruning for --corpus (default: 2)")
-    n.add_argument("--limit", type=int, default=20, help="test rows to run (default: 20)")
-    n.add_argument("--max-new-tokens", type=int, default=64, help="generation budget (default: 64)")
-    n.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    src.add_argument("-d", "--drafter", type=input_file, help="drafter file from `tasc build`")
+    src.add_argument(
+        "--corpus", type=input_file, help="JSONL corpus to build the drafter from on the fly"
+    )
+    n.add_argument(
+        "--min-count", type=integer(1), default=2, help="pruning for --corpus (default: 2)"
+    )
+    n.add_argument("--limit", type=integer(1), default=20, help="test rows to run (default: 20)")
+    n.add_argument(
+        "--max-new-tokens", type=integer(1), default=64, help="generation budget (default: 64)"
+    )
+    n.add_argument(
+        "--json",
+        default=None,
+        type=output_file,
+        metavar="PATH",
+        help="also write the results as JSON",
+    )
     _add_prompt_args(n)
     _add_model_args(n)
     _add_draft_args(n)
@@ -174,14 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a drafter from shipped SLURP outputs and compare plain greedy "
         "decoding with TASC-spec on the embedded SmolLM2-135M-Instruct.",
     )
-    d.add_argument("--limit", type=int, default=20, help="test prompts (default: 20, at most 100)")
-    d.add_argument("--max-new-tokens", type=int, default=48, help="generation budget (default: 48)")
-    d.add_argument("--show", type=int, default=3, help="example outputs to print (default: 3)")
+    d.add_argument(
+        "--limit", type=integer(1, 100), default=20, help="test prompts (default: 20, at most 100)"
+    )
+    d.add_argument(
+        "--max-new-tokens", type=integer(1), default=48, help="generation budget (default: 48)"
+    )
+    d.add_argument(
+        "--show", type=integer(0), default=3, help="example outputs to print (default: 3)"
+    )
     d.add_argument(
         "--device", default=None, help="torch device (default: cuda if available, else cpu)"
     )
     d.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
-    d.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    d.add_argument("--threads", type=integer(1), default=None, help="torch CPU threads")
     _add_draft_args(d)
     _COMMANDS.update(add_subcommands(sub))
     return parser
@@ -223,14 +273,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _cmd_build(args: argparse.Namespace) -> None:
-    from transformers import AutoTokenizer
-
-    from tasc_rs.embedded import EMBEDDED_ALIASES, ensure_embedded
+    from tasc_rs.embedded import EMBEDDED_ALIASES, ensure_embedded, load_tokenizer
     from tasc_rs.hf.corpus import build_drafter
 
     name = args.tokenizer
     path = ensure_embedded() if name is None or name in EMBEDDED_ALIASES else name
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     drafter = build_drafter(
         tokenizer,
         args.corpus,
@@ -361,14 +409,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         _COMMANDS[args.command](args)
     except ImportError as exc:
         print(
-            f"tasc: {exc}. The {args.command!r} command needs: pip install 'tasc-rs[hf]'",
+            f"tasc: error: {exc}. The {args.command!r} command needs: pip install 'tasc-rs[hf]'",
             file=sys.stderr,
         )
         return 2
-    except (TascError, OSError) as exc:
-        print(f"tasc: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("tasc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for every failure; TASC_DEBUG=1 shows the traceback
+        if os.environ.get("TASC_DEBUG"):
+            raise
+        print(f"tasc: error: {error_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for ``exc``: the message of a tasc-rs or OS error, ``Type: message`` otherwise
+    (with a pointer to ``TASC_DEBUG=1`` for failures that are not about the input)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (TascError, OSError)):
+        return text
+    if isinstance(exc, (ValueError, UnicodeError, RecursionError, MemoryError)):
+        return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {text} (set TASC_DEBUG=1 for the traceback)"
 
 
 if __name__ == "__main__":

@@ -107,14 +107,15 @@ class NgramDrafter:
             )
         for i, seq in enumerate(corpus):
             if isinstance(seq, (int, np.integer)):
-                raise InvalidInputError(
-                    f"corpus item {i} is a single int: corpus must be an iterable of sequences, "
-                    "e.g. [[1, 2, 3], [4, 5]]"
+                raise DtypeError(
+                    f"corpus sequence {i} is a single int: corpus must be an iterable of "
+                    "sequences, e.g. [[1, 2, 3], [4, 5]]"
                 )
             try:
                 builder.add(seq)
             except InvalidInputError as e:
-                raise type(e)(f"corpus sequence {i}: {e}") from None
+                message = str(e).removeprefix("ids")
+                raise type(e)(f"corpus sequence {i}{message}") from None
         return cls(NgramStore.build(builder, n_max, min_count, corpus_weight, min_prob))
 
     @classmethod
@@ -196,7 +197,7 @@ class NgramDrafter:
         return self._store.batch_proposer(
             max_requests=max_requests,
             stale_steps=stale_steps,
-            stop_tokens=list(stop_tokens),
+            stop_tokens=stop_tokens,
             corpus_weight=corpus_weight,
             min_prob=min_prob,
             mixing=mixing,
@@ -229,11 +230,7 @@ class NgramDrafter:
 
     @online_capacity.setter
     def online_capacity(self, capacity: int) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
-            raise InvalidInputError(f"online_capacity must be an int, got {capacity!r}")
-        if capacity < 0:
-            raise InvalidInputError(f"online_capacity must be >= 0, got {capacity}")
-        self._store.online_capacity = int(capacity)
+        self._store.online_capacity = capacity
 
     def learn(self, output_ids: TokenIds) -> None:
         """Adds one finished response to the online index (no-op while it is off)."""
@@ -249,7 +246,7 @@ class NgramDrafter:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the drafter to ``path`` atomically (versioned binary format with a CRC32)."""
-        self._store.save(os.fspath(path))
+        self._store.save(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NgramDrafter:
@@ -259,7 +256,7 @@ class NgramDrafter:
             DrafterFileError: the file is truncated, corrupted, foreign or of another version.
             TascIOError: the file cannot be read.
         """
-        return cls(NgramStore.load(os.fspath(path)))
+        return cls(NgramStore.load(path))
 
     def to_bytes(self) -> bytes:
         """The saved-file representation as bytes."""

@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasc_rs.errors import TascError
+from tasc_rs.errors import InvalidInputError, TascError
 
 if TYPE_CHECKING:
     import torch
@@ -244,6 +244,29 @@ def load_embedded(
 EMBEDDED_ALIASES = ("embedded", "smollm2", EMBEDDED_NAME)
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def load_tokenizer(name_or_path: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained`` with one clear error for a folder or name that holds
+    no tokenizer (transformers raises any of several types, some about Hub repo names).
+
+    Raises:
+        InvalidInputError: nothing loadable there.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        where = "directory" if Path(name_or_path).is_dir() else "name (no such local directory)"
+        raise InvalidInputError(
+            f"{name_or_path}: no tokenizer could be loaded from this {where}: {_first_line(exc)}"
+        ) from exc
+
+
 def load_model(
     name_or_path: str | None = None, device: str | None = None, dtype: str | Any = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -263,10 +286,16 @@ def load_model(
     """
     if name_or_path is None or name_or_path in EMBEDDED_ALIASES:
         return load_embedded(device=device, dtype=dtype)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype))
+    tokenizer = load_tokenizer(name_or_path)
+    torch_dtype = resolve_dtype(dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidInputError(
+            f"{name_or_path}: no causal LM could be loaded from it ({_first_line(exc)})"
+        ) from exc
     model.to(device or default_device())
     model.eval()
     return model, tokenizer

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentTypeError",
     "DrafterFileError",
     "DtypeError",
     "InvalidConfigError",
@@ -32,6 +33,11 @@ class TascError(Exception):
 
 class InvalidConfigError(TascError, ValueError):
     """A setting is outside its allowed range (n_max, min_count, corpus_weight, min_prob, k...)."""
+
+
+class ArgumentTypeError(InvalidConfigError, TypeError):
+    """A setting of the wrong type: a bool or float where an int was expected, a string where a
+    number was expected. The message names the argument."""
 
 
 class InvalidInputError(TascError, ValueError):

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+use super::args;
 use super::convert::{extend_ids, token_ids};
 use super::errors::input_error;
 use crate::config::ConfigError;
@@ -26,7 +27,7 @@ pub struct PyCorpusBuilder {
 impl PyCorpusBuilder {
     #[new]
     #[pyo3(signature = (vocab_size=None))]
-    fn new(vocab_size: Option<i64>) -> PyResult<Self> {
+    fn new(#[pyo3(from_py_with = args::opt_vocab_size)] vocab_size: Option<i64>) -> PyResult<Self> {
         let vocab_size = match vocab_size {
             None => None,
             Some(v) => Some(
@@ -46,7 +47,7 @@ impl PyCorpusBuilder {
     /// Appends one sequence of token ids (list of ints or 1-D integer array). On error nothing is
     /// appended.
     fn add(&mut self, ids: &Bound<'_, PyAny>) -> PyResult<()> {
-        let tokens = token_ids(ids, self.limit)?;
+        let tokens = token_ids(ids, "ids", self.limit)?;
         self.corpus.push_tokens(&tokens)?;
         Ok(())
     }
@@ -54,9 +55,9 @@ impl PyCorpusBuilder {
     /// Appends many sequences given as one flat id array and `offsets` (len = sequences + 1,
     /// starting at 0, non-decreasing, ending at `len(tokens)`). On error nothing is appended.
     fn add_flat(&mut self, tokens: &Bound<'_, PyAny>, offsets: &Bound<'_, PyAny>) -> PyResult<()> {
-        let tokens = token_ids(tokens, self.limit)?;
+        let tokens = token_ids(tokens, "tokens", self.limit)?;
         let mut raw = Vec::new();
-        extend_ids(offsets, u32::MAX, &mut raw)
+        extend_ids(offsets, "offsets", u32::MAX, &mut raw)
             .map_err(|_| input_error("offsets must be non-negative integers".into()))?;
         let offsets: Vec<usize> = raw.into_iter().map(|o| o as usize).collect();
         let batch = Corpus::from_flat(tokens, offsets, self.vocab_size)?;

@@ -6,9 +6,10 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::args;
 use super::convert::token_ids;
 use super::corpus::PyCorpusBuilder;
-use super::errors::dtype_error;
+use super::errors::{config_error, dtype_error};
 use crate::enrich::{apply_merges, enrich, EnrichConfig, EnrichError, Enrichment};
 
 /// Runs the enrichment loop (interpreter released) over the base-token sequences in `corpus`.
@@ -32,12 +33,12 @@ pub fn enrich_vocabulary(
     py: Python<'_>,
     corpus: PyRef<'_, PyCorpusBuilder>,
     token_bytes: &Bound<'_, PyAny>,
-    budget: i64,
-    n_max: i64,
-    alpha: f64,
-    min_count: i64,
-    strict: bool,
-    byte_level: bool,
+    #[pyo3(from_py_with = args::budget)] budget: i64,
+    #[pyo3(from_py_with = args::n_max)] n_max: i64,
+    #[pyo3(from_py_with = args::alpha)] alpha: f64,
+    #[pyo3(from_py_with = args::min_count)] min_count: i64,
+    #[pyo3(from_py_with = args::strict)] strict: bool,
+    #[pyo3(from_py_with = args::byte_level)] byte_level: bool,
     boundaries: Option<Vec<u8>>,
 ) -> PyResult<PyEnrichment> {
     let config = EnrichConfig {
@@ -220,10 +221,15 @@ impl PyEnrichment {
         &self,
         py: Python<'py>,
         ids: &Bound<'_, PyAny>,
-        limit: Option<usize>,
+        #[pyo3(from_py_with = args::opt_limit)] limit: Option<i64>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let ids = token_ids(ids, self.inner.base_vocab_size)?;
-        let tokens = &self.inner.tokens[..limit.unwrap_or(usize::MAX).min(self.inner.tokens.len())];
+        let ids = token_ids(ids, "ids", self.inner.base_vocab_size)?;
+        let limit = match limit {
+            None => usize::MAX,
+            Some(l) => usize::try_from(l)
+                .map_err(|_| config_error(format!("limit must be >= 0, got {l}")))?,
+        };
+        let tokens = &self.inner.tokens[..limit.min(self.inner.tokens.len())];
         let merged = py.detach(|| apply_merges(tokens, &ids));
         Ok(merged
             .into_iter()

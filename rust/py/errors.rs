@@ -13,6 +13,7 @@ static INVALID_INPUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static FILE_FORMAT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static IO_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static DTYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ARGUMENT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// Builds an instance of `tasc_rs.errors.<name>`, falling back to `fallback` if the Python
 /// package cannot be imported (the native module used on its own).
@@ -31,6 +32,26 @@ fn raise(
 /// A `DtypeError` (subclass of `TypeError`): an array or value of the wrong type.
 pub fn dtype_error(msg: String) -> PyErr {
     raise(&DTYPE, "DtypeError", msg, PyTypeError::new_err)
+}
+
+/// An `ArgumentTypeError` (subclass of `TypeError`): a setting of the wrong type.
+pub fn argument_type_error(msg: String) -> PyErr {
+    raise(
+        &ARGUMENT_TYPE,
+        "ArgumentTypeError",
+        msg,
+        PyTypeError::new_err,
+    )
+}
+
+/// An `InvalidConfigError`: a setting outside its allowed range.
+pub fn config_error(msg: String) -> PyErr {
+    raise(
+        &INVALID_CONFIG,
+        "InvalidConfigError",
+        msg,
+        PyValueError::new_err,
+    )
 }
 
 /// An `InvalidInputError` raised by the binding layer itself (shape, conversion).
@@ -59,19 +80,9 @@ impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
         match e {
-            Error::Config(_) => raise(
-                &INVALID_CONFIG,
-                "InvalidConfigError",
-                msg,
-                PyValueError::new_err,
-            ),
+            Error::Config(_) => config_error(msg),
             Error::Input(_) => input_error(msg),
-            Error::Enrich(e) if e.is_config() => raise(
-                &INVALID_CONFIG,
-                "InvalidConfigError",
-                msg,
-                PyValueError::new_err,
-            ),
+            Error::Enrich(e) if e.is_config() => config_error(msg),
             Error::Enrich(_) => input_error(msg),
             Error::Format(_) => raise(&FILE_FORMAT, "DrafterFileError", msg, PyValueError::new_err),
             Error::Io { path, source } => io_error(path, source),

@@ -2,6 +2,7 @@
 //! converts its inputs while attached, runs the core work detached where it can take long, and
 //! maps core errors to the `tasc_rs.errors` hierarchy.
 
+mod args;
 mod convert;
 mod corpus;
 mod enrich;

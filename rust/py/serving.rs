@@ -9,6 +9,7 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use super::args;
 use super::errors::{dtype_error, input_error};
 use super::store::{learn, read, SharedOnline};
 use crate::config::MAX_K;
@@ -153,8 +154,8 @@ impl PyBatchProposer {
         sampled_token_ids: &Bound<'py, PyAny>,
         num_tokens: &Bound<'py, PyAny>,
         token_ids: &Bound<'py, PyAny>,
-        k: i64,
-        max_len: Option<i64>,
+        #[pyo3(from_py_with = args::k)] k: i64,
+        #[pyo3(from_py_with = args::opt_max_len)] max_len: Option<i64>,
     ) -> PyResult<Bound<'py, PyList>> {
         let k = match usize::try_from(k) {
             Ok(k) if k <= MAX_K => k,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
+use super::args;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::errors::input_error;
 use super::store::{learn, read, SharedOnline};
@@ -84,7 +85,7 @@ impl PyDraftSession {
     /// On error nothing is appended.
     fn extend(slf: &Bound<'_, Self>, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-        let tokens = token_ids(ids, this.store.config().id_limit())?;
+        let tokens = token_ids(ids, "ids", this.store.config().id_limit())?;
         if tokens.len() > DETACH_TOKENS {
             let index = &mut this.index;
             py.detach(|| index.extend(&tokens));
@@ -105,9 +106,9 @@ impl PyDraftSession {
     fn propose<'py>(
         slf: &Bound<'py, Self>,
         py: Python<'py>,
-        k: i64,
-        min_prob: Option<f64>,
-        corpus_weight: Option<f64>,
+        #[pyo3(from_py_with = args::k)] k: i64,
+        #[pyo3(from_py_with = args::opt_min_prob)] min_prob: Option<f64>,
+        #[pyo3(from_py_with = args::opt_corpus_weight)] corpus_weight: Option<f64>,
     ) -> PyResult<DraftArrays<'py>> {
         let this = slf.try_borrow().map_err(|_| busy())?;
         let k = check_k(k)?;
@@ -132,7 +133,7 @@ impl PyDraftSession {
 
     /// Session defaults for `min_prob` and `corpus_weight` (validated, kept on error).
     #[setter]
-    fn set_min_prob(&mut self, value: f64) -> PyResult<()> {
+    fn set_min_prob(&mut self, #[pyo3(from_py_with = args::min_prob)] value: f64) -> PyResult<()> {
         check_min_prob(value)?;
         self.min_prob = value;
         Ok(())
@@ -144,7 +145,10 @@ impl PyDraftSession {
     }
 
     #[setter]
-    fn set_corpus_weight(&mut self, value: f64) -> PyResult<()> {
+    fn set_corpus_weight(
+        &mut self,
+        #[pyo3(from_py_with = args::corpus_weight)] value: f64,
+    ) -> PyResult<()> {
         check_corpus_weight(value)?;
         self.corpus_weight = value;
         Ok(())

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::args;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
 use super::serving::PyBatchProposer;
@@ -97,10 +98,10 @@ impl PyNgramStore {
     fn build(
         py: Python<'_>,
         corpus: PyRef<'_, PyCorpusBuilder>,
-        n_max: i64,
-        min_count: i64,
-        corpus_weight: f64,
-        min_prob: f64,
+        #[pyo3(from_py_with = args::n_max)] n_max: i64,
+        #[pyo3(from_py_with = args::min_count)] min_count: i64,
+        #[pyo3(from_py_with = args::corpus_weight)] corpus_weight: f64,
+        #[pyo3(from_py_with = args::min_prob)] min_prob: f64,
     ) -> PyResult<Self> {
         let config = DrafterConfig {
             n_max: usize::try_from(n_max).map_err(|_| ConfigError::NMax(n_max))?,
@@ -117,7 +118,7 @@ impl PyNgramStore {
 
     /// Starts a drafting session over `prompt` (sequence of ints or 1-D integer array).
     fn session(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>) -> PyResult<PyDraftSession> {
-        let prompt = token_ids(prompt, self.inner.config().id_limit())?;
+        let prompt = token_ids(prompt, "prompt", self.inner.config().id_limit())?;
         Ok(PyDraftSession::new(
             py,
             Arc::clone(&self.inner),
@@ -131,19 +132,19 @@ impl PyNgramStore {
     /// store's defaults unless overridden. `max_requests` request states are kept (the least
     /// recently seen go first); a request unseen for `stale_steps` engine steps, or whose last
     /// token is in `stop_tokens`, is finished and learned (online learning).
-    #[pyo3(signature = (*, max_requests=256, stale_steps=64, stop_tokens=Vec::new(),
+    #[pyo3(signature = (*, max_requests=256, stale_steps=64, stop_tokens=None,
         corpus_weight=None, min_prob=None, mixing=None, verify_cost=None, step_overhead=None))]
     #[allow(clippy::too_many_arguments)]
     fn batch_proposer(
         &self,
-        max_requests: i64,
-        stale_steps: i64,
-        stop_tokens: Vec<i64>,
-        corpus_weight: Option<f64>,
-        min_prob: Option<f64>,
+        #[pyo3(from_py_with = args::max_requests)] max_requests: i64,
+        #[pyo3(from_py_with = args::stale_steps)] stale_steps: i64,
+        stop_tokens: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = args::opt_corpus_weight)] corpus_weight: Option<f64>,
+        #[pyo3(from_py_with = args::opt_min_prob)] min_prob: Option<f64>,
         mixing: Option<&str>,
         verify_cost: Option<Vec<f64>>,
-        step_overhead: Option<f64>,
+        #[pyo3(from_py_with = args::opt_step_overhead)] step_overhead: Option<f64>,
     ) -> PyResult<PyBatchProposer> {
         if let Some(o) = step_overhead.filter(|o| !(o.is_finite() && *o >= 0.0)) {
             return Err(ConfigError::Setting(format!(
@@ -159,13 +160,11 @@ impl PyNgramStore {
         };
         let max_requests = positive("max_requests", max_requests)?;
         let stale_steps = positive("stale_steps", stale_steps)? as u64;
-        let stop_tokens = stop_tokens
-            .iter()
-            .map(|&t| {
-                u32::try_from(t)
-                    .map_err(|_| ConfigError::Setting(format!("stop token {t} is not a token id")))
-            })
-            .collect::<Result<Vec<u32>, _>>()?;
+        let stop_tokens = match stop_tokens {
+            Some(ids) => token_ids(ids, "stop_tokens", config.id_limit())
+                .map_err(|e| args::as_setting(ids.py(), e))?,
+            None => Vec::new(),
+        };
         let corpus_weight = corpus_weight.unwrap_or(config.corpus_weight);
         let min_prob = min_prob.unwrap_or(config.min_prob);
         check_corpus_weight(corpus_weight)?;
@@ -202,13 +201,13 @@ impl PyNgramStore {
         &self,
         py: Python<'py>,
         context: &Bound<'_, PyAny>,
-        k: i64,
-        min_prob: Option<f64>,
-        corpus_weight: Option<f64>,
+        #[pyo3(from_py_with = args::k)] k: i64,
+        #[pyo3(from_py_with = args::opt_min_prob)] min_prob: Option<f64>,
+        #[pyo3(from_py_with = args::opt_corpus_weight)] corpus_weight: Option<f64>,
     ) -> PyResult<DraftArrays<'py>> {
         let store = &self.inner;
         let config = store.config();
-        let context = token_ids(context, config.id_limit())?;
+        let context = token_ids(context, "context", config.id_limit())?;
         let k = check_k(k)?;
         let weight = corpus_weight.unwrap_or(config.corpus_weight);
         let min_prob = min_prob.unwrap_or(config.min_prob);
@@ -232,7 +231,11 @@ impl PyNgramStore {
     }
 
     /// Writes the store atomically to `path` (versioned, checksummed).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    fn save(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::path)] path: PathBuf,
+    ) -> PyResult<()> {
         let store = &self.inner;
         py.detach(|| store.save(&path))?;
         Ok(())
@@ -241,7 +244,7 @@ impl PyNgramStore {
     /// Reads a store written by `save`; a truncated, corrupted or foreign file raises
     /// `DrafterFileError`.
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+    fn load(py: Python<'_>, #[pyo3(from_py_with = args::path)] path: PathBuf) -> PyResult<Self> {
         let store = py.detach(|| NgramStore::load(&path))?;
         Ok(Self::wrap(store))
     }
@@ -254,8 +257,11 @@ impl PyNgramStore {
     }
 
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let store = py.detach(|| NgramStore::from_bytes(data))?;
+    fn from_bytes(
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::data)] data: Vec<u8>,
+    ) -> PyResult<Self> {
+        let store = py.detach(|| NgramStore::from_bytes(&data))?;
         Ok(Self::wrap(store))
     }
 
@@ -275,7 +281,7 @@ impl PyNgramStore {
     ///
     /// A no-op while `online_capacity` is 0. Sessions do this themselves in `finish()`.
     fn learn(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
-        let tokens = token_ids(ids, self.inner.config().id_limit())?;
+        let tokens = token_ids(ids, "ids", self.inner.config().id_limit())?;
         let online = &self.online;
         py.detach(|| learn(online, &tokens));
         Ok(())
@@ -296,9 +302,17 @@ impl PyNgramStore {
     }
 
     #[setter]
-    fn set_online_capacity(&self, py: Python<'_>, capacity: usize) {
+    fn set_online_capacity(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::online_capacity)] capacity: i64,
+    ) -> PyResult<()> {
+        let capacity = usize::try_from(capacity).map_err(|_| {
+            ConfigError::Setting(format!("online_capacity must be >= 0, got {capacity}"))
+        })?;
         let online = &self.online;
         py.detach(|| write(online).set_capacity(capacity));
+        Ok(())
     }
 
     /// `capacity`, `tokens` and `responses` currently indexed, and `learned` (ever added).

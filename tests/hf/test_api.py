@@ -13,7 +13,14 @@ import transformers
 from hf_helpers import oracle, plain_greedy, prompts, tiny_model
 
 from tasc_rs import NgramDrafter
-from tasc_rs.errors import InvalidInputError, TascError, UnsupportedModelError
+from tasc_rs.errors import (
+    ArgumentTypeError,
+    DtypeError,
+    InvalidConfigError,
+    InvalidInputError,
+    TascError,
+    UnsupportedModelError,
+)
 from tasc_rs.hf import (
     AdaptiveDefaults,
     SpecStats,
@@ -118,6 +125,30 @@ def test_bad_verify_cost_is_rejected_before_decoding(bad: object) -> None:
     drafter = NgramDrafter.from_corpus([[1, 2, 3]] * 5)
     with pytest.raises(InvalidInputError, match="verify_cost"):
         generate(model, torch.tensor([[1, 2]]), drafter, max_new_tokens=2, verify_cost=bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"num_draft_tokens": True}, ArgumentTypeError, "num_draft_tokens"),
+        ({"num_draft_tokens": 2.5}, ArgumentTypeError, "num_draft_tokens"),
+        ({"num_draft_tokens": -1}, InvalidConfigError, "num_draft_tokens"),
+        ({"min_prob": "0.2"}, ArgumentTypeError, "min_prob"),
+        ({"min_prob": 1.5}, InvalidConfigError, "min_prob"),
+        ({"min_prob": float("nan")}, InvalidConfigError, "min_prob"),
+        ({"seed": 1.5}, ArgumentTypeError, "seed"),
+        ({"seed": True}, ArgumentTypeError, "seed"),
+        ({"input_ids": [[1, 2]]}, DtypeError, "input_ids"),
+        ({"input_ids": torch.tensor([[1.0, 2.0]])}, DtypeError, "input_ids"),
+        ({"input_ids": torch.ones(1, 1, 2, dtype=torch.long)}, DtypeError, "input_ids"),
+    ],
+)
+def test_generate_names_the_bad_argument(kwargs: dict, error: type, name: str) -> None:
+    model = tiny_model("gpt2")
+    drafter = NgramDrafter.from_corpus([[1, 2, 3]] * 5)
+    ids = kwargs.pop("input_ids", torch.tensor([[1, 2]]))
+    with pytest.raises(error, match=name):
+        generate(model, ids, drafter, max_new_tokens=2, verify_cost=None, **kwargs)
 
 
 def test_calibrate_is_cached_per_model() -> None:

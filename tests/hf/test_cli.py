@@ -19,7 +19,8 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for command in ("build", "generate", "bench", "demo"):
         assert command in text
-    args = build_parser().parse_args(["bench", "t.jsonl", "--corpus", "c.jsonl", "-k", "4"])
+    test = str(shipped_task_path("slurp", "test"))
+    args = build_parser().parse_args(["bench", test, "--corpus", test, "-k", "4"])
     assert (args.command, args.num_draft_tokens, args.limit) == ("bench", 4, 20)
 
 
@@ -37,5 +38,9 @@ def test_build_then_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_missing_file_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["build", "/nonexistent/corpus.jsonl", "-o", "/tmp/x.tasc"]) == 1
-    assert "error" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["build", "/nonexistent/corpus.jsonl", "-o", "/tmp/x.tasc"])
+    assert exc.value.code == 2
+    assert "tasc: error: argument corpus: /nonexistent/corpus.jsonl: no such file" in (
+        capsys.readouterr().err
+    )

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasc_rs._cli_types import input_file, integer, model_ref, number, output_dir
 from tasc_rs.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -39,14 +40,20 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
         description="Run the vocabulary enrichment loop over task outputs and save the enriched "
         "tokenizer and model (new embeddings = mean of their parts) into --out.",
     )
-    e.add_argument("corpus", help="JSONL file with the task outputs in --field")
-    e.add_argument("-o", "--out", required=True, help="directory to create")
+    e.add_argument("corpus", type=input_file, help="JSONL file with the task outputs in --field")
+    e.add_argument("-o", "--out", required=True, type=output_dir, help="directory to create")
     e.add_argument("--field", default="output", help='JSONL field (default: "output")')
-    e.add_argument("--model", default=None, help="model dir or Hub name (default: embedded)")
-    e.add_argument("--budget", type=int, default=500, help="tokens to add, M (default: 500)")
-    e.add_argument("--n-max", type=int, default=4, help="longest n-gram (default: 4)")
-    e.add_argument("--alpha", type=float, default=None, help="PCS threshold (default: 0.05)")
-    e.add_argument("--min-count", type=int, default=2, help="ignore rarer n-grams (default: 2)")
+    e.add_argument(
+        "--model", default=None, type=model_ref, help="model dir or Hub name (default: embedded)"
+    )
+    e.add_argument("--budget", type=integer(1), default=500, help="tokens to add, M (default: 500)")
+    e.add_argument("--n-max", type=integer(2, 8), default=4, help="longest n-gram (default: 4)")
+    e.add_argument(
+        "--alpha", type=number(0.0, 1.0), default=None, help="PCS threshold (default: 0.05)"
+    )
+    e.add_argument(
+        "--min-count", type=integer(1), default=2, help="ignore rarer n-grams (default: 2)"
+    )
     e.add_argument(
         "--boundaries",
         default="",
@@ -69,15 +76,25 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
         description="Fine-tune on input/output rows with the chat template; resumable "
         "(rerun the same command after an interruption).",
     )
-    f.add_argument("train", help="JSONL file with 'input' and 'output' fields")
-    f.add_argument("-o", "--out", required=True, help="directory for the fine-tuned model")
-    f.add_argument("--model", default=None, help="model dir or Hub name (default: embedded)")
+    f.add_argument("train", type=input_file, help="JSONL file with 'input' and 'output' fields")
+    f.add_argument(
+        "-o", "--out", required=True, type=output_dir, help="directory for the fine-tuned model"
+    )
+    f.add_argument(
+        "--model", default=None, type=model_ref, help="model dir or Hub name (default: embedded)"
+    )
     f.add_argument("--instruction", default=FT_INSTRUCTION, help="system message of the prompt")
-    f.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default: 3)")
-    f.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default: 2e-4)")
-    f.add_argument("--batch-size", type=int, default=8)
-    f.add_argument("--lora-r", type=int, default=None, help="LoRA rank (needs peft)")
-    f.add_argument("--trainable-layers", type=int, default=None, help="train the last N blocks")
+    f.add_argument(
+        "--epochs", type=number(0.0, open_lo=True), default=3.0, help="passes (default: 3)"
+    )
+    f.add_argument(
+        "--lr", type=number(0.0, open_lo=True), default=2e-4, help="peak learning rate (2e-4)"
+    )
+    f.add_argument("--batch-size", type=integer(1), default=8)
+    f.add_argument("--lora-r", type=integer(1), default=None, help="LoRA rank (needs peft)")
+    f.add_argument(
+        "--trainable-layers", type=integer(1), default=None, help="train the last N blocks"
+    )
     f.add_argument("--freeze-embeddings", action="store_true")
     f.add_argument(
         "--no-input-embedding-grad",
@@ -86,7 +103,7 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
     )
     f.add_argument(
         "--new-token-lr-scale",
-        type=float,
+        type=number(0.0),
         default=None,
         help="learning-rate multiplier of the tokens added by `tasc enrich` (default: 30)",
     )
@@ -97,7 +114,7 @@ def add_subcommands(sub: Any) -> dict[str, Any]:
         help="vocabulary that encodes the requests of an enriched model (default: base; the "
         "answers always use the enriched one)",
     )
-    f.add_argument("--limit", type=int, default=None, help="use the first N rows only")
+    f.add_argument("--limit", type=integer(1), default=None, help="use the first N rows only")
     return {"enrich": cmd_enrich, "finetune": cmd_finetune}
 
 

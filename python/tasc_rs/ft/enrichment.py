@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tasc_rs._core import CorpusBuilder, Enrichment, enrich_vocabulary
-from tasc_rs.errors import InvalidConfigError, InvalidInputError
+from tasc_rs.errors import ArgumentTypeError, InvalidConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -219,11 +219,16 @@ def enrich_ids(
         >>> enrich_ids([[0, 0, 0]] * 2, [b"a"], budget=1).tokens[0].merged
         2
     """
+    if not isinstance(boundaries, str):
+        raise ArgumentTypeError(f"boundaries must be a str, got {type(boundaries).__name__}")
     if not boundaries.isascii():
         raise InvalidConfigError(f"boundaries must be ASCII characters, got {boundaries!r}")
     corpus = CorpusBuilder(vocab_size=max(len(vocab_bytes), 1))
-    for seq in sequences:
-        corpus.add(seq)
+    for i, seq in enumerate(sequences):
+        try:
+            corpus.add(seq)
+        except InvalidInputError as e:
+            raise type(e)(f"sequences[{i}]{str(e).removeprefix('ids')}") from None
     native = enrich_vocabulary(
         corpus,
         list(vocab_bytes),

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tasc_rs._jsonl import checked_text, jsonl_values, text_field
 from tasc_rs.errors import InvalidInputError
 
 _SENTINEL = "\u2402TASC\u2403"
@@ -80,22 +80,11 @@ def read_outputs(path: str | Path, field: str = "output") -> Iterator[str]:
     Example:
         >>> rows = list(read_outputs("train.jsonl"))  # doctest: +SKIP
     """
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if isinstance(row, str):
-                yield row
-            elif isinstance(row, dict) and isinstance(row.get(field), str):
-                yield row[field]
-            else:
-                raise InvalidInputError(
-                    f"{path}:{lineno}: expected an object with a string {field!r}"
-                )
+    for lineno, row in jsonl_values(path):
+        if isinstance(row, str):
+            yield checked_text(row, f"{path}:{lineno}")
+        else:
+            yield text_field(path, lineno, row, field)
 
 
 def tokenize_outputs(

@@ -32,7 +32,9 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.stopping_criteria import StopStringCriteria
 
-from tasc_rs.errors import InvalidInputError
+from tasc_rs._args import float_arg, int_arg
+from tasc_rs._core import MAX_K
+from tasc_rs.errors import DtypeError, InvalidInputError
 from tasc_rs.hf.adaptive import get_defaults
 from tasc_rs.hf.decoding import (
     _ROWWISE_PROCESSORS,
@@ -125,6 +127,10 @@ def speculative_decoding(
     cache_kw, keep_kw = check_model(model)
     # Sessions that cut drafts by cost draft up to cost_k tokens with threshold cost_min_prob;
     # others use num_draft_tokens and draft_min_prob. Explicit values win in both cases.
+    if num_draft_tokens is not None:
+        num_draft_tokens = int_arg("num_draft_tokens", num_draft_tokens, 0, MAX_K)
+    if draft_min_prob is not None:
+        draft_min_prob = float_arg("min_prob", draft_min_prob, 0.0, 1.0)
     cost_k, cost_min_prob = num_draft_tokens, draft_min_prob or 0.0
     profile: tuple[float, ...] | None = None
     if num_draft_tokens is None or draft_min_prob is None or verify_cost == "auto":
@@ -141,8 +147,6 @@ def speculative_decoding(
         raise InvalidInputError(
             f"verify_cost must be 'auto', None or a sequence of costs, got {verify_cost!r}"
         )
-    if num_draft_tokens < 0:
-        raise InvalidInputError(f"num_draft_tokens={num_draft_tokens} must be >= 0")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise InvalidInputError(
             f"generator must be a torch.Generator, got {type(generator).__name__}"
@@ -275,12 +279,21 @@ def generate(
         >>> out = generate(model, ids, drafter, max_new_tokens=32)  # doctest: +SKIP
         >>> print(out.stats.summary())  # doctest: +SKIP
     """
+    if not isinstance(input_ids, torch.Tensor):
+        raise DtypeError(
+            f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}"
+        )
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
+    if input_ids.dim() != 2 or input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        raise DtypeError(
+            "input_ids must be a 1-D or 2-D (batch, length) integer tensor, "
+            f"got {input_ids.dim()}-D {input_ids.dtype}"
+        )
     if seed is not None:
         if generator is not None:
             raise InvalidInputError("pass either generator or seed, not both")
-        generator = torch.Generator(device=model.device).manual_seed(seed)
+        generator = torch.Generator(device=model.device).manual_seed(int_arg("seed", seed, 0))
     stop_strings = generate_kwargs.pop("stop_strings", None)
     config = generate_kwargs.get("generation_config") or model.generation_config
     stop_strings = stop_strings or getattr(config, "stop_strings", None)

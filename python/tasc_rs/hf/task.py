@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tasc_rs._jsonl import jsonl_values, text_field
 from tasc_rs.errors import InvalidInputError
 from tasc_rs.hf.speculative import generate
 from tasc_rs.hf.stats import SpecStats
@@ -55,18 +55,17 @@ def load_rows(path: str | Path, limit: int | None = None) -> list[dict[str, str]
         5
     """
     rows: list[dict[str, str]] = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("input"), str):
-                raise InvalidInputError(
-                    f"{path}:{lineno}: expected an object with a string 'input'"
-                )
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
+    if limit is not None and limit <= 0:
+        return rows
+    for lineno, row in jsonl_values(path):
+        text_field(path, lineno, row, "input")
+        if isinstance(row.get("output"), str):
+            text_field(path, lineno, row, "output")
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise InvalidInputError(f"{path} holds no rows (one JSON object per line expected)")
     return rows
 
 
