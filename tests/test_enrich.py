@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -189,3 +191,27 @@ def test_copied_words_are_held_out_of_merges() -> None:
     seqs = split_held_out([0, 1, 0, 1], [False, False, True, False])
     r = enrich_ids(seqs * 2, [b"a", b"b"], budget=1, n_max=2, alpha=1.0)
     assert r.initial_tokens == 8 and r.tokens[0].count == 2 and r.compression_curve()[-1] == 6
+
+
+def test_ctrl_c_stops_a_long_enrichment_while_it_runs() -> None:
+    # A loop long enough to be running when the interrupt arrives; the KeyboardInterrupt comes
+    # from inside the native call (its note says how far it got), not after it returned.
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(0, 200, size=100) for _ in range(20_000)]
+    strings = [bytes([65 + i % 26, 97 + i // 26]) for i in range(200)]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            enrich_ids(sequences, strings, budget=100_000, strict=False, alpha=1.0)
+    finally:
+        timer.cancel()
+    notes = getattr(info.value, "__notes__", [])
+    assert any(n.startswith("enrichment stopped after adding") for n in notes), notes
+
+
+def test_a_long_run_of_one_token_enriches_fully() -> None:
+    # Each new token is four of the previous one; counting its occurrences used to walk every
+    # position for every byte (4x the time per token added).
+    result = enrich_ids([[0] * 200_000], [b"a", b"b"], budget=8, alpha=1.0)
+    assert [len(t.text) for t in result.tokens] == [4**i for i in range(1, 9)]

@@ -108,6 +108,9 @@ pub enum EnrichError {
         added: usize,
         skipped: usize,
     },
+    /// The caller's interrupt check asked to stop (Ctrl-C in Python).
+    #[error("interrupted after {added} tokens")]
+    Interrupted { added: usize },
 }
 
 impl EnrichError {
@@ -269,12 +272,23 @@ pub fn enrich(
     vocab: &[Vec<u8>],
     config: &EnrichConfig,
 ) -> Result<Enrichment, EnrichError> {
+    enrich_interruptible(corpus, vocab, config, &mut || false)
+}
+
+/// [`enrich`], calling `interrupted` before every candidate (each costs at most one pass over
+/// the corpus): when it returns true the loop stops with [`EnrichError::Interrupted`].
+pub fn enrich_interruptible(
+    corpus: &Corpus,
+    vocab: &[Vec<u8>],
+    config: &EnrichConfig,
+    interrupted: &mut dyn FnMut() -> bool,
+) -> Result<Enrichment, EnrichError> {
     config.validate()?;
     check_input(corpus, vocab, config.budget)?;
     if config.n_max <= 4 {
-        run::<4>(corpus, vocab, config)
+        run::<4>(corpus, vocab, config, interrupted)
     } else {
-        run::<MAX_ENRICH_N>(corpus, vocab, config)
+        run::<MAX_ENRICH_N>(corpus, vocab, config, interrupted)
     }
 }
 
@@ -343,6 +357,7 @@ fn run<const N: usize>(
     corpus: &Corpus,
     base: &[Vec<u8>],
     config: &EnrichConfig,
+    interrupted: &mut dyn FnMut() -> bool,
 ) -> Result<Enrichment, EnrichError> {
     let mut working = Working::<N>::new(corpus, base.len(), config.n_max, config.min_count);
     let pcs_index = PcsIndex::new(corpus, base);
@@ -352,6 +367,11 @@ fn run<const N: usize>(
     let mut skipped = Vec::new();
     let initial_tokens = working.live_tokens();
     while tokens.len() < config.budget {
+        if interrupted() {
+            return Err(EnrichError::Interrupted {
+                added: tokens.len(),
+            });
+        }
         let Some((key, count)) = working.pop_best(&rejected) else {
             break;
         };

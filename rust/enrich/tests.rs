@@ -344,3 +344,72 @@ fn boundaries_keep_fields_apart() {
         .all(|s| s.reason == SkipReason::CrossesBoundary));
     assert_eq!(naive(&seqs, &base, &cfg).len(), 1);
 }
+
+#[test]
+fn scan_and_index_count_the_same_occurrences() {
+    let mut rng = Lcg(7);
+    for case in 0..300 {
+        // Small alphabets make repetitive texts; some tokens share prefixes and suffixes.
+        let alphabet = 1 + rng.below(3) as u8;
+        let base: Vec<Vec<u8>> = (0..2 + rng.below(6))
+            .map(|_| {
+                (0..1 + rng.below(3))
+                    .map(|_| b'a' + rng.below(u64::from(alphabet)) as u8)
+                    .collect()
+            })
+            .collect();
+        let seqs: Vec<Vec<u32>> = (0..1 + rng.below(4))
+            .map(|_| {
+                (0..1 + rng.below(12))
+                    .map(|_| rng.below(base.len() as u64) as u32)
+                    .collect()
+            })
+            .collect();
+        let c = corpus(&seqs);
+        let index = pcs::PcsIndex::new(&c, &base);
+        let dead: Vec<bool> = (0..c.tokens().len()).map(|_| rng.below(3) == 0).collect();
+        let live = |p: usize| !dead[p];
+        let text: Vec<u8> = seqs[0]
+            .iter()
+            .flat_map(|&t| base[t as usize].clone())
+            .collect();
+        for _ in 0..5 {
+            let start = rng.below(text.len() as u64) as usize;
+            let len = 1 + rng.below((text.len() - start) as u64) as usize;
+            let s = &text[start..start + len];
+            let want = index.occurrences_by_index_only(s, live);
+            if dead.iter().all(|d| !d) {
+                let pcs = naive_pcs(&seqs, &base, s);
+                let got = if want.1 == 0 {
+                    0.0
+                } else {
+                    (want.1 - want.0) as f64 / want.1 as f64
+                };
+                assert!((pcs - got).abs() < 1e-12, "case {case}");
+            }
+            assert_eq!(
+                want,
+                index.occurrences_by_scan(s, live),
+                "case {case}: {:?} in {seqs:?} over {base:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_long_run_of_one_token_enriches_in_linear_time() {
+    // Each new token is four of the previous one (4, 16, ..., 4^6 bytes): with the walk of
+    // every occurrence this took ~4x longer per token; the scan keeps every step linear.
+    let base = vocab(&["a", "b"]);
+    let c = corpus(&[vec![0; 200_000]]);
+    let result = enrich(&c, &base, &config(6, 4, 1.0)).unwrap();
+    let lengths: Vec<usize> = result.tokens.iter().map(|t| t.bytes.len()).collect();
+    assert_eq!(lengths, [4, 16, 64, 256, 1024, 4096]);
+    let index = pcs::PcsIndex::new(&c, &base);
+    let s = vec![b'a'; 4096];
+    assert_eq!(
+        index.occurrences(&s, |_| true),
+        (200_000 - 4096 + 1, 200_000 - 4096 + 1)
+    );
+}

@@ -1,6 +1,10 @@
 //! `enrich_vocabulary` and its result `Enrichment` (TASC-ft vocabulary enrichment).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a long native loop runs Python's signal handlers.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
@@ -10,7 +14,7 @@ use super::args;
 use super::convert::token_ids;
 use super::corpus::PyCorpusBuilder;
 use super::errors::{config_error, dtype_error};
-use crate::enrich::{apply_merges, enrich, EnrichConfig, EnrichError, Enrichment};
+use crate::enrich::{apply_merges, enrich_interruptible, EnrichConfig, EnrichError, Enrichment};
 
 /// Runs the enrichment loop (interpreter released) over the base-token sequences in `corpus`.
 ///
@@ -53,9 +57,34 @@ pub fn enrich_vocabulary(
     };
     let vocab = vocab_bytes(token_bytes)?;
     let data = &corpus.corpus;
-    let result = py
-        .detach(|| enrich(data, &vocab, &config))
-        .map_err(py_err)?;
+    // Runs detached; every 50 ms it attaches briefly to run Python's signal handlers, so Ctrl-C
+    // (KeyboardInterrupt) stops it at the next candidate instead of when the loop ends.
+    let mut pending: Option<PyErr> = None;
+    let mut checked = Instant::now();
+    let result = py.detach(|| {
+        enrich_interruptible(data, &vocab, &config, &mut || {
+            if checked.elapsed() < SIGNAL_CHECK {
+                return false;
+            }
+            checked = Instant::now();
+            match Python::attach(|py| py.check_signals()) {
+                Ok(()) => false,
+                Err(e) => {
+                    pending = Some(e);
+                    true
+                }
+            }
+        })
+    });
+    if let Some(e) = pending {
+        if let Err(EnrichError::Interrupted { added }) = &result {
+            // Says where it stopped (Python >= 3.11 shows notes under the exception).
+            let note = format!("enrichment stopped after adding {added} tokens");
+            let _ = e.value(py).call_method1("add_note", (note,));
+        }
+        return Err(e);
+    }
+    let result = result.map_err(py_err)?;
     Ok(PyEnrichment {
         inner: Arc::new(result),
     })
