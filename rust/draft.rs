@@ -59,41 +59,81 @@ pub fn best_mixed(
     corp: Option<impl Followers>,
     ctx: Option<impl Followers>,
 ) -> Option<(u32, f64)> {
+    best_mixed_above(w, corp, ctx, 0.0)
+}
+
+/// [`best_mixed`] restricted to tokens whose mixed probability is at least `floor`: `None` when
+/// no token reaches it. The same token as [`best_mixed`] whenever that one reaches `floor`.
+///
+/// A token's probability is at most its own side's share plus the other side's best share, so
+/// most tokens of a long context (and whole steps whose best cannot reach `floor`, such as the
+/// step that ends a draft) are decided without looking their count up on the other side.
+pub fn best_mixed_above(
+    w: f64,
+    corp: Option<impl Followers>,
+    ctx: Option<impl Followers>,
+    floor: f64,
+) -> Option<(u32, f64)> {
     let (corp_total, ctx_total) = (
         corp.as_ref().map_or(0, |f| f.total()),
         ctx.as_ref().map_or(0, |f| f.total()),
     );
-    let mut best: Option<(u32, f64)> = None;
-    let mut consider = |token: u32, corp_count: u32, ctx_count: u32| {
-        let p = mixed(w, (corp_count, corp_total), (ctx_count, ctx_total));
-        match best {
-            Some((t, q)) if q > p || (q == p && t < token) => {}
-            _ => best = Some((token, p)),
-        }
+    let p = |corp_count: u32, ctx_count: u32| {
+        mixed(w, (corp_count, corp_total), (ctx_count, ctx_total))
     };
+    let mut best = Best(None);
     match (corp, ctx) {
         (None, None) => {}
         (Some(c), None) => {
             let (t, n) = c.best();
-            consider(t, n, 0);
+            best.consider(t, p(n, 0));
         }
         (None, Some(x)) => {
             let (t, n) = x.best();
-            consider(t, 0, n);
+            best.consider(t, p(0, n));
         }
         (Some(c), Some(x)) => {
+            let ((corp_token, corp_best), (ctx_token, ctx_best)) = (c.best(), x.best());
+            // No token can beat both sides' best shares together.
+            if p(corp_best, ctx_best) < floor {
+                return None;
+            }
+            best.consider(corp_token, p(corp_best, x.count(corp_token)));
+            best.consider(ctx_token, p(c.count(ctx_token), ctx_best));
+            // `p` is monotone in each count, so these bounds hold exactly in floating point.
             if c.len() <= x.len() {
-                c.for_each(|t, n| consider(t, n, x.count(t)));
-                let (t, n) = x.best();
-                consider(t, c.count(t), n);
+                c.for_each(|t, n| {
+                    if p(n, ctx_best) >= best.at_least(floor) {
+                        best.consider(t, p(n, x.count(t)));
+                    }
+                });
             } else {
-                x.for_each(|t, n| consider(t, c.count(t), n));
-                let (t, n) = c.best();
-                consider(t, n, x.count(t));
+                x.for_each(|t, n| {
+                    if p(corp_best, n) >= best.at_least(floor) {
+                        best.consider(t, p(c.count(t), n));
+                    }
+                });
             }
         }
     }
-    best
+    best.0.filter(|&(_, q)| q >= floor)
+}
+
+/// The running argmax: the highest probability, the smaller token id on ties.
+struct Best(Option<(u32, f64)>);
+
+impl Best {
+    fn consider(&mut self, token: u32, p: f64) {
+        match self.0 {
+            Some((t, q)) if q > p || (q == p && t < token) => {}
+            _ => self.0 = Some((token, p)),
+        }
+    }
+
+    /// What a token must reach to matter: the best so far, and at least `floor`.
+    fn at_least(&self, floor: f64) -> f64 {
+        self.0.map_or(floor, |(_, q)| q.max(floor))
+    }
 }
 
 /// The task side of the mixture: the task store and the online index read as one corpus.
@@ -287,7 +327,13 @@ pub fn propose_with(
             }
             _ => corpus_weight,
         };
-        match best_mixed(weight, corp.map(|(_, f)| f), local.map(|(_, f)| f)) {
+        let found = best_mixed_above(
+            weight,
+            corp.map(|(_, f)| f),
+            local.map(|(_, f)| f),
+            min_prob,
+        );
+        match found {
             Some((token, p)) if p > 0.0 && p >= min_prob => {
                 draft.tokens.push(token);
                 draft.probs.push(p);
@@ -389,6 +435,7 @@ impl VerifyCost {
 mod tests {
     use super::*;
     use crate::config::DrafterConfig;
+    use crate::context::ContextFollowers;
     use crate::corpus::Corpus;
 
     fn store(seqs: &[Vec<u32>], n_max: usize) -> NgramStore {
@@ -539,6 +586,47 @@ mod tests {
         f.for_each(|t, n| seen.push((t, n)));
         seen.sort_unstable();
         assert_eq!(seen, vec![(7, 3), (8, 2), (9, 2)]);
+    }
+
+    #[test]
+    fn bounded_argmax_is_the_argmax_when_it_reaches_the_floor() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..2000 {
+            let vocab = 2 + next(12);
+            let a: Vec<u32> = (0..1 + next(60)).map(|_| next(vocab) as u32).collect();
+            let b: Vec<u32> = (0..1 + next(60)).map(|_| next(vocab) as u32).collect();
+            let (ia, ib) = (ContextIndex::new(2, &a), ContextIndex::new(2, &b));
+            let history = [next(vocab) as u32];
+            let (fa, fb) = (ia.longest_match(&history), ib.longest_match(&history));
+            let w = [0.0, 0.25, 0.5, 0.75, 1.0][next(5) as usize];
+            let floor = [0.0, 0.1, 0.3, 0.5, 0.9][next(5) as usize];
+            // brute force over the whole vocabulary: highest probability, smaller id on ties
+            let total = |f: Option<ContextFollowers<'_>>| f.map_or(0, |f| f.total());
+            let count = |f: Option<ContextFollowers<'_>>, t: u32| f.map_or(0, |f| f.count(t));
+            let mut want: Option<(u32, f64)> = None;
+            for t in 0..vocab as u32 {
+                let (ca, cb) = (count(fa, t), count(fb, t));
+                if ca == 0 && cb == 0 {
+                    continue;
+                }
+                let p = mixed(w, (ca, total(fa)), (cb, total(fb)));
+                if want.is_none_or(|(_, q)| p > q) {
+                    want = Some((t, p));
+                }
+            }
+            let want = want.filter(|&(_, p)| p >= floor);
+            assert_eq!(
+                best_mixed_above(w, fa, fb, floor),
+                want,
+                "{a:?} {b:?} {history:?}"
+            );
+        }
     }
 
     #[test]

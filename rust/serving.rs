@@ -296,8 +296,7 @@ impl RequestTable {
         rows: &[Row<'_>],
     ) -> Result<Vec<Draft>, Error> {
         let c = &self.config;
-        let mut drafts = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
+        let draft_row = |(i, row): (usize, &Row<'_>)| -> Result<Draft, Error> {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get(slot as usize).and_then(Option::as_ref);
             let mut draft = Draft::default();
@@ -315,8 +314,13 @@ impl RequestTable {
                     cost.truncate(&mut draft);
                 }
             }
-            drafts.push(draft);
-        }
+            Ok(draft)
+        };
+        let mut drafts: Vec<Draft> = rows
+            .iter()
+            .enumerate()
+            .map(draft_row)
+            .collect::<Result<_, _>>()?;
         if let Some(overhead) = c.step_overhead {
             let active = rows.iter().filter(|r| r.new_tokens > 0).count();
             cut_batch(&mut drafts, active, overhead);

@@ -76,12 +76,13 @@ def test_rows_follow_their_requests_like_sessions(seed: int) -> None:
     drafter = NgramDrafter.from_corpus(corpus(seed % 7), min_count=1)
     bp = drafter.batch_proposer(max_requests=64, stop_tokens=[STOP])
     pool = [[rng.randint(1, 14) for _ in range(rng.randint(1, 40))] for _ in range(4)]
-    engine = Engine(rows=8)
+    engine = Engine(rows=16)
     running: list[list[int]] = []
     for _step in range(30):
-        # finish some requests, admit new ones (sometimes an identical prompt), shuffle rows
+        # finish some requests, admit new ones (sometimes an identical prompt), shuffle rows;
+        # up to 12 rows, so steps both below and above the parallel threshold (8) occur
         running = [r for r in running if rng.random() > 0.15 and len(r) < WIDTH - 20]
-        while len(running) < 6 and rng.random() < 0.7:
+        while len(running) < 12 and rng.random() < 0.8:
             running.append([*rng.choice(pool), rng.randint(1, 14)])
         if rng.random() < 0.3:
             rng.shuffle(running)
