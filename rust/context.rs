@@ -7,7 +7,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::draft::Followers;
+use crate::followers::Followers;
 
 /// Marks "no token" / "end of list".
 const NONE: u32 = u32::MAX;

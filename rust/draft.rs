@@ -9,24 +9,8 @@
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, MAX_K};
 use crate::context::{ContextFollowers, ContextIndex};
 use crate::error::Error;
+use crate::followers::Followers;
 use crate::store::{CorpusFollowers, NgramStore};
-
-/// A next-token count distribution (unnormalised): the kept followers of one context.
-pub trait Followers {
-    /// Sum of all counts; positive for every distribution handed out.
-    fn total(&self) -> u32;
-    /// The most frequent token and its count, the smallest token id on ties.
-    fn best(&self) -> (u32, u32);
-    /// Number of distinct tokens.
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The count of `token`, 0 if absent.
-    fn count(&self, token: u32) -> u32;
-    /// Visits every (token, count) pair, in no particular order.
-    fn for_each(&self, f: impl FnMut(u32, u32));
-}
 
 /// A proposed draft: tokens and each token's mixed probability (the `q` of speculative sampling).
 #[derive(Debug, Clone, Default, PartialEq)]

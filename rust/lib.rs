@@ -3,6 +3,7 @@
 //! The crate is pure Rust; the Python bindings live in [`py`] behind the `python` cargo feature.
 //!
 //! - [`corpus`]: task output corpora as one flat token buffer plus sequence offsets.
+//! - [`followers`]: the next-token distribution interface both sides of the mixture implement.
 //! - [`store`]: the immutable task n-gram store (a pruned, level-ordered trie), `p_corp`.
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
 //! - [`online`]: the bounded index of learned responses (online learning).
@@ -28,6 +29,7 @@ pub mod corpus;
 pub mod draft;
 pub mod enrich;
 pub mod error;
+pub mod followers;
 pub mod online;
 pub mod packed;
 pub mod persist;
@@ -42,6 +44,7 @@ pub use context::ContextIndex;
 pub use corpus::{Corpus, InputError};
 pub use draft::{propose, propose_with, Draft, Mixing, TaskFollowers, VerifyCost};
 pub use error::Error;
+pub use followers::Followers;
 pub use online::OnlineIndex;
 pub use persist::FormatError;
 pub use serving::{RequestTable, Row, ServingConfig, ServingStats};

@@ -172,7 +172,7 @@ impl OnlineIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::draft::Followers;
+    use crate::followers::Followers;
 
     #[test]
     fn learns_responses_without_crossing_them() {

@@ -510,7 +510,7 @@ mod tests {
     use super::*;
     use crate::config::DrafterConfig;
     use crate::corpus::Corpus;
-    use crate::draft::Followers;
+    use crate::followers::Followers;
 
     fn table(max_requests: usize, stale_steps: u64) -> RequestTable {
         RequestTable::new(

@@ -12,8 +12,8 @@
 use crate::build;
 use crate::config::DrafterConfig;
 use crate::corpus::{Corpus, InputError};
-use crate::draft::Followers;
 use crate::error::Error;
+use crate::followers::Followers;
 use crate::packed::Packed;
 
 /// One depth of the trie. Level 0 is the root (the empty context) and has no token.
