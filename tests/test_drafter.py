@@ -24,7 +24,7 @@ CORPUS = [[5, 6, 7, 8, 2], [5, 6, 7, 9, 2], [5, 6, 7, 8, 2]] * 3
 
 @pytest.fixture
 def drafter() -> NgramDrafter:
-    return NgramDrafter.from_corpus(CORPUS, min_count=2, vocab_size=16)
+    return NgramDrafter.from_corpus(CORPUS, min_count=2, vocab_size=16, preset="paper")
 
 
 def test_proposes_the_task_chain_as_numpy(drafter: NgramDrafter) -> None:
@@ -105,8 +105,10 @@ def test_online_learning_drafts_from_finished_responses(drafter: NgramDrafter) -
     after = drafter.session([5, 11]).propose(3)[0].tolist()
     assert after == [12, 13, 2] != before
     assert drafter.propose([5, 11], 3)[0].tolist() == after  # stateless proposals too
-    clone = pickle.loads(pickle.dumps(drafter))  # learned responses are not saved
-    assert clone.online_capacity == 0 and clone.session([5, 11]).propose(3)[0].tolist() == before
+    clone = pickle.loads(pickle.dumps(drafter))  # learned responses are not saved, settings are
+    assert clone.online_capacity == 100 and clone.mixing == drafter.mixing
+    assert clone.online_stats()["tokens"] == 0
+    assert clone.session([5, 11]).propose(3)[0].tolist() == before
     drafter.forget()
     assert drafter.session([5, 11]).propose(3)[0].tolist() == before
     drafter.learn(np.array(response))
@@ -117,7 +119,7 @@ def test_online_learning_drafts_from_finished_responses(drafter: NgramDrafter) -
 
 def test_longer_match_mixing_prefers_the_longer_context() -> None:
     corpus = [[1, 2], [1, 2], [4, 1, 2]] * 3
-    d = NgramDrafter.from_corpus(corpus, n_max=3, min_count=1)
+    d = NgramDrafter.from_corpus(corpus, n_max=3, min_count=1, preset="paper")
     prompt = [3, 1, 9, 3, 1]  # (3, 1) -> 9 in the prompt: longer than the corpus's (1) -> 2
     assert d.session(prompt).propose(1)[0].tolist() == [2]
     d.mixing = "longer_match"
@@ -146,8 +148,10 @@ def test_bad_online_settings(drafter: NgramDrafter) -> None:
 def test_accepts_every_integer_dtype(drafter: NgramDrafter, dtype: type) -> None:
     ids, _ = drafter.propose(np.array([5, 6], dtype=dtype), 2)
     assert ids.tolist() == [7, 8]
-    built = NgramDrafter.from_corpus([np.array(s, dtype=dtype) for s in CORPUS], min_count=2)
-    assert built.stats() == NgramDrafter.from_corpus(CORPUS, min_count=2).stats()
+    built = NgramDrafter.from_corpus(
+        [np.array(s, dtype=dtype) for s in CORPUS], min_count=2, preset="paper"
+    )
+    assert built.stats() == NgramDrafter.from_corpus(CORPUS, min_count=2, preset="paper").stats()
 
 
 def test_non_contiguous_arrays_are_read_correctly(drafter: NgramDrafter) -> None:
@@ -158,8 +162,8 @@ def test_non_contiguous_arrays_are_read_correctly(drafter: NgramDrafter) -> None
 def test_flat_corpus_equals_list_corpus() -> None:
     tokens = np.concatenate([np.array(s) for s in CORPUS])
     offsets = np.cumsum([0] + [len(s) for s in CORPUS])
-    a = NgramDrafter.from_flat(tokens, offsets, min_count=2)
-    b = NgramDrafter.from_corpus(iter(CORPUS), min_count=2)
+    a = NgramDrafter.from_flat(tokens, offsets, min_count=2, preset="paper")
+    b = NgramDrafter.from_corpus(iter(CORPUS), min_count=2, preset="paper")
     assert a.to_bytes() == b.to_bytes()
 
 
@@ -236,7 +240,7 @@ def test_failed_save_keeps_the_existing_file(drafter: NgramDrafter, tmp_path) ->
 )
 def test_bad_settings_raise_invalid_config(kwargs: dict) -> None:
     with pytest.raises(InvalidConfigError):
-        NgramDrafter.from_corpus(CORPUS, **kwargs)
+        NgramDrafter.from_corpus(CORPUS, **kwargs, preset="paper")
 
 
 def test_bad_k_and_overrides(drafter: NgramDrafter) -> None:
@@ -259,11 +263,11 @@ def test_bad_ids_are_reported_with_position(drafter: NgramDrafter) -> None:
     with pytest.raises(InvalidInputError, match="negative"):
         drafter.propose([-1], 2)
     with pytest.raises(InvalidInputError, match="corpus sequence 1"):
-        NgramDrafter.from_corpus([[1, 2], [3, -4]])
+        NgramDrafter.from_corpus([[1, 2], [3, -4]], preset="paper")
     with pytest.raises(InvalidInputError):
-        NgramDrafter.from_corpus([[1, 2**40]])
+        NgramDrafter.from_corpus([[1, 2**40]], preset="paper")
     with pytest.raises(InvalidInputError):
-        NgramDrafter.from_corpus([[1, 99]], vocab_size=50)
+        NgramDrafter.from_corpus([[1, 99]], vocab_size=50, preset="paper")
 
 
 def test_failed_extend_keeps_the_session(drafter: NgramDrafter) -> None:
@@ -279,7 +283,7 @@ def test_failed_extend_keeps_the_session(drafter: NgramDrafter) -> None:
 def test_empty_corpus_is_an_error() -> None:
     for corpus in ([], [[]], [[], []]):
         with pytest.raises(InvalidInputError, match="no tokens"):
-            NgramDrafter.from_corpus(corpus)
+            NgramDrafter.from_corpus(corpus, preset="paper")
 
 
 def test_wrong_dtypes_raise_dtype_error(drafter: NgramDrafter) -> None:
@@ -290,17 +294,17 @@ def test_wrong_dtypes_raise_dtype_error(drafter: NgramDrafter) -> None:
     with pytest.raises(InvalidInputError, match="1-D"):
         drafter.propose(np.array([[5, 6]]), 2)
     with pytest.raises(DtypeError):
-        NgramDrafter.from_corpus([np.array([1.0, 2.0])])
+        NgramDrafter.from_corpus([np.array([1.0, 2.0])], preset="paper")
     with pytest.raises(InvalidInputError, match="single int"):
-        NgramDrafter.from_corpus([1, 2, 3])
+        NgramDrafter.from_corpus([1, 2, 3], preset="paper")
     with pytest.raises(DtypeError):
-        NgramDrafter.from_corpus("12345")
+        NgramDrafter.from_corpus("12345", preset="paper")
 
 
 def test_bad_offsets(drafter: NgramDrafter) -> None:
     for offsets in ([0, 2], [1, 3], [0, 3, 2, 3], [0, -1, 3]):
         with pytest.raises(InvalidInputError):
-            NgramDrafter.from_flat([1, 2, 3], offsets)
+            NgramDrafter.from_flat([1, 2, 3], offsets, preset="paper")
 
 
 def test_errors_share_one_root_and_python_bases() -> None:
@@ -310,7 +314,9 @@ def test_errors_share_one_root_and_python_bases() -> None:
 
 
 def test_unigram_only_drafter_and_corpus_fallback() -> None:
-    d = NgramDrafter.from_corpus([[1, 2, 2, 3]], n_max=1, min_count=1, corpus_weight=1.0)
+    d = NgramDrafter.from_corpus(
+        [[1, 2, 2, 3]], n_max=1, min_count=1, corpus_weight=1.0, preset="paper"
+    )
     ids, probs = d.propose([7], 3)
     assert ids.tolist() == [2, 2, 2] and probs.tolist() == [0.5, 0.5, 0.5]
 
@@ -318,3 +324,35 @@ def test_unigram_only_drafter_and_corpus_fallback() -> None:
 def test_repr_and_version(drafter: NgramDrafter) -> None:
     assert "NgramDrafter(n_max=4" in repr(drafter)
     assert tasc_rs.__version__ and tasc_rs.FORMAT_VERSION == 1
+
+
+def test_the_tuned_preset_is_the_default_and_the_paper_one_reproducible(tmp_path) -> None:
+    from tasc_rs.drafter import PRESETS
+
+    default = NgramDrafter.from_corpus(CORPUS)
+    tuned = PRESETS["tuned"]
+    assert (default.n_max, default.min_count, default.corpus_weight) == (
+        tuned["n_max"],
+        tuned["min_count"],
+        tuned["corpus_weight"],
+    )
+    assert (default.mixing, default.online_capacity) == ("longer_match", 1 << 20)
+    paper = NgramDrafter.from_corpus(CORPUS, preset="paper")
+    assert (paper.n_max, paper.corpus_weight, paper.mixing, paper.online_capacity) == (
+        4,
+        0.75,
+        "fixed",
+        0,
+    )
+    # explicit settings win over the preset's, the others stay the preset's
+    mixed = NgramDrafter.from_corpus(CORPUS, preset="paper", n_max=6, online_capacity=10)
+    assert (mixed.n_max, mixed.corpus_weight, mixed.online_capacity) == (6, 0.75, 10)
+    with pytest.raises(InvalidConfigError, match="unknown preset 'fast'"):
+        NgramDrafter.from_corpus(CORPUS, preset="fast")
+    # a loaded drafter takes the unsaved settings from its preset (or as given)
+    path = tmp_path / "p.tasc"
+    paper.save(path)
+    assert NgramDrafter.load(path).mixing == "longer_match"
+    loaded = NgramDrafter.load(path, preset="paper")
+    assert (loaded.mixing, loaded.online_capacity, loaded.n_max) == ("fixed", 0, 4)
+    assert NgramDrafter.from_bytes(paper.to_bytes(), online_capacity=7).online_capacity == 7

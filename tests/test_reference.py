@@ -24,7 +24,7 @@ settings_ = st.fixed_dictionaries(
 @given(corpus=corpora, cfg=settings_, context=st.lists(tokens, max_size=20), k=st.integers(1, 10))
 def test_stateless_propose_matches_reference(corpus, cfg, context, k):
     ref = ReferenceDrafter(corpus, **cfg)
-    drafter = NgramDrafter.from_corpus(corpus, **cfg)
+    drafter = NgramDrafter.from_corpus(corpus, **cfg, preset="paper")
     ids, probs = drafter.propose(context, k)
     assert (ids.tolist(), probs.tolist()) == ref.propose(context, k)
 
@@ -39,7 +39,7 @@ def test_stateless_propose_matches_reference(corpus, cfg, context, k):
 )
 def test_incremental_session_matches_reference(corpus, cfg, prompt, steps, k):
     ref = ReferenceDrafter(corpus, **cfg)
-    drafter = NgramDrafter.from_corpus(corpus, **cfg)
+    drafter = NgramDrafter.from_corpus(corpus, **cfg, preset="paper")
     session = drafter.session(prompt)
     context = list(prompt)
     for accepted in [[], *steps]:
@@ -53,7 +53,7 @@ def test_incremental_session_matches_reference(corpus, cfg, prompt, steps, k):
 @settings(max_examples=100, deadline=None)
 @given(corpus=corpora, cfg=settings_, context=st.lists(tokens, max_size=20))
 def test_round_trip_through_bytes_keeps_proposals(corpus, cfg, context):
-    drafter = NgramDrafter.from_corpus(corpus, **cfg)
+    drafter = NgramDrafter.from_corpus(corpus, **cfg, preset="paper")
     loaded = NgramDrafter.from_bytes(drafter.to_bytes())
     a, pa = drafter.propose(context, 6)
     b, pb = loaded.propose(context, 6)

@@ -15,7 +15,7 @@ from tasc_rs import NgramDrafter
 def test_thread_pool_proposals_match_single_thread() -> None:
     rng = random.Random(7)
     corpus = [[rng.randrange(50) for _ in range(rng.randrange(5, 60))] for _ in range(2000)]
-    drafter = NgramDrafter.from_corpus(corpus, min_count=2)
+    drafter = NgramDrafter.from_corpus(corpus, min_count=2, preset="paper")
     contexts = [[rng.randrange(50) for _ in range(rng.randrange(0, 300))] for _ in range(64)]
 
     def work(ctx: list[int]) -> list[tuple[list[int], list[float]]]:
@@ -42,7 +42,7 @@ def test_concurrent_builds_and_saves(tmp_path) -> None:
     corpus = [[i % 7, (i * 3) % 11, i % 5] for i in range(5000)]
 
     def build(i: int) -> bytes:
-        d = NgramDrafter.from_corpus(corpus, min_count=1 + i % 3)
+        d = NgramDrafter.from_corpus(corpus, min_count=1 + i % 3, preset="paper")
         d.save(tmp_path / f"d{i}.tasc")
         return NgramDrafter.load(tmp_path / f"d{i}.tasc").to_bytes()
 
@@ -54,7 +54,10 @@ def test_concurrent_builds_and_saves(tmp_path) -> None:
 
 @pytest.mark.timeout(120)
 def test_concurrent_saves_to_one_path_leave_a_valid_file(tmp_path) -> None:
-    drafters = [NgramDrafter.from_corpus([[i, i + 1, i + 2]] * 3, min_count=1) for i in range(8)]
+    drafters = [
+        NgramDrafter.from_corpus([[i, i + 1, i + 2]] * 3, min_count=1, preset="paper")
+        for i in range(8)
+    ]
     path = tmp_path / "shared.tasc"
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(5):
@@ -68,7 +71,7 @@ def test_concurrent_saves_to_one_path_leave_a_valid_file(tmp_path) -> None:
 def test_learning_while_other_threads_draft() -> None:
     rng = random.Random(3)
     corpus = [[rng.randrange(50) for _ in range(20)] for _ in range(500)]
-    drafter = NgramDrafter.from_corpus(corpus, min_count=2)
+    drafter = NgramDrafter.from_corpus(corpus, min_count=2, preset="paper")
     drafter.online_capacity = 5_000  # small enough that eviction runs during the test
     responses = [[rng.randrange(50) for _ in range(40)] for _ in range(400)]
 
@@ -97,7 +100,7 @@ def test_one_session_shared_by_two_threads_says_what_is_wrong() -> None:
 
     from tasc_rs import InvalidInputError, NgramDrafter
 
-    session = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5).session([1, 2])
+    session = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5, preset="paper").session([1, 2])
     big = list(range(5, 200_005))  # long enough to run detached from the GIL
     errors: list[BaseException] = []
     stop = time.monotonic() + 20

@@ -29,6 +29,7 @@ from tasc_rs._cli_types import (
     output_file,
 )
 from tasc_rs._core import MAX_K, MAX_N
+from tasc_rs.drafter import DEFAULT_PRESET, PRESETS
 from tasc_rs.errors import TascError
 from tasc_rs.ft.cli import add_subcommands
 
@@ -133,19 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokenizer directory or Hub name (default: embedded SmolLM2)",
     )
     b.add_argument(
-        "--n-max", type=integer(1, MAX_N), default=4, help="longest n-gram order (default: 4)"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help="settings not given below: 'tuned' (default; n-max 8, min-count 5, corpus-weight "
+        "0.9) or 'paper' (4, 5, 0.75)",
+    )
+    b.add_argument(
+        "--n-max", type=integer(1, MAX_N), default=None, help="longest n-gram order (preset's)"
     )
     b.add_argument(
         "--min-count",
         type=integer(1),
-        default=5,
-        help="prune n-grams seen fewer times (default: 5)",
+        default=None,
+        help="prune n-grams seen fewer times (preset's)",
     )
     b.add_argument(
         "--corpus-weight",
         type=number(0.0, 1.0),
-        default=0.75,
-        help="weight of the corpus model vs the live context (default: 0.75)",
+        default=None,
+        help="weight of the corpus model vs the live context (preset's)",
     )
     b.add_argument(
         "--no-wrap",
@@ -284,6 +292,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         args.corpus,
         field=args.field,
         wrap=not args.no_wrap,
+        preset=args.preset,
         n_max=args.n_max,
         min_count=args.min_count,
         corpus_weight=args.corpus_weight,

@@ -14,12 +14,56 @@ import numpy as np
 import numpy.typing as npt
 
 from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
-from tasc_rs.errors import DtypeError, InvalidInputError
+from tasc_rs.errors import DtypeError, InvalidConfigError, InvalidInputError
 
-__all__ = ["NgramDrafter", "TokenIds", "restore_drafter"]
+__all__ = ["DEFAULT_PRESET", "PRESETS", "NgramDrafter", "TokenIds", "restore_drafter"]
 
 #: Token ids: a sequence of Python ints or a 1-D integer numpy array.
 TokenIds = Sequence[int] | npt.NDArray[np.integer[Any]]
+
+#: Named drafter configurations; any setting passed explicitly overrides its preset's value.
+#:
+#: - ``"tuned"`` (the default): what benches/RESULTS.md measures fastest across tasks, models and
+#:   peers: 8-grams, lambda 0.9, the side with the longer matched context weighted higher
+#:   (``mixing="longer_match"``), and online learning of every finished response (up to 1M
+#:   tokens, oldest first out).
+#: - ``"paper"``: TASC-spec as the paper specifies it (4-grams, lambda 0.75, p_min 5, fixed
+#:   mixing, no online learning), to reproduce its numbers.
+#:
+#: Draft length and threshold are not part of a preset: the Hugging Face loop measures the
+#: verify cost of the model on its device and cuts each draft to what pays (``verify_cost``).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tuned": {
+        "n_max": 8,
+        "min_count": 5,
+        "corpus_weight": 0.9,
+        "min_prob": 0.0,
+        "mixing": "longer_match",
+        "online_capacity": 1 << 20,
+    },
+    "paper": {
+        "n_max": 4,
+        "min_count": 5,
+        "corpus_weight": 0.75,
+        "min_prob": 0.0,
+        "mixing": "fixed",
+        "online_capacity": 0,
+    },
+}
+DEFAULT_PRESET = "tuned"
+
+
+def preset_settings(preset: str, **overrides: Any) -> dict[str, Any]:
+    """The settings of ``preset`` with every override that is not ``None`` applied.
+
+    Raises:
+        InvalidConfigError: an unknown preset name.
+    """
+    if preset not in PRESETS:
+        raise InvalidConfigError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
+    settings = dict(PRESETS[preset])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
 
 
 class NgramDrafter:
@@ -33,10 +77,11 @@ class NgramDrafter:
     ``min_prob``. The drafter is safe to share between threads; per-request state lives in a
     :class:`DraftSession`.
 
-    Online learning (off by default): with ``online_capacity > 0`` every finished response
-    (``session.finish()``, which ``tasc_rs.hf.generate`` calls) joins a bounded index that the
-    task side reads as part of the corpus, so the drafter learns how the served model actually
-    writes. The learned responses are not saved or pickled.
+    Online learning (on in the default ``"tuned"`` preset, off in ``"paper"``): with
+    ``online_capacity > 0`` every finished response (``session.finish()``, which
+    ``tasc_rs.hf.generate`` calls) joins a bounded index that the task side reads as part of the
+    corpus, so the drafter learns how the served model actually writes. The learned responses
+    are not saved or pickled.
 
     Example:
         >>> from tasc_rs import NgramDrafter
@@ -45,7 +90,7 @@ class NgramDrafter:
         >>> session = drafter.session([1, 5])
         >>> ids, probs = session.propose(4)
         >>> ids.tolist(), probs.round(2).tolist()
-        ([6, 7, 8, 2], [0.75, 0.75, 0.38, 0.75])
+        ([6, 7, 8, 2], [0.9, 0.9, 0.45, 0.9])
         >>> session.extend(ids[:2])
     """
 
@@ -59,9 +104,10 @@ class NgramDrafter:
 
     @property
     def mixing(self) -> str:
-        """The mixing rule new sessions start with: ``"fixed"`` (default, the paper's) or
-        ``"longer_match"`` (the side with the longer matched context gets the larger weight;
-        see ``DraftSession.mixing``). Not saved with the drafter.
+        """The mixing rule new sessions start with: ``"longer_match"`` (the tuned preset's: the
+        side with the longer matched context gets the larger weight; see
+        ``DraftSession.mixing``) or ``"fixed"`` (the paper's). Not saved with the drafter: a
+        loaded drafter takes its preset's.
 
         Raises:
             InvalidConfigError: on setting any other name.
@@ -77,10 +123,13 @@ class NgramDrafter:
         cls,
         corpus: Iterable[TokenIds],
         *,
-        n_max: int = 4,
-        min_count: int = 5,
-        corpus_weight: float = 0.75,
-        min_prob: float = 0.0,
+        preset: str = DEFAULT_PRESET,
+        n_max: int | None = None,
+        min_count: int | None = None,
+        corpus_weight: float | None = None,
+        min_prob: float | None = None,
+        mixing: str | None = None,
+        online_capacity: int | None = None,
         vocab_size: int | None = None,
     ) -> NgramDrafter:
         """Builds a drafter from token-id sequences (one per task output).
@@ -88,10 +137,15 @@ class NgramDrafter:
         Args:
             corpus: An iterable of sequences (lists of ints or 1-D integer arrays). It is consumed
                 once and never held as Python objects, so a generator over a huge file works.
+            preset: ``"tuned"`` (default) or ``"paper"``: the settings below that are not given
+                (see :data:`PRESETS`).
             n_max: Largest n-gram order (contexts of up to ``n_max - 1`` tokens), 1..8.
             min_count: n-grams seen fewer times are pruned (the paper's p_min = 5).
             corpus_weight: lambda, the weight of the task distribution, in [0, 1].
             min_prob: default early-stop threshold on the mixed probability, in [0, 1].
+            mixing: ``"longer_match"`` or ``"fixed"`` (see :attr:`mixing`).
+            online_capacity: tokens of finished responses learned online (0: off; see
+                :attr:`online_capacity`).
             vocab_size: if given, every id must be below it (checked here and at proposal time).
 
         Raises:
@@ -116,7 +170,23 @@ class NgramDrafter:
             except InvalidInputError as e:
                 message = str(e).removeprefix("ids")
                 raise type(e)(f"corpus sequence {i}{message}") from None
-        return cls(NgramStore.build(builder, n_max, min_count, corpus_weight, min_prob))
+        return cls._built(builder, preset, locals())
+
+    @classmethod
+    def _built(cls, builder: CorpusBuilder, preset: str, args: dict[str, Any]) -> NgramDrafter:
+        """Counts ``builder``'s corpus with ``preset`` overridden by the given ``args``."""
+        names = ("n_max", "min_count", "corpus_weight", "min_prob", "mixing", "online_capacity")
+        s = preset_settings(preset, **{name: args[name] for name in names})
+        store = NgramStore.build(
+            builder, s["n_max"], s["min_count"], s["corpus_weight"], s["min_prob"]
+        )
+        return cls(store)._with_runtime(s)
+
+    def _with_runtime(self, settings: dict[str, Any]) -> NgramDrafter:
+        """Applies the settings that are not saved with a drafter (mixing, online learning)."""
+        self.mixing = settings["mixing"]
+        self.online_capacity = settings["online_capacity"]
+        return self
 
     @classmethod
     def from_flat(
@@ -124,10 +194,13 @@ class NgramDrafter:
         tokens: TokenIds,
         offsets: TokenIds,
         *,
-        n_max: int = 4,
-        min_count: int = 5,
-        corpus_weight: float = 0.75,
-        min_prob: float = 0.0,
+        preset: str = DEFAULT_PRESET,
+        n_max: int | None = None,
+        min_count: int | None = None,
+        corpus_weight: float | None = None,
+        min_prob: float | None = None,
+        mixing: str | None = None,
+        online_capacity: int | None = None,
         vocab_size: int | None = None,
     ) -> NgramDrafter:
         """Builds a drafter from one flat id array and sequence boundaries.
@@ -137,13 +210,13 @@ class NgramDrafter:
 
         Example:
             >>> import numpy as np
-            >>> d = NgramDrafter.from_flat(np.array([1, 2, 3, 1, 2, 4]), [0, 3, 6], min_count=1)
+            >>> d = NgramDrafter.from_flat([1, 2, 3, 1, 2, 4], [0, 3, 6], n_max=4, min_count=1)
             >>> d.stats()["ngrams"]
             [4, 3, 2, 0]
         """
         builder = CorpusBuilder(vocab_size)
         builder.add_flat(tokens, offsets)
-        return cls(NgramStore.build(builder, n_max, min_count, corpus_weight, min_prob))
+        return cls._built(builder, preset, locals())
 
     def session(self, prompt_ids: TokenIds) -> DraftSession:
         """Starts a per-request session whose context index holds ``prompt_ids``.
@@ -225,7 +298,8 @@ class NgramDrafter:
 
     @property
     def online_capacity(self) -> int:
-        """Most tokens of learned responses kept (oldest dropped first); 0 (default) is off."""
+        """Most tokens of learned responses kept (oldest dropped first); 0 is off. The tuned
+        preset (default) learns up to ``1 << 20`` tokens; the paper preset none."""
         return self._store.online_capacity
 
     @online_capacity.setter
@@ -249,23 +323,42 @@ class NgramDrafter:
         self._store.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> NgramDrafter:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        preset: str = DEFAULT_PRESET,
+        mixing: str | None = None,
+        online_capacity: int | None = None,
+    ) -> NgramDrafter:
         """Reads a drafter written by :meth:`save`.
+
+        The counts and the n-gram settings come from the file; the settings not saved with it
+        (``mixing``, ``online_capacity``) come from ``preset`` unless given.
 
         Raises:
             DrafterFileError: the file is truncated, corrupted, foreign or of another version.
             TascIOError: the file cannot be read.
         """
-        return cls(NgramStore.load(path))
+        runtime = preset_settings(preset, mixing=mixing, online_capacity=online_capacity)
+        return cls(NgramStore.load(path))._with_runtime(runtime)
 
     def to_bytes(self) -> bytes:
         """The saved-file representation as bytes."""
         return self._store.to_bytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> NgramDrafter:
-        """Inverse of :meth:`to_bytes`."""
-        return cls(NgramStore.from_bytes(data))
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        preset: str = DEFAULT_PRESET,
+        mixing: str | None = None,
+        online_capacity: int | None = None,
+    ) -> NgramDrafter:
+        """Inverse of :meth:`to_bytes`; unsaved settings as in :meth:`load`."""
+        runtime = preset_settings(preset, mixing=mixing, online_capacity=online_capacity)
+        return cls(NgramStore.from_bytes(data))._with_runtime(runtime)
 
     def stats(self) -> dict[str, Any]:
         """Counts and memory: ``ngrams`` (distinct kept n-grams per order 1..n_max),
@@ -293,10 +386,11 @@ class NgramDrafter:
     def vocab_size(self) -> int | None:
         return self._store.vocab_size
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+    def __reduce__(self) -> tuple[Any, tuple[bytes, str, int]]:
         # A module-level reconstructor: a restricted Unpickler.find_class that allows
         # ("tasc_rs.drafter", "restore_drafter") needs nothing else (no builtins.getattr).
-        return (restore_drafter, (self.to_bytes(),))
+        # The settings travel with it; the learned responses do not.
+        return (restore_drafter, (self.to_bytes(), self.mixing, self.online_capacity))
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -307,8 +401,11 @@ class NgramDrafter:
         )
 
 
-def restore_drafter(data: bytes) -> NgramDrafter:
-    """Rebuilds a drafter from :meth:`NgramDrafter.to_bytes` output: what unpickling calls.
+def restore_drafter(
+    data: bytes, mixing: str | None = None, online_capacity: int | None = None
+) -> NgramDrafter:
+    """Rebuilds a drafter from :meth:`NgramDrafter.to_bytes` output and the settings not saved
+    in it (default: the tuned preset's): what unpickling calls.
 
     To unpickle drafters with a restricted ``pickle.Unpickler``, allow exactly
     ``("tasc_rs.drafter", "restore_drafter")`` in its ``find_class``.
@@ -318,4 +415,4 @@ def restore_drafter(data: bytes) -> NgramDrafter:
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DtypeError(f"restore_drafter expects bytes, got {type(data).__name__}")
-    return NgramDrafter.from_bytes(bytes(data))
+    return NgramDrafter.from_bytes(bytes(data), mixing=mixing, online_capacity=online_capacity)

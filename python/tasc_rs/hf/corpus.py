@@ -131,10 +131,11 @@ def build_drafter(
     *,
     field: str = "output",
     wrap: bool = True,
-    n_max: int = 4,
-    min_count: int = 5,
-    corpus_weight: float = 0.75,
-    min_prob: float = 0.0,
+    preset: str = "tuned",
+    n_max: int | None = None,
+    min_count: int | None = None,
+    corpus_weight: float | None = None,
+    min_prob: float | None = None,
     progress: bool | None = None,
 ) -> Any:
     """Build a ``tasc_rs.NgramDrafter`` from output texts or a JSONL file of outputs.
@@ -144,6 +145,8 @@ def build_drafter(
         texts: Output strings, or the path of a JSONL file (see :func:`read_outputs`).
         field: JSONL field holding the output.
         wrap: Wrap outputs in the chat template's answer header and end-of-turn.
+        preset: ``"tuned"`` (default) or ``"paper"`` (see ``tasc_rs.drafter.PRESETS``): the
+            settings below that are not given, and mixing and online learning.
         n_max: Longest n-gram order.
         min_count: Prune n-grams seen fewer times (the paper's p_min = 5).
         corpus_weight: Weight of the corpus model against the live-context model.
@@ -165,6 +168,7 @@ def build_drafter(
         raise InvalidInputError("the corpus is empty: give at least one output text")
     return NgramDrafter.from_corpus(
         corpus,
+        preset=preset,
         n_max=n_max,
         min_count=min_count,
         corpus_weight=corpus_weight,

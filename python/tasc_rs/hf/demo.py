@@ -120,9 +120,7 @@ def run_demo(
     test = load_rows(shipped_task_path(DEMO_TASK, "test"), limit=limit)
     prompt = TaskPrompt(tokenizer, examples=train[:DEMO_SHOTS], instruction=SLURP_INSTRUCTION)
     texts = demo_corpus()
-    drafter = build_drafter(tokenizer, texts, n_max=8, min_count=2, corpus_weight=0.9)
-    drafter.mixing = "longer_match"
-    drafter.online_capacity = 1 << 20
+    drafter = build_drafter(tokenizer, texts, min_count=2)  # the tuned preset (the default)
     if num_draft_tokens is None:
         say("measuring the cost of verifying k tokens on this device...")
         num_draft_tokens = calibrate(model).max_draft_tokens
