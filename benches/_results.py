@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+NOTES = Path(__file__).resolve().parent / "NOTES.md"
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 TASKS = ["slurp", "e2e_nlg", "spider_dev", "medquad"]
 HEADER = (
@@ -29,16 +30,18 @@ def machine() -> str:
 
 
 def write_section(key: str, markdown: str) -> None:
-    """Replaces (or appends) the section tagged ``key`` in benches/RESULTS.md."""
+    """Replaces the section tagged ``key`` where it lives (benches/RESULTS.md, or NOTES.md for
+    the history kept there), or appends it to RESULTS.md."""
     begin, end = f"<!-- begin:{key} -->", f"<!-- end:{key} -->"
     block = f"{begin}\n{markdown.rstrip()}\n{end}"
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else HEADER
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
+    for path in (RESULTS, NOTES):
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if pattern.search(text):
+            path.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+            return
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else HEADER
+    RESULTS.write_text(text.rstrip() + "\n\n" + block + "\n", encoding="utf-8")
 
 
 def load_tokenizer():  # type: ignore[no-untyped-def]
