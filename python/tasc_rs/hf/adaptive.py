@@ -43,7 +43,7 @@ _NEAR_BEST = 0.95
 _THRESHOLD_SCALE = 3.0
 _MIN_PROB_RANGE = (0.1, 0.5)
 
-_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], AdaptiveDefaults]] = (
+_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, int], AdaptiveDefaults]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -116,7 +116,11 @@ def choose_defaults(
 
 @torch.no_grad()
 def measure_verify_cost(
-    model: Any, candidates: tuple[int, ...] = CANDIDATE_K, context_len: int = 128, repeats: int = 5
+    model: Any,
+    candidates: tuple[int, ...] = CANDIDATE_K,
+    context_len: int = 128,
+    repeats: int = 5,
+    batch: int = 1,
 ) -> dict[int, float]:
     """Time one cached forward pass over ``1`` and over ``k + 1`` tokens on the model's device.
 
@@ -125,6 +129,7 @@ def measure_verify_cost(
         candidates: Draft lengths to time.
         context_len: Length of the random context already in the KV cache.
         repeats: Timings per size; the fastest is used (the least disturbed by other processes).
+        batch: Rows in the batch (each step of a batch verifies ``k + 1`` positions per row).
 
     Returns:
         ``{k: t(k) / t(1)}``.
@@ -140,7 +145,7 @@ def measure_verify_cost(
 
     vocab = int(model.get_output_embeddings().weight.shape[0])
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, vocab, (1, context_len + max(candidates) + 1), generator=gen).to(
+    ids = torch.randint(0, vocab, (batch, context_len + max(candidates) + 1), generator=gen).to(
         model.device
     )
     cache = DynamicCache(config=model.config)
@@ -164,7 +169,7 @@ def measure_verify_cost(
     return {k: min(times[k + 1]) / base for k in candidates}
 
 
-def calibrate(model: Any, refresh: bool = False) -> AdaptiveDefaults:
+def calibrate(model: Any, refresh: bool = False, batch: int = 1) -> AdaptiveDefaults:
     """Measure the verify cost of ``model`` on its device and choose draft defaults.
 
     Results are cached per model object, device and dtype (about a second on a CPU).
@@ -172,6 +177,7 @@ def calibrate(model: Any, refresh: bool = False) -> AdaptiveDefaults:
     Args:
         model: A transformers causal LM.
         refresh: Measure again even if a cached result exists.
+        batch: Rows verified together (the batched loop calibrates at its batch size).
 
     Returns:
         The chosen :class:`AdaptiveDefaults`.
@@ -181,10 +187,10 @@ def calibrate(model: Any, refresh: bool = False) -> AdaptiveDefaults:
         >>> defaults.num_draft_tokens, defaults.min_prob  # doctest: +SKIP
         (8, 0.33)
     """
-    key = (str(model.device), str(model.dtype))
+    key = (str(model.device), str(model.dtype), batch)
     per_model = _cache.setdefault(model, {})
     if refresh or key not in per_model:
-        per_model[key] = choose_defaults(measure_verify_cost(model))
+        per_model[key] = choose_defaults(measure_verify_cost(model, batch=batch))
     return per_model[key]
 
 

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from tasc_rs._args import float_arg, int_arg
 from tasc_rs._core import MAX_K
 from tasc_rs.errors import DtypeError, InvalidInputError
 from tasc_rs.hf.adaptive import get_defaults
+from tasc_rs.hf.batched import BatchDecoder
 from tasc_rs.hf.decoding import (
     _ROWWISE_PROCESSORS,
     Drafter,
@@ -172,14 +174,29 @@ def speculative_decoding(
         streamer=tasc_streamer,
         vocab=int(model.get_output_embeddings().weight.shape[0]),
     )
-    if tasc_streamer is not None:
-        tasc_streamer.put(input_ids.cpu())
     mask = model_kwargs.get("attention_mask")
-    rows = []
-    for b in range(input_ids.shape[0]):
-        rows.append(decoder.decode_row(input_ids[b], _left_padding(mask, b), drafter))
-    if tasc_streamer is not None:
-        tasc_streamer.end()
+    starts = [_left_padding(mask, b) for b in range(input_ids.shape[0])]
+    if input_ids.shape[0] == 1:
+        if tasc_streamer is not None:
+            tasc_streamer.put(input_ids.cpu())
+        rows = [decoder.decode_row(input_ids[0], starts[0], drafter)]
+        if tasc_streamer is not None:
+            tasc_streamer.end()
+        stats.rows = [dataclasses.replace(stats, rows=[])]
+    else:
+        if tasc_streamer is not None:
+            raise InvalidInputError("a streamer needs a batch of 1 (as in model.generate)")
+        batch_cost = profile
+        if verify_cost == "auto" and profile is not None:
+            batch_cost = get_defaults(model, batch=input_ids.shape[0]).verify_cost or None
+        rows, row_stats = BatchDecoder(decoder, batch_cost).decode(
+            input_ids, starts, drafter, _pad_id(generation_config)
+        )
+        stats.rows = row_stats
+        for r in row_stats:
+            stats += r
+        # the batch's own count: one forward pass per step for all rows
+        stats.forward_passes = max((r.forward_passes for r in row_stats), default=0)
     if spec_stats is not None:
         spec_stats += stats
     sequences = _assemble(input_ids, rows, _pad_id(generation_config))

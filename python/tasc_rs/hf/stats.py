@@ -20,6 +20,9 @@ class SpecStats:
         draft_seconds: Wall time spent in the drafter (propose + extend).
         verify_seconds: Wall time spent in target forward passes and acceptance.
         sequences: Sequences (batch rows) decoded.
+        rows: One ``SpecStats`` per decoded row (in batch order; ``+=`` appends them). In a
+            batched run ``forward_passes`` counts the batch's forward passes (one per step for
+            all rows) and each row's counts the steps it took part in.
 
     Example:
         >>> s = SpecStats(forward_passes=4, new_tokens=10, drafted=8, accepted=6)
@@ -36,6 +39,7 @@ class SpecStats:
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
     sequences: int = 0
+    rows: list[SpecStats] = field(default_factory=list, repr=False)
 
     @property
     def tokens_per_forward(self) -> float:
@@ -79,6 +83,7 @@ class SpecStats:
         width = max(len(self.drafted_at), len(other.drafted_at))
         self.drafted_at = _add_padded(self.drafted_at, other.drafted_at, width)
         self.accepted_at = _add_padded(self.accepted_at, other.accepted_at, width)
+        self.rows = [*self.rows, *other.rows]
         return self
 
     def as_dict(self) -> dict[str, Any]:
