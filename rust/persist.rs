@@ -47,6 +47,37 @@ pub enum FormatError {
     Corrupt(String),
 }
 
+/// Removes the temporary files that saves of `name` in `dir` left behind when their process was
+/// killed mid-write (`.{name}.{pid}.{n}.tmp` whose `pid` no longer runs). Only where the OS
+/// shows its processes under `/proc`; elsewhere, and on any error, nothing is touched.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let proc_root = Path::new("/proc");
+    if !proc_root.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let mut parts = rest.split('.');
+        let (Some(pid), Some(n), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if numeric(pid) && numeric(n) && !proc_root.join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl NgramStore {
     /// Serialises the store and its configuration.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -144,6 +175,7 @@ impl NgramStore {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
+        remove_stale_temps(&dir, &name);
         // Unique per process and per call, so concurrent saves to one path never share a file.
         static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -389,6 +421,25 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn a_save_removes_what_killed_saves_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.tasc");
+        // a writer that died (no such pid), one still running (this process), another target's
+        let dead = dir.path().join(".d.tasc.999999999.3.tmp");
+        let running = dir
+            .path()
+            .join(format!(".d.tasc.{}.7.tmp", std::process::id()));
+        let other = dir.path().join(".e.tasc.999999999.3.tmp");
+        for f in [&dead, &running, &other] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        sample().save(&path).unwrap();
+        let on_linux = Path::new("/proc/self").exists();
+        assert_eq!(dead.exists(), !on_linux);
+        assert!(running.exists() && other.exists() && path.exists());
     }
 
     #[test]

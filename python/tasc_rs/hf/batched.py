@@ -18,8 +18,11 @@ output is token-identical to plain decoding and sampling keeps each row's distri
 How long the drafts are. On a GPU verifying more positions is nearly free; on a CPU a batch's
 step costs about ``rows x width``, so the loop measures the verify cost at the batch's size
 (:func:`tasc_rs.hf.calibrate` with ``batch=``) and, each step, keeps the common draft width ``D``
-with the most expected tokens per unit of that cost, summed over the rows (expected from each
-draft's own probabilities). Where drafting cannot pay, ``D`` is 0 and the step is plain decoding.
+with the most expected tokens per unit of that cost, summed over the rows. Expected from each
+draft's own probabilities, scaled by how many drafted tokens the model has actually accepted
+so far against how many those probabilities predicted (n-gram probabilities underrate a
+fine-tuned model and overrate a drifting one). Where drafting cannot pay, ``D`` is 0 and the
+step is plain decoding.
 """
 
 from __future__ import annotations
@@ -41,11 +44,17 @@ def _expected(probs: np.ndarray, width: int) -> float:
     return 1.0 + float(np.cumprod(probs[:width]).sum())
 
 
-def batch_width(drafts: list[tuple[list[int], np.ndarray]], cost: tuple[float, ...] | None) -> int:
+def batch_width(
+    drafts: list[tuple[list[int], np.ndarray]],
+    cost: tuple[float, ...] | None,
+    gain: float = 1.0,
+) -> int:
     """The common draft width with the most expected tokens per unit of step cost.
 
     ``cost[d]`` is the relative cost of a step whose rows carry ``d`` draft positions (``cost[0]
     == 1``); past its end the last slope continues. Without a profile, the longest draft.
+    ``gain`` scales the drafted tokens each draft is expected to have accepted (the ratio of
+    accepted to expected observed so far: n-gram probabilities under- or overrate a model).
 
     Example:
         >>> p = np.array([0.9, 0.9, 0.2, 0.1])
@@ -66,7 +75,9 @@ def batch_width(drafts: list[tuple[list[int], np.ndarray]], cost: tuple[float, .
 
     best, best_value = 0, -1.0
     for width in range(longest + 1):
-        value = sum(_expected(p, min(width, len(ids))) for ids, p in drafts) / at(width)
+        value = sum(
+            1.0 + gain * (_expected(p, min(width, len(ids))) - 1.0) for ids, p in drafts
+        ) / at(width)
         if value > best_value * (1 + 1e-9):
             best, best_value = width, value
     return best
@@ -78,6 +89,15 @@ class BatchDecoder:
     def __init__(self, decoder: _Decoder, batch_cost: tuple[float, ...] | None) -> None:
         self.d = decoder
         self.batch_cost = batch_cost
+        # Drafted tokens accepted, and the number the drafts' probabilities predicted: their
+        # ratio corrects the next steps' estimates (starting from 1, one token of prior each).
+        self.accepted = 1.0
+        self.predicted = 1.0
+
+    @property
+    def gain(self) -> float:
+        """Accepted over predicted drafted tokens so far, within [0.25, 4]."""
+        return min(max(self.accepted / self.predicted, 0.25), 4.0)
 
     def decode(
         self, input_ids: torch.Tensor, starts: list[int], drafter: Drafter, pad_id: int
@@ -99,7 +119,8 @@ class BatchDecoder:
             session = drafter.session(input_ids[b, starts[b] :].cpu().numpy())
             k, min_prob = d.k, d.min_prob
             if d.verify_cost and _truncates_by_cost(session):
-                session.verify_cost = self.batch_cost or d.verify_cost  # type: ignore[attr-defined]
+                # Drafts as long as the cost profile reaches; the step's common width (with the
+                # acceptance observed so far) decides how much of them is verified.
                 k, min_prob = d.cost_k, d.cost_min_prob
             sessions.append(session)
             limits.append((k, min_prob))
@@ -116,8 +137,9 @@ class BatchDecoder:
             for b in live:
                 k, min_prob = limits[b]
                 drafts.append(self._propose(sessions[b], min(k, d.max_length - n[b] - 1), min_prob))
-            cut = batch_width(drafts, self.batch_cost if d.verify_cost else None)
+            cut = batch_width(drafts, self.batch_cost if d.verify_cost else None, self.gain)
             drafts = [(ids[:cut], p[:cut]) for ids, p in drafts]
+            self.predicted += sum(_expected(p, len(ids)) - 1.0 for ids, p in drafts)
             t1 = time.perf_counter()
             wide = max(len(ids) for ids, _ in drafts)
             prefix = width if first else 1
@@ -148,6 +170,7 @@ class BatchDecoder:
                 row_seq = seq[b : b + 1]
                 scores = d.scores(row_seq, n[b], logits[i, : len(ids) + 1])
                 m, token = d.choose(scores, ids)
+                self.accepted += m
                 fed[i, prefix + m : prefix + len(ids)] = 0  # the rejected drafts' columns
                 emitted = [*ids[:m], token]
                 seq[b, n[b] + m] = token

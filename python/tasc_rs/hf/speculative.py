@@ -87,8 +87,9 @@ def speculative_decoding(
 
     Args:
         model: The target causal LM (passed by ``generate``).
-        input_ids: ``(batch, prompt_len)`` prompt ids; rows are decoded one after another and
-            left padding (per ``attention_mask``) is stripped first.
+        input_ids: ``(batch, prompt_len)`` prompt ids, left-padded per ``attention_mask``. A
+            batch is decoded together: one forward pass per step verifies every live row's
+            draft (see :mod:`tasc_rs.hf.batched`); a streamer needs a batch of 1.
         logits_processor: Prepared by ``generate`` (temperature, top-k, top-p, ...).
         stopping_criteria: Prepared by ``generate`` (max length, EOS ids, stop strings, ...).
         generation_config: The merged generation config.
