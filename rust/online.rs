@@ -72,13 +72,15 @@ impl OnlineIndex {
     }
 
     /// Swaps in a planned eviction; false (nothing changed) if the index changed since the
-    /// plan was made.
-    pub fn install(&mut self, eviction: Eviction) -> bool {
+    /// plan was made. Either way `eviction` is left holding what is no longer needed (the old
+    /// index, or the stale plan): drop it after releasing any lock, as freeing a large index
+    /// takes a while.
+    pub fn install(&mut self, eviction: &mut Eviction) -> bool {
         if eviction.generation != self.generation {
             return false;
         }
-        self.index = eviction.index;
-        self.lengths = eviction.lengths;
+        std::mem::swap(&mut self.index, &mut eviction.index);
+        std::mem::swap(&mut self.lengths, &mut eviction.lengths);
         self.generation += 1;
         true
     }
@@ -227,16 +229,16 @@ mod tests {
             let response: Vec<u32> = (0..1 + r % 6).map(|j| r * 10 + j).collect();
             direct.learn(&response);
             if planned.needs_eviction(response.len()) {
-                let plan = planned.plan_eviction(response.len());
-                assert!(planned.install(plan));
+                let mut plan = planned.plan_eviction(response.len());
+                assert!(planned.install(&mut plan));
             }
             planned.learn(&response);
             assert_eq!(direct.index.tokens(), planned.index.tokens());
             assert_eq!(direct.lengths, planned.lengths);
         }
         // a plan made before another change is refused
-        let plan = planned.plan_eviction(10);
+        let mut plan = planned.plan_eviction(10);
         planned.learn(&[1, 2]);
-        assert!(!planned.install(plan));
+        assert!(!planned.install(&mut plan));
     }
 }

@@ -36,7 +36,7 @@ pub(crate) fn write(online: &SharedOnline) -> RwLockWriteGuard<'_, OnlineIndex> 
 /// new response take the write lock. Call it detached from the interpreter.
 pub(crate) fn learn(online: &SharedOnline, response: &[u32]) -> usize {
     for _ in 0..4 {
-        let plan = {
+        let mut plan = {
             let index = read(online);
             if !index.needs_eviction(response.len()) {
                 break;
@@ -44,8 +44,11 @@ pub(crate) fn learn(online: &SharedOnline, response: &[u32]) -> usize {
             index.plan_eviction(response.len())
         };
         let mut index = write(online);
-        if index.install(plan) || !index.needs_eviction(response.len()) {
-            return index.learn(response);
+        if index.install(&mut plan) || !index.needs_eviction(response.len()) {
+            let learned = index.learn(response);
+            drop(index);
+            drop(plan); // the replaced index is freed after the lock is released
+            return learned;
         }
     }
     // no eviction needed, or other learners kept changing the index: learn under the lock
