@@ -117,6 +117,12 @@ def test_verify_cost_profile_interpolates_the_measured_lengths() -> None:
     assert d.max_draft_tokens == 8
     assert AdaptiveDefaults(4, 0.2).verify_cost == ()
     assert AdaptiveDefaults(4, 0.2).max_draft_tokens == 4
+    # a noisy measurement where 4 tokens cost less than 2 never makes a longer draft cheaper
+    noisy = choose_defaults({2: 2.0, 4: 1.5, 8: 1.8}).verify_cost
+    assert noisy == pytest.approx(
+        (1.0, 1.375, 1.75, 1.75, 1.75, 1.7625, 1.775, 1.7875, 1.8), abs=1e-4
+    )
+    assert list(noisy) == sorted(noisy)
 
 
 @pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, float("inf")], ["x"], "fast"])

@@ -65,11 +65,18 @@ class AdaptiveDefaults:
     @property
     def verify_cost(self) -> tuple[float, ...]:
         """Relative cost of verifying ``d = 0 .. max measured k`` drafted tokens, ``d = 0`` being
-        1.0, linearly interpolated between the measured lengths (empty when not measured).
+        1.0, linearly interpolated between the measured lengths and never decreasing (empty when
+        not measured).
         This is the profile ``DraftSession.verify_cost`` takes."""
         if not self.relative_cost:
             return ()
-        points = sorted({0: 1.0, **self.relative_cost}.items())
+        # Verifying more positions never costs less: a measured dip is noise (other processes,
+        # frequency changes), so the measurements are fitted by the closest non-decreasing
+        # sequence (pool adjacent violators) before interpolating.
+        measured = sorted({0: 1.0, **self.relative_cost}.items())
+        points = list(
+            zip([k for k, _ in measured], _monotone([c for _, c in measured]), strict=True)
+        )
         out = []
         for (k0, c0), (k1, c1) in itertools.pairwise(points):
             out += [c0 + (c1 - c0) * (d - k0) / (k1 - k0) for d in range(k0, k1)]
@@ -80,6 +87,18 @@ class AdaptiveDefaults:
     def max_draft_tokens(self) -> int:
         """The draft cap under cost-aware truncation: the longest measured draft (or ``k``)."""
         return max(self.relative_cost, default=self.num_draft_tokens)
+
+
+def _monotone(values: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to ``values`` in least squares (pool adjacent
+    violators: a run that decreases is replaced by its mean)."""
+    blocks: list[list[float]] = []  # [mean, size]
+    for v in values:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, n1), (m2, n2) = blocks[-2], blocks[-1]
+            blocks[-2:] = [[(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2]]
+    return [m for m, n in blocks for _ in range(int(n))]
 
 
 def choose_defaults(
