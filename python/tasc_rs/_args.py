@@ -16,18 +16,18 @@ def int_arg(name: str, value: Any, lo: int | None = None, hi: int | None = None)
     """``value`` as an int within ``[lo, hi]`` (either bound may be open)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ArgumentTypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    number: int = int(value)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
         allowed = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
-        raise InvalidConfigError(f"{name}={value} is out of range: allowed {allowed}")
-    return value
+        raise InvalidConfigError(f"{name}={number} is out of range: allowed {allowed}")
+    return number
 
 
 def float_arg(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf) -> float:
     """``value`` as a finite float within ``[lo, hi]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ArgumentTypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise InvalidConfigError(f"{name}={value} is out of range: allowed [{lo}, {hi}]")
-    return value
+    number: float = float(value)
+    if not (math.isfinite(number) and lo <= number <= hi):
+        raise InvalidConfigError(f"{name}={number} is out of range: allowed [{lo}, {hi}]")
+    return number
