@@ -137,7 +137,13 @@ class BatchDecoder:
             for b in live:
                 k, min_prob = limits[b]
                 drafts.append(self._propose(sessions[b], min(k, d.max_length - n[b] - 1), min_prob))
-            cut = batch_width(drafts, self.batch_cost if d.verify_cost else None, self.gain)
+            cost = self.batch_cost if d.verify_cost else None
+            if first and cost is not None:
+                # The first step also runs the prompts: its cost is about (width + D) positions
+                # per row, so drafted positions are nearly free next to a long prompt.
+                longest = max((len(ids) for ids, _ in drafts), default=0)
+                cost = tuple(1.0 + extra / width for extra in range(longest + 1))
+            cut = batch_width(drafts, cost, self.gain)
             drafts = [(ids[:cut], p[:cut]) for ids, p in drafts]
             self.predicted += sum(_expected(p, len(ids)) - 1.0 for ids, p in drafts)
             t1 = time.perf_counter()
