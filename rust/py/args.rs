@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyMemoryView, PyString, PyType};
 
+use super::convert::type_name;
 use super::errors::{argument_type_error, config_error};
 
 static INTEGRAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -64,11 +65,7 @@ pub fn float(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
 
 /// The error for `obj` of the wrong type: names the argument, what was expected and what came.
 pub fn wrong_type(obj: &Bound<'_, PyAny>, name: &str, expected: &str) -> PyErr {
-    let got = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "an unknown type".into());
+    let got = type_name(obj);
     let shown = obj
         .repr()
         .map(|r| r.to_string())

@@ -48,7 +48,8 @@ fn id_error(name: &str, e: InputError) -> PyErr {
     input_error(format!("{name}: {e}"))
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+/// The name of `obj`'s type, for error messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())

@@ -136,7 +136,7 @@ class BatchDecoder:
             drafts = []
             for b in live:
                 k, min_prob = limits[b]
-                drafts.append(self._propose(sessions[b], min(k, d.max_length - n[b] - 1), min_prob))
+                drafts.append(d.propose(sessions[b], min(k, d.max_length - n[b] - 1), min_prob))
             cost = self.batch_cost if d.verify_cost else None
             if first and cost is not None:
                 # The first step also runs the prompts: its cost is about (width + D) positions
@@ -180,11 +180,7 @@ class BatchDecoder:
                 fed[i, prefix + m : prefix + len(ids)] = 0  # the rejected drafts' columns
                 emitted = [*ids[:m], token]
                 seq[b, n[b] + m] = token
-                done = False
-                for j in range(len(emitted)):
-                    if bool(d.stopping_criteria(row_seq[:, : n[b] + j + 1], None).any()):
-                        emitted, done = emitted[: j + 1], True
-                        break
+                emitted, done = d.stop_within(row_seq, n[b], emitted)
                 done = done or n[b] + len(emitted) >= d.max_length
                 stats[b].record_step(len(ids), min(m, len(emitted)))
                 generated[b].extend(emitted)
@@ -218,15 +214,3 @@ class BatchDecoder:
         for b in range(rows):
             stats[b].new_tokens += len(generated[b])
         return generated, stats
-
-    def _propose(
-        self, session: Any, budget: int, min_prob: float | None
-    ) -> tuple[list[int], np.ndarray]:
-        if budget <= 0:
-            return [], np.zeros(0)
-        ids, probs = session.propose(budget, min_prob)
-        draft = [int(t) for t in ids]
-        for i, t in enumerate(draft):
-            if not 0 <= t < self.d.vocab:  # a drafter built with another tokenizer
-                return draft[:i], np.asarray(probs[:i], dtype=np.float64)
-        return draft, np.asarray(probs, dtype=np.float64)

@@ -172,7 +172,7 @@ class _Decoder:
         generated: list[int] = []
         while True:
             t0 = time.perf_counter()
-            draft = self._propose(session, min(k, self.max_length - n - 1), min_prob)
+            draft, _ = self.propose(session, min(k, self.max_length - n - 1), min_prob)
             t1 = time.perf_counter()
             d = len(draft)
             if d:
@@ -182,11 +182,7 @@ class _Decoder:
             m, token = self.choose(self.scores(seq, n, logits), draft)
             emitted = [*draft[:m], token]
             seq[0, n + m] = token
-            done = False
-            for i in range(len(emitted)):
-                if bool(self.stopping_criteria(seq[:, : n + i + 1], None).any()):
-                    emitted, done = emitted[: i + 1], True
-                    break
+            emitted, done = self.stop_within(seq, n, emitted)
             self.stats.record_step(d, min(m, len(emitted)))
             generated.extend(emitted)
             if self.streamer is not None:
@@ -206,17 +202,27 @@ class _Decoder:
         self.stats.new_tokens += len(generated)
         return generated
 
-    def _propose(self, session: DraftSession, budget: int, min_prob: float | None) -> list[int]:
+    def propose(
+        self, session: DraftSession, budget: int, min_prob: float | None
+    ) -> tuple[list[int], np.ndarray]:
+        """Up to ``budget`` draft ids and their probabilities, cut before the first id outside
+        the model's vocabulary (a drafter built with another tokenizer never crashes it)."""
         if budget <= 0:
-            return []
-        ids, _ = session.propose(budget, min_prob)
+            return [], np.zeros(0)
+        ids, probs = session.propose(budget, min_prob)
         draft = [int(t) for t in ids]
         for i, t in enumerate(draft):
-            if (
-                not 0 <= t < self.vocab
-            ):  # a drafter built with another tokenizer; never crash the model
-                return draft[:i]
-        return draft
+            if not 0 <= t < self.vocab:
+                return draft[:i], np.asarray(probs[:i], dtype=np.float64)
+        return draft, np.asarray(probs, dtype=np.float64)
+
+    def stop_within(self, seq: torch.Tensor, n: int, emitted: list[int]) -> tuple[list[int], bool]:
+        """``emitted`` (already written to ``seq[0, n:]``) cut after the first token at which
+        the stopping criteria stop, and whether they did."""
+        for i in range(len(emitted)):
+            if bool(self.stopping_criteria(seq[:, : n + i + 1], None).any()):
+                return emitted[: i + 1], True
+        return emitted, False
 
 
 def _finish(session: Any) -> None:
