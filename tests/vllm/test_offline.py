@@ -91,11 +91,12 @@ def test_finished_responses_are_learned(plain: LLM, spec: LLM, tokenizer: Any) -
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="vLLM 0.32's CPU rejection sampler changes the sampled distribution with any "
     "proposer: measured on this prompt, 100 samples each, the modal 3-token outcome "
     "'intent:' 77 times without speculation, 12 with vLLM's own ngram, 16 with tasc-rs. "
-    "Strict: when vLLM fixes it, this test passes and the marker must go.",
+    "Not strict: the test is statistical and passed in 1 of 5 fresh-clone CI runs, so a "
+    "strict marker made CI flaky; when vLLM fixes the sampler, remove the marker.",
 )
 def test_sampling_keeps_the_target_distribution(plain: LLM, spec: LLM, tokenizer: Any) -> None:
     """Samples of the first 3 tokens at temperature 1: the engine with drafts and the one
