@@ -7,6 +7,8 @@ pub const MAX_N: usize = 8;
 /// Largest draft length accepted by `propose`; longer drafts are never useful and would only
 /// let a typo allocate gigabytes.
 pub const MAX_K: usize = 4096;
+/// The most children one node of a draft tree may have.
+pub const MAX_WIDTH: usize = 64;
 
 /// A configuration value outside its allowed range.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -27,6 +29,8 @@ pub enum ConfigError {
     VerifyCost(String),
     #[error("mixing must be 'fixed' or 'longer_match', got {0:?}")]
     Mixing(String),
+    #[error("width {0} is out of range: allowed 1..={MAX_WIDTH} children per node")]
+    Width(i64),
     /// Any other setting (the message names it and what was expected).
     #[error("{0}")]
     Setting(String),
@@ -108,6 +112,14 @@ pub fn check_k(k: i64) -> Result<usize, ConfigError> {
     match usize::try_from(k) {
         Ok(k) if (1..=MAX_K).contains(&k) => Ok(k),
         _ => Err(ConfigError::DraftLength(k)),
+    }
+}
+
+/// Checks a draft tree's branching width: `1..=MAX_WIDTH` children per node.
+pub fn check_width(width: i64) -> Result<usize, ConfigError> {
+    match usize::try_from(width) {
+        Ok(w) if (1..=MAX_WIDTH).contains(&w) => Ok(w),
+        _ => Err(ConfigError::Width(width)),
     }
 }
 

@@ -220,6 +220,124 @@ impl Followers for TaskFollowers<'_> {
     }
 }
 
+/// The two sides of the mixture after `suffix` and the task side's weight under `mixing`: the
+/// task distribution (store plus learned responses) and the context's, each at its own longest
+/// matched context (`None` when empty, or when its weight is 0).
+pub fn mixed_step<'a>(
+    store: &'a NgramStore,
+    online: Option<&'a ContextIndex>,
+    ctx: &'a ContextIndex,
+    suffix: &[u32],
+    corpus_weight: f64,
+    mixing: Mixing,
+) -> (f64, Option<TaskFollowers<'a>>, Option<ContextFollowers<'a>>) {
+    let corp = if corpus_weight > 0.0 {
+        TaskFollowers::lookup(store, online, suffix)
+    } else {
+        None
+    };
+    let local = if corpus_weight < 1.0 {
+        ctx.longest_match_depth(suffix)
+    } else {
+        None
+    };
+    let weight = match (mixing, &corp, &local) {
+        (Mixing::LongerMatch, Some((dt, _)), Some((dc, _))) => {
+            let high = corpus_weight.max(1.0 - corpus_weight);
+            if dc > dt {
+                1.0 - high
+            } else {
+                high
+            }
+        }
+        _ => corpus_weight,
+    };
+    (weight, corp.map(|(_, f)| f), local.map(|(_, f)| f))
+}
+
+/// The `m` most probable tokens of the mixture whose probability reaches `floor`, best first
+/// (the smaller id on ties), written to `out`. For `m = 1` this is [`best_mixed_above`].
+///
+/// Exact: the tokens of each side are bounded by their own share plus the other side's best
+/// share against the current `m`-th best, and a token both sides know is scored once.
+pub fn top_mixed(
+    w: f64,
+    corp: Option<impl Followers>,
+    ctx: Option<impl Followers>,
+    m: usize,
+    floor: f64,
+    out: &mut Vec<(u32, f64)>,
+) {
+    out.clear();
+    if m == 0 {
+        return;
+    }
+    if m == 1 {
+        out.extend(best_mixed_above(w, corp, ctx, floor));
+        return;
+    }
+    let (corp_total, ctx_total) = (
+        corp.as_ref().map_or(0, |f| f.total()),
+        ctx.as_ref().map_or(0, |f| f.total()),
+    );
+    let p = |corp_count: u32, ctx_count: u32| {
+        mixed(w, (corp_count, corp_total), (ctx_count, ctx_total))
+    };
+    let mut top = Top { m, floor, out };
+    match (corp, ctx) {
+        (None, None) => {}
+        (Some(c), None) => c.for_each(|t, n| top.consider(t, p(n, 0))),
+        (None, Some(x)) => x.for_each(|t, n| top.consider(t, p(0, n))),
+        (Some(c), Some(x)) => {
+            let (corp_best, ctx_best) = (c.best().1, x.best().1);
+            if p(corp_best, ctx_best) < floor {
+                return;
+            }
+            c.for_each(|t, n| {
+                if p(n, ctx_best) >= top.threshold() {
+                    top.consider(t, p(n, x.count(t)));
+                }
+            });
+            x.for_each(|t, n| {
+                // tokens the task side knows were scored above
+                if p(0, n) >= top.threshold() && c.count(t) == 0 {
+                    top.consider(t, p(0, n));
+                }
+            });
+        }
+    }
+}
+
+/// The running top `m`, best first, keeping only tokens at or above `floor`.
+struct Top<'a> {
+    m: usize,
+    floor: f64,
+    out: &'a mut Vec<(u32, f64)>,
+}
+
+impl Top<'_> {
+    /// What a token must reach to enter: the `m`-th best once there are `m`, else `floor`.
+    fn threshold(&self) -> f64 {
+        if self.out.len() == self.m {
+            self.out[self.m - 1].1.max(self.floor)
+        } else {
+            self.floor
+        }
+    }
+
+    fn consider(&mut self, token: u32, p: f64) {
+        if p < self.floor {
+            return;
+        }
+        let ahead = |&(t, q): &(u32, f64)| q > p || (q == p && t < token);
+        let at = self.out.partition_point(ahead);
+        if at < self.m {
+            self.out.insert(at, (token, p));
+            self.out.truncate(self.m);
+        }
+    }
+}
+
 /// How the task and context distributions are weighted at each drafting step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mixing {
@@ -286,37 +404,10 @@ pub fn propose_with(
         tokens: Vec::with_capacity(k),
         probs: Vec::with_capacity(k),
     };
-    let use_ctx = corpus_weight < 1.0;
-    let use_corp = corpus_weight > 0.0;
     for _ in 0..k {
         let suffix = &history[history.len().saturating_sub(order)..];
-        let corp = if use_corp {
-            TaskFollowers::lookup(store, online, suffix)
-        } else {
-            None
-        };
-        let local = if use_ctx {
-            ctx.longest_match_depth(suffix)
-        } else {
-            None
-        };
-        let weight = match (mixing, &corp, &local) {
-            (Mixing::LongerMatch, Some((dt, _)), Some((dc, _))) => {
-                let high = corpus_weight.max(1.0 - corpus_weight);
-                if dc > dt {
-                    1.0 - high
-                } else {
-                    high
-                }
-            }
-            _ => corpus_weight,
-        };
-        let found = best_mixed_above(
-            weight,
-            corp.map(|(_, f)| f),
-            local.map(|(_, f)| f),
-            min_prob,
-        );
+        let (weight, corp, local) = mixed_step(store, online, ctx, suffix, corpus_weight, mixing);
+        let found = best_mixed_above(weight, corp, local, min_prob);
         match found {
             Some((token, p)) if p > 0.0 && p >= min_prob => {
                 draft.tokens.push(token);
@@ -393,10 +484,25 @@ impl VerifyCost {
     /// accepted prefix plus the target's own token) for `cost(d)`. The shortest best length wins
     /// ties.
     pub fn best_length(&self, probs: &[f64]) -> usize {
+        let mut path = 1.0;
+        let paths: Vec<f64> = probs
+            .iter()
+            .map(|&p| {
+                path *= p;
+                path
+            })
+            .collect();
+        self.best_count(&paths)
+    }
+
+    /// The number of positions in `0..=paths.len()` with the most expected tokens per unit of
+    /// cost, `paths[i]` being the chance that position `i` is accepted (a chain's running
+    /// product, a tree's path probabilities in the order its nodes are kept): `n` positions
+    /// yield `1 + sum_{i<n} paths[i]` tokens for `cost(n)`. The smallest best count wins ties.
+    pub fn best_count(&self, paths: &[f64]) -> usize {
         let (mut best, mut best_len) = (1.0 / self.at(0), 0);
-        let (mut path, mut expected) = (1.0, 1.0);
-        for (i, &p) in probs.iter().enumerate() {
-            path *= p;
+        let mut expected = 1.0;
+        for (i, &path) in paths.iter().enumerate() {
             expected += path;
             let value = expected / self.at(i + 1);
             if value > best {
@@ -610,6 +716,45 @@ mod tests {
                 want,
                 "{a:?} {b:?} {history:?}"
             );
+        }
+    }
+
+    #[test]
+    fn top_m_is_the_brute_force_ranking() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut got = Vec::new();
+        for _ in 0..2000 {
+            let vocab = 2 + next(12);
+            let a: Vec<u32> = (0..1 + next(60)).map(|_| next(vocab) as u32).collect();
+            let b: Vec<u32> = (0..1 + next(60)).map(|_| next(vocab) as u32).collect();
+            let (ia, ib) = (ContextIndex::new(2, &a), ContextIndex::new(2, &b));
+            let history = [next(vocab) as u32];
+            let (fa, fb) = (ia.longest_match(&history), ib.longest_match(&history));
+            let w = [0.0, 0.25, 0.5, 0.75, 1.0][next(5) as usize];
+            let floor = [0.0, 0.1, 0.3, 0.5, 0.9][next(5) as usize];
+            let m = 1 + next(5) as usize;
+            let total = |f: Option<ContextFollowers<'_>>| f.map_or(0, |f| f.total());
+            let count = |f: Option<ContextFollowers<'_>>, t: u32| f.map_or(0, |f| f.count(t));
+            let mut want: Vec<(u32, f64)> = (0..vocab as u32)
+                .filter(|&t| count(fa, t) > 0 || count(fb, t) > 0)
+                .map(|t| {
+                    (
+                        t,
+                        mixed(w, (count(fa, t), total(fa)), (count(fb, t), total(fb))),
+                    )
+                })
+                .filter(|&(_, p)| p >= floor)
+                .collect();
+            want.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            want.truncate(m);
+            top_mixed(w, fa, fb, m, floor, &mut got);
+            assert_eq!(got, want, "{a:?} {b:?} {history:?} m={m}");
         }
     }
 

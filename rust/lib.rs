@@ -8,6 +8,7 @@
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
+//! - [`tree`]: token trees, several continuations drafted best first under a node budget.
 //! - [`persist`]: the versioned, checksummed file format.
 //! - [`serving`]: drafting for a serving engine's batch (vLLM), requests followed by their tokens.
 //! - [`enrich`]: TASC-ft vocabulary enrichment (score, PCS filter, incremental merges).
@@ -35,6 +36,7 @@ pub mod packed;
 pub mod persist;
 pub mod serving;
 pub mod store;
+pub mod tree;
 
 #[cfg(feature = "python")]
 mod py;
@@ -49,3 +51,4 @@ pub use online::OnlineIndex;
 pub use persist::FormatError;
 pub use serving::{RequestTable, Row, ServingConfig, ServingStats};
 pub use store::{NgramStore, StoreStats};
+pub use tree::{propose_tree, DraftTree};

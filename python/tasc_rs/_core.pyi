@@ -9,11 +9,13 @@ import numpy.typing as npt
 
 _Ids = Any  # a sequence of ints or a 1-D integer array
 _Draft = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+_Tree = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_K",
     "MAX_N",
+    "MAX_WIDTH",
     "BatchProposer",
     "CorpusBuilder",
     "DraftSession",
@@ -25,6 +27,7 @@ __version__: str
 FORMAT_VERSION: int
 MAX_N: int
 MAX_K: int
+MAX_WIDTH: int
 
 @final
 class CorpusBuilder:
@@ -49,6 +52,13 @@ class DraftSession:
     def propose(
         self, k: int, min_prob: float | None = None, corpus_weight: float | None = None
     ) -> _Draft: ...
+    def propose_tree(
+        self,
+        max_nodes: int,
+        width: int = 4,
+        min_prob: float | None = None,
+        corpus_weight: float | None = None,
+    ) -> _Tree: ...
     @property
     def min_prob(self) -> float: ...
     @min_prob.setter

@@ -157,7 +157,8 @@ macro_rules! named_optional {
     };
 }
 
-named!(int -> i64: k, n_max, min_count, budget, max_requests, stale_steps, online_capacity);
+named!(int -> i64: k, n_max, min_count, budget, max_requests, stale_steps, online_capacity,
+    max_nodes, width);
 named!(float -> f64: corpus_weight, min_prob, alpha);
 named!(boolean -> bool: strict, byte_level);
 named_optional!(int -> i64:

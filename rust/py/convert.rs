@@ -13,6 +13,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use super::errors::{dtype_error, input_error};
 use crate::corpus::{to_token_ids, InputError};
 use crate::draft::Draft;
+use crate::tree::DraftTree;
 
 /// Appends the ids in `obj` (the argument called `name`) to `out`, checking each against the
 /// exclusive bound `limit`. On error `out` is left as it was.
@@ -198,6 +199,23 @@ fn item_id<'py>(item: &Bound<'py, PyAny>) -> Option<Bound<'py, PyInt>> {
 
 /// What `propose` returns: draft ids (int64) and their mixed probabilities (float64).
 pub type DraftArrays<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
+
+/// A draft tree: `(ids as int64, parents as int64, probs as float64)`.
+pub type TreeArrays<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
+/// A [`DraftTree`] as numpy arrays, moved without copying where the types allow.
+pub fn tree_to_numpy<'py>(py: Python<'py>, tree: DraftTree) -> TreeArrays<'py> {
+    let ids: Vec<i64> = tree.tokens.iter().map(|&t| i64::from(t)).collect();
+    (
+        ids.into_pyarray(py),
+        tree.parents.into_pyarray(py),
+        tree.probs.into_pyarray(py),
+    )
+}
 
 /// `(ids as int64, probs as float64)`, both moved into numpy without copying.
 pub fn draft_to_numpy<'py>(py: Python<'py>, draft: Draft) -> DraftArrays<'py> {

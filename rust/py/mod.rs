@@ -19,6 +19,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", crate::persist::FORMAT_VERSION)?;
     m.add("MAX_N", crate::config::MAX_N)?;
     m.add("MAX_K", crate::config::MAX_K)?;
+    m.add("MAX_WIDTH", crate::config::MAX_WIDTH)?;
     m.add_class::<corpus::PyCorpusBuilder>()?;
     m.add_class::<store::PyNgramStore>()?;
     m.add_class::<session::PyDraftSession>()?;

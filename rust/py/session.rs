@@ -6,14 +6,15 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 
 use super::args;
-use super::convert::{draft_to_numpy, token_ids, DraftArrays};
+use super::convert::{draft_to_numpy, token_ids, tree_to_numpy, DraftArrays, TreeArrays};
 use super::errors::input_error;
 use super::store::{learn, read, SharedOnline};
-use crate::config::{check_corpus_weight, check_k, check_min_prob};
+use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
+use crate::tree::propose_tree;
 
 /// Inputs longer than this are indexed with the interpreter released.
 const DETACH_TOKENS: usize = 512;
@@ -129,6 +130,50 @@ impl PyDraftSession {
             Ok::<_, Error>(draft)
         })?;
         Ok(draft_to_numpy(py, draft))
+    }
+
+    /// Drafts a token tree of at most `max_nodes` nodes, each with at most `width` children.
+    ///
+    /// Returns `(ids, parents, probs)`: int64, int64 and float64 arrays of one entry per node,
+    /// parents before children. `parents[i]` is the index of node `i`'s parent, or -1 for a
+    /// node continuing the context directly; `probs[i]` is the mixed probability of `ids[i]`
+    /// given the context and node `i`'s ancestors. Nodes are added best first by the product
+    /// of `probs` along their path, each at least `min_prob`. With a `verify_cost` profile the
+    /// tree is cut to the node count with the most expected tokens per unit of verification
+    /// cost. `width=1` gives the chain `propose` drafts.
+    #[pyo3(signature = (max_nodes, width=4, min_prob=None, corpus_weight=None))]
+    fn propose_tree<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+        #[pyo3(from_py_with = args::max_nodes)] max_nodes: i64,
+        #[pyo3(from_py_with = args::width)] width: i64,
+        #[pyo3(from_py_with = args::opt_min_prob)] min_prob: Option<f64>,
+        #[pyo3(from_py_with = args::opt_corpus_weight)] corpus_weight: Option<f64>,
+    ) -> PyResult<TreeArrays<'py>> {
+        let this = slf.try_borrow().map_err(|_| busy())?;
+        let max_nodes = check_k(max_nodes)?;
+        let width = check_width(width)?;
+        let (store, online, index) = (&this.store, &this.online, &this.index);
+        let (weight, min_prob) = (
+            corpus_weight.unwrap_or(this.corpus_weight),
+            min_prob.unwrap_or(this.min_prob),
+        );
+        let (mixing, cost) = (this.mixing, this.verify_cost.as_ref());
+        let tree = py.detach(|| {
+            let learned = read(online);
+            propose_tree(
+                store,
+                learned.index(),
+                index,
+                max_nodes,
+                width,
+                weight,
+                min_prob,
+                mixing,
+                cost,
+            )
+        })?;
+        Ok(tree_to_numpy(py, tree))
     }
 
     /// Session defaults for `min_prob` and `corpus_weight` (validated, kept on error).

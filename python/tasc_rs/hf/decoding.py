@@ -41,6 +41,7 @@ from transformers import (
 
 from tasc_rs.errors import InvalidInputError, UnsupportedModelError
 from tasc_rs.hf.stats import SpecStats
+from tasc_rs.hf.tree import Tree, accept, move_path, supports_trees, tree_inputs
 
 # Processors that transform each row of scores independently of input_ids: these can be applied
 # to all verified positions at once instead of once per position.
@@ -90,6 +91,9 @@ class _Decoder:
     stats: SpecStats
     streamer: Any
     vocab: int
+    #: Children per node of drafted token trees (:mod:`tasc_rs.hf.tree`); 1 drafts chains.
+    #: Trees need a session with ``propose_tree`` and a model :func:`supports_trees` accepts.
+    tree_width: int = 1
 
     def new_cache(self) -> DynamicCache:
         try:
@@ -97,9 +101,11 @@ class _Decoder:
         except TypeError:  # older transformers without the config argument
             return DynamicCache()
 
-    def forward(self, ids: torch.Tensor, cache: DynamicCache, keep: int) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, cache: DynamicCache, keep: int, **extra: Any
+    ) -> torch.Tensor:
         """Run the target on ``ids`` (1, n); return float32 logits of the last ``keep`` rows."""
-        kwargs: dict[str, Any] = {self.cache_kw: cache, "use_cache": True}
+        kwargs: dict[str, Any] = {self.cache_kw: cache, "use_cache": True, **extra}
         if self.keep_kw:
             kwargs["logits_to_keep"] = keep
         out = self.model(input_ids=ids, **kwargs)
@@ -170,18 +176,30 @@ class _Decoder:
         self.stats.draft_seconds += time.perf_counter() - t0
         self.stats.sequences += 1
         generated: list[int] = []
+        use_tree = (
+            self.tree_width > 1
+            and hasattr(session, "propose_tree")
+            and supports_trees(self.model, cache)
+        )
         while True:
             t0 = time.perf_counter()
-            draft, _ = self.propose(session, min(k, self.max_length - n - 1), min_prob)
-            t1 = time.perf_counter()
-            d = len(draft)
-            if d:
-                seq[0, n : n + d] = torch.tensor(draft, dtype=torch.long)
-            logits = self.forward(seq[:, cache_len : n + d], cache, d + 1)
-            _check_cache(cache, n + d - start)
-            m, token = self.choose(self.scores(seq, n, logits), draft)
-            emitted = [*draft[:m], token]
-            seq[0, n + m] = token
+            budget = min(k, self.max_length - n - 1)
+            if use_tree:
+                tree = self.propose_tree(session, budget, min_prob)
+                t1 = time.perf_counter()
+                d = len(tree)
+                m, emitted = self.verify_tree(seq, n, start, cache_len, cache, tree)
+            else:
+                draft, _ = self.propose(session, budget, min_prob)
+                t1 = time.perf_counter()
+                d = len(draft)
+                if d:
+                    seq[0, n : n + d] = torch.tensor(draft, dtype=torch.long)
+                logits = self.forward(seq[:, cache_len : n + d], cache, d + 1)
+                _check_cache(cache, n + d - start)
+                m, token = self.choose(self.scores(seq, n, logits), draft)
+                emitted = [*draft[:m], token]
+                seq[0, n + m] = token
             emitted, done = self.stop_within(seq, n, emitted)
             self.stats.record_step(d, min(m, len(emitted)))
             generated.extend(emitted)
@@ -201,6 +219,57 @@ class _Decoder:
             self.stats.draft_seconds += (t1 - t0) + (time.perf_counter() - t2)
         self.stats.new_tokens += len(generated)
         return generated
+
+    def verify_tree(
+        self,
+        seq: torch.Tensor,
+        n: int,
+        start: int,
+        cache_len: int,
+        cache: DynamicCache,
+        tree: Tree,
+    ) -> tuple[int, list[int]]:
+        """Verify ``tree`` after ``seq[:n]`` in one forward pass (see :mod:`tasc_rs.hf.tree`).
+
+        Writes the accepted tokens plus the target's own to ``seq[0, n:]`` and moves the
+        accepted nodes' cache entries into place (the caller crops the rest). Returns the number
+        of accepted nodes and the emitted tokens.
+        """
+        d = len(tree)
+        nodes = torch.tensor(tree.tokens, dtype=torch.long, device=seq.device)
+        ids = torch.cat([seq[0, cache_len:n], nodes]).unsqueeze(0)
+        mask, positions = tree_inputs(
+            tree, cache_len - start, n - cache_len, self.model.dtype, seq.device
+        )
+        logits = self.forward(ids, cache, d + 1, attention_mask=mask, position_ids=positions)
+        _check_cache(cache, n + d - start)
+        scored = logits
+        if self.logits_processor and self.rowwise:
+            scored = self.logits_processor(seq[:, :n].expand(d + 1, -1), logits)
+
+        def scores(r: int) -> torch.Tensor:
+            if not self.logits_processor or self.rowwise:
+                return scored[r]
+            ids = seq[:, :n]
+            if r > 0:
+                path = torch.tensor([tree.path(r - 1)], dtype=torch.long, device=seq.device)
+                ids = torch.cat([ids, path], dim=1)
+            return self.logits_processor(ids, logits[r : r + 1])[0]
+
+        path, token = accept(tree, scores, self.do_sample, self.generator)
+        emitted = [*(tree.tokens[i] for i in path), token]
+        seq[0, n : n + len(emitted)] = torch.tensor(emitted, dtype=torch.long)
+        if len(path) < d:
+            move_path(cache, n - start, path)
+        return len(path), emitted
+
+    def propose_tree(self, session: Any, budget: int, min_prob: float | None) -> Tree:
+        """A tree of up to ``budget`` nodes, without nodes whose id is outside the vocabulary."""
+        if budget <= 0:
+            return Tree([], [], np.zeros(0))
+        ids, parents, probs = session.propose_tree(budget, self.tree_width, min_prob)
+        tree = Tree([int(t) for t in ids], [int(p) for p in parents], np.asarray(probs))
+        return tree.within(self.vocab)
 
     def propose(
         self, session: DraftSession, budget: int, min_prob: float | None

@@ -34,7 +34,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 from transformers.generation.stopping_criteria import StopStringCriteria
 
 from tasc_rs._args import float_arg, int_arg
-from tasc_rs._core import MAX_K
+from tasc_rs._core import MAX_K, MAX_WIDTH
 from tasc_rs.errors import DtypeError, InvalidInputError
 from tasc_rs.hf.adaptive import get_defaults
 from tasc_rs.hf.batched import BatchDecoder
@@ -47,6 +47,9 @@ from tasc_rs.hf.decoding import (
     check_model,
 )
 from tasc_rs.hf.stats import SpecStats
+
+#: Children per node of the token trees the single-row loop drafts by default (1: chains).
+DEFAULT_TREE_WIDTH = 1
 
 
 @dataclass
@@ -78,6 +81,7 @@ def speculative_decoding(
     spec_stats: SpecStats | None = None,
     generator: torch.Generator | None = None,
     tasc_streamer: Any = None,
+    draft_tree_width: int | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """TASC-spec decoding loop, in the shape of transformers' ``custom_generate`` callables.
@@ -109,6 +113,10 @@ def speculative_decoding(
         generator: ``torch.Generator`` for sampling (seeded runs are reproducible for a fixed
             ``num_draft_tokens`` and ``draft_min_prob``); None uses torch's global RNG.
         tasc_streamer: A transformers streamer (``put``/``end``); receives the prompt first.
+        draft_tree_width: Children per node of drafted token trees (:mod:`tasc_rs.hf.tree`);
+            1 drafts chains. Default: :data:`DEFAULT_TREE_WIDTH`. Trees need a session with
+            ``propose_tree`` (``tasc_rs`` sessions) and eager or SDPA attention; batches of
+            more than one row draft chains.
         **model_kwargs: ``attention_mask`` and the rest of what ``generate`` prepared.
 
     Returns:
@@ -150,6 +158,9 @@ def speculative_decoding(
         raise InvalidInputError(
             f"verify_cost must be 'auto', None or a sequence of costs, got {verify_cost!r}"
         )
+    tree_width = DEFAULT_TREE_WIDTH
+    if draft_tree_width is not None:
+        tree_width = int_arg("tree_width", draft_tree_width, 1, MAX_WIDTH)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise InvalidInputError(
             f"generator must be a torch.Generator, got {type(generator).__name__}"
@@ -174,6 +185,7 @@ def speculative_decoding(
         stats=stats,
         streamer=tasc_streamer,
         vocab=int(model.get_output_embeddings().weight.shape[0]),
+        tree_width=tree_width,
     )
     mask = model_kwargs.get("attention_mask")
     starts = [_left_padding(mask, b) for b in range(input_ids.shape[0])]
@@ -266,6 +278,7 @@ def generate(
     streamer: Any = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    tree_width: int | None = None,
     **generate_kwargs: Any,
 ) -> SpecOutput:
     """Generate with TASC-spec; same arguments and outputs as ``model.generate`` plus statistics.
@@ -286,6 +299,8 @@ def generate(
         streamer: A transformers streamer (e.g. ``TextStreamer``).
         generator: ``torch.Generator`` for sampling.
         seed: Shortcut for a fresh generator seeded with ``seed`` on the model's device.
+        tree_width: Children per node of drafted token trees; 1 drafts chains (see
+            :func:`speculative_decoding`).
         **generate_kwargs: Anything ``model.generate`` takes: ``max_new_tokens``, ``do_sample``,
             ``temperature``, ``top_k``, ``top_p``, ``eos_token_id``, ``stop_strings``,
             ``attention_mask``, ``generation_config``, ``logits_processor``, ...
@@ -336,6 +351,7 @@ def generate(
         spec_stats=stats,
         generator=generator,
         tasc_streamer=streamer,
+        draft_tree_width=tree_width,
         **generate_kwargs,
     )
     if not isinstance(sequences, torch.Tensor):
