@@ -81,6 +81,47 @@ def test_verify_cost_cuts_drafts_to_the_best_expected_value(drafter: NgramDrafte
     assert s.propose(4)[0].tolist() == full_ids.tolist()
 
 
+def test_trees_branch_where_the_task_splits(drafter: NgramDrafter) -> None:
+    s = drafter.session([5, 6])
+    ids, parents, probs = s.propose_tree(6, width=2)
+    assert ids.dtype == np.int64 and parents.dtype == np.int64 and probs.dtype == np.float64
+    assert len(ids) == len(parents) == len(probs) <= 6
+    # after [5, 6, 7] the corpus continues with 8 (2/3) or 9 (1/3): both are drafted
+    assert ids[0] == 7 and parents[0] == -1
+    after_7 = {int(t) for t, p in zip(ids, parents, strict=True) if p == 0}
+    assert after_7 == {8, 9}
+    assert all(-1 <= p < i for i, p in enumerate(parents))
+    # path probabilities never grow down the list (nodes are kept best first)
+    paths: list[float] = []
+    for p, q in zip(parents, probs, strict=True):
+        paths.append((1.0 if p < 0 else paths[p]) * q)
+    assert paths == sorted(paths, reverse=True)
+    # width 1 is the chain, cut by the same verify cost
+    chain_ids, chain_probs = s.propose(6)
+    tree_ids, tree_parents, tree_probs = s.propose_tree(6, width=1)
+    assert tree_ids.tolist() == chain_ids.tolist()
+    assert tree_probs.tolist() == chain_probs.tolist()
+    assert tree_parents.tolist() == list(range(-1, len(chain_ids) - 1))
+    s.verify_cost = 1.0 + 0.2 * np.arange(7)
+    assert s.propose_tree(6, width=1)[0].tolist() == s.propose(6)[0].tolist()
+    assert len(s.propose_tree(6, width=2)[0]) < 6  # unlikely branches do not pay
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_nodes": 0}, InvalidConfigError),
+        ({"max_nodes": 5, "width": 0}, InvalidConfigError),
+        ({"max_nodes": 5, "width": tasc_rs.MAX_WIDTH + 1}, InvalidConfigError),
+        ({"max_nodes": 5, "width": 2.5}, TypeError),
+        ({"max_nodes": 5, "min_prob": 1.5}, InvalidConfigError),
+    ],
+)
+def test_bad_tree_arguments(drafter: NgramDrafter, kwargs: dict, error: type) -> None:
+    with pytest.raises(error, match=r"max_nodes|width|min_prob|k "):
+        drafter.session([5]).propose_tree(**kwargs)
+
+
 @pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, float("nan")], [1.0, -2.0], "abc"])
 def test_bad_verify_cost_is_rejected_and_keeps_the_old_one(drafter: NgramDrafter, bad) -> None:
     s = drafter.session([5])

@@ -13,6 +13,8 @@ Example:
 
 from tasc_rs._core import (
     FORMAT_VERSION,
+    MAX_K,
+    MAX_WIDTH,
     BatchProposer,
     CorpusBuilder,
     DraftSession,
@@ -33,6 +35,8 @@ from tasc_rs.errors import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_K",
+    "MAX_WIDTH",
     "ArgumentTypeError",
     "BatchProposer",
     "CorpusBuilder",

@@ -192,7 +192,9 @@ def test_chain_only_drafters_and_bad_widths(arch: str) -> None:
     model = tiny_model(arch)
     prompt = prompts(1, seed=24)[0]
     expected = plain_greedy(model, prompt, max_new_tokens=12, eos_token_id=None)
-    got, stats = _tree_generate(model, prompt, oracle(expected), max_new_tokens=12, eos_token_id=None)
+    got, stats = _tree_generate(
+        model, prompt, oracle(expected), max_new_tokens=12, eos_token_id=None
+    )
     assert got == expected and stats.accepted > 0
     for bad in (0, 65, -1):
         with pytest.raises(InvalidConfigError, match="tree_width"):
