@@ -8,18 +8,20 @@ prompts, and optionally fine-tuned models with 0-shot prompts) this times on the
 - the peers of ``benches/_peers.py`` and TASC-spec, all driven by ``tasc_rs.hf.generate`` so only
   the drafter differs: ``hf-lookup``, ``llama-lookup``, ``vllm-ngram`` (k = 8), ``suffix``
   (SuffixDecoding over the train outputs, k = 24 with its own match-length limit),
-  ``tasc (paper)`` (n_max 4, lambda 0.75, p_min 5, k = 8, no threshold) and ``tasc (tuned)``
-  (``TUNED`` below, chosen with ``benches/sim_accept.py``; longer-match mixing; online learning
-  of each finished response, as suffix does; drafts of up to the longest
-  calibrated length, each cut where the expected tokens per unit of verify cost peak, from the
-  cost profile ``tasc_rs.hf.calibrate`` measures).
+  ``tasc (paper)`` (``preset="paper"``: n_max 4, lambda 0.75, p_min 5, k = 8, no threshold),
+  and three drafters built with the defaults (``NgramDrafter.from_corpus(corpus)``, the tuned
+  preset: n_max 8, lambda 0.9, longer-match mixing, online learning of each finished response
+  as suffix does) run with ``generate``'s defaults (drafts up to the longest calibrated length,
+  cut where expected tokens per unit of the verify cost ``calibrate`` measures peak):
+  ``tasc (chain)`` (``tree_width=1``) and ``tasc (default)`` (no ``tree_width``: token trees
+  of ``DEFAULT_TREE_WIDTH`` children per node).
 
 Per method: mean tokens per forward, wall-clock speedup over plain (total time ratio and median
 per prompt), drafting share of the loop's time, and whether each greedy output equals plain's.
 ``--write`` updates the ``peers_e2e`` section of RESULTS.md, its JSON, and two plots.
 
-    benches/.peers-venv/bin/python benches/e2e_peers.py --limit 10 --write \\
-        --finetuned slurp=~/.cache/tasc_rs/eval_ft/slurp/ft-M0
+    benches/.peers-venv/bin/python benches/e2e_peers.py --limit 30 --write \\
+        --finetuned slurp=~/.cache/tasc_rs/ft/slurp
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from e2e_spec import INSTRUCTIONS  # noqa: E402
 from tasc_rs import NgramDrafter  # noqa: E402
 from tasc_rs.embedded import load_model  # noqa: E402
 from tasc_rs.ft.cli import finetuned_prompt  # noqa: E402
-from tasc_rs.hf import calibrate, generate  # noqa: E402
+from tasc_rs.hf import generate  # noqa: E402
 from tasc_rs.hf.corpus import tokenize_outputs  # noqa: E402
+from tasc_rs.hf.speculative import DEFAULT_TREE_WIDTH  # noqa: E402
 from tasc_rs.hf.stats import SpecStats  # noqa: E402
 from tasc_rs.hf.task import TaskPrompt, load_rows  # noqa: E402
 
@@ -52,27 +55,24 @@ DATA = ROOT.parent / "shared" / "data"
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 
 
-#: TASC-spec settings chosen with benches/sim_accept.py (replayed over 30-100 prompts per task).
-TUNED = {"n_max": 8, "min_count": 5, "corpus_weight": 0.9}
-ONLINE_CAPACITY = 1 << 20
 
 
-def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int, float, Any]]:
-    """Method name -> (drafter, k, min_prob, verify_cost) for the shared loop."""
-    defaults = calibrate(model)
-    paper = NgramDrafter.from_corpus(corpus, n_max=4, min_count=5, corpus_weight=0.75)
-    tuned = NgramDrafter.from_corpus(corpus, **TUNED)
-    tuned.online_capacity = ONLINE_CAPACITY  # learns each response, as suffix does
-    tuned.mixing = "longer_match"
+def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int | None, Any, Any, int]]:
+    """Method name -> (drafter, k, min_prob, verify_cost, tree width) for the shared loop.
+
+    ``None`` for k, min_prob or the tree width: what ``tasc_rs.hf.generate`` does by default.
+    Each tasc method has its own drafter, so online learning never crosses methods.
+    """
     avail = available()
-    out: dict[str, tuple[Any, int, float, Any]] = {}
+    out: dict[str, tuple[Any, int | None, Any, Any, int]] = {}
     for name in ("hf-lookup", "llama-lookup", "vllm-ngram"):
         if avail[name] is None:
-            out[name] = (PEERS[name](), 8, 0.0, None)
+            out[name] = (PEERS[name](), 8, 0.0, None, 1)
     if avail["suffix"] is None:
-        out["suffix"] = (SuffixDrafter(corpus), 24, 0.0, None)
-    out["tasc (paper)"] = (paper, 8, 0.0, None)
-    out["tasc (tuned)"] = (tuned, defaults.max_draft_tokens, 0.0, "auto")
+        out["suffix"] = (SuffixDrafter(corpus), 24, 0.0, None, 1)
+    out["tasc (paper)"] = (NgramDrafter.from_corpus(corpus, preset="paper"), 8, 0.0, None, 1)
+    out["tasc (chain)"] = (NgramDrafter.from_corpus(corpus), None, None, "auto", 1)
+    out["tasc (default)"] = (NgramDrafter.from_corpus(corpus), None, None, "auto", None)
     return out
 
 
@@ -99,7 +99,7 @@ def bench(
         out = model.generate(ids, prompt_lookup_num_tokens=10, **common)
         times["hf-lookup (own loop)"].append(time.perf_counter() - start)
         same["hf-lookup (own loop)"] += int(torch.equal(out, plain))
-        for name, (drafter, k, min_prob, cost) in table.items():
+        for name, (drafter, k, min_prob, cost, width) in table.items():
             start = time.perf_counter()
             spec = generate(
                 model,
@@ -108,6 +108,7 @@ def bench(
                 num_draft_tokens=k,
                 min_prob=min_prob,
                 verify_cost=cost,
+                tree_width=width,
                 **common,
             )
             times[name].append(time.perf_counter() - start)
@@ -121,8 +122,10 @@ def bench(
                 "task": task,
                 "model": label,
                 "method": name,
-                "k": table[name][1] if name in table else (10 if "lookup" in name else 1),
-                "min_prob": table[name][2] if name in table else 0.0,
+                "k": (table[name][1] or "default")
+                if name in table
+                else (10 if "lookup" in name else 1),
+                "min_prob": (table[name][2] or 0.0) if name in table else 0.0,
                 "cost_cut": name in table and table[name][3] is not None,
                 "prompts": len(test),
                 "speedup": sum(times["plain"]) / sum(times[name]),
@@ -150,11 +153,12 @@ def markdown(rows: list[dict[str, Any]], res: dict[str, Any], args: argparse.Nam
         "for tasc and suffix: the task's train outputs (references). Speedup = total plain "
         "time / total method time (median per prompt in brackets); identical = greedy output "
         "equal to plain's. Settings: tasc (paper) n_max 4, lambda 0.75, p_min 5, no threshold; "
-        f"tasc (tuned) n_max {TUNED['n_max']}, lambda {TUNED['corpus_weight']}, p_min "
-        f"{TUNED['min_count']}, longer-match mixing, online learning of each response (like "
-        "suffix), drafts cut by "
-        "expected tokens per unit of the verify cost measured by `calibrate` (k column: the "
-        "cap); suffix: vLLM's defaults "
+        "tasc (chain) and (default): `NgramDrafter.from_corpus(corpus)` (tuned preset: "
+        "n_max 8, lambda 0.9, p_min 5, longer-match mixing, online learning of each response "
+        "like suffix) in `generate` with its defaults (drafts cut by expected tokens per unit "
+        "of the verify cost measured by `calibrate`, k column: default); chain: `tree_width=1`, "
+        f"default: token trees of width {DEFAULT_TREE_WIDTH}; suffix: vLLM's "
+        "defaults "
         "(depth 24, min_token_prob 0.1, spec factor 1); hf-lookup/llama-lookup max n-gram 2, "
         "vllm-ngram n-gram 1..4. All but `plain` and `hf-lookup (own loop)` run in "
         "`tasc_rs.hf.generate`, so only the drafter differs.",

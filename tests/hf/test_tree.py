@@ -24,8 +24,14 @@ Node = tuple[int, int]  # (token, parent)
 class TreeSession:
     """Proposes trees computed by ``script(context, max_nodes)`` as (token, parent) nodes."""
 
-    def __init__(self, script: Callable[[list[int], int], list[Node]], prompt: Sequence[int]):
+    def __init__(
+        self,
+        script: Callable[[list[int], int], list[Node]],
+        prompt: Sequence[int],
+        prefill_chain: bool = True,
+    ):
         self.script = script
+        self.prefill_chain = prefill_chain
         self.context = [int(t) for t in prompt]
         self.trees = 0
 
@@ -33,7 +39,15 @@ class TreeSession:
         self.context.extend(int(t) for t in ids)
 
     def propose(self, k: int, min_prob: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        raise AssertionError("a tree-drafting session must not be asked for chains")
+        """The prefill step drafts a chain: the tree's first branch, first children down."""
+        if not self.prefill_chain:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        nodes = self.script(self.context, k)[:k]
+        chain, parent = [], -1
+        while (nxt := next((i for i, (_, p) in enumerate(nodes) if p == parent), None)) is not None:
+            chain.append(nodes[nxt][0])
+            parent = nxt
+        return np.asarray(chain, dtype=np.int64), np.full(len(chain), 0.5)
 
     def propose_tree(
         self, max_nodes: int, width: int, min_prob: float | None = None
@@ -46,12 +60,16 @@ class TreeSession:
 
 
 class TreeDrafter:
-    def __init__(self, script: Callable[[list[int], int], list[Node]]) -> None:
+    def __init__(
+        self, script: Callable[[list[int], int], list[Node]], prefill_chain: bool = True
+    ) -> None:
         self.script = script
+        self.prefill_chain = prefill_chain
         self.sessions: list[TreeSession] = []
 
     def session(self, prompt_ids: Sequence[int]) -> TreeSession:
-        self.sessions.append(TreeSession(self.script, [int(t) for t in prompt_ids]))
+        prompt = [int(t) for t in prompt_ids]
+        self.sessions.append(TreeSession(self.script, prompt, self.prefill_chain))
         return self.sessions[-1]
 
 
@@ -103,8 +121,8 @@ def test_random_trees_match_greedy_generate(arch: str, seed: int) -> None:
         drafter = random_tree(expected, seed, VOCAB, right=0.6)
         got, stats = _tree_generate(model, prompt, drafter, max_new_tokens=30, eos_token_id=None)
         assert got == expected
-        # one tree per step, but none for a step with room for the target's token only
-        assert stats.forward_passes - 1 <= drafter.sessions[0].trees <= stats.forward_passes
+        # one tree per step but the prefill's (a chain) and a last one with no room for drafts
+        assert stats.forward_passes - 2 <= drafter.sessions[0].trees < stats.forward_passes
         total += stats
     assert total.accepted > 0
     assert total.forward_passes < total.new_tokens
@@ -216,8 +234,10 @@ def test_tree_inputs_mask_and_positions() -> None:
         [1, 1, 1, 1, 1, 1, 0, 1, 1],
     ]
     # nodes outside the vocabulary go, with their descendants
-    cut = tree.within(7)
+    cut = tree.within(7, 4)
     assert (cut.tokens, cut.parents) == ([5, 6], [-1, -1])
+    shallow = tree.within(100, 2)
+    assert (shallow.tokens, shallow.parents) == ([5, 6, 7], [-1, -1, 0])
 
 
 # -- sampling ---------------------------------------------------------------------------------
@@ -246,11 +266,17 @@ def small_vocab_model() -> transformers.PreTrainedModel:
 
 
 def _exact_pair_probs(model: transformers.PreTrainedModel, temperature: float) -> list[float]:
+    """P(second, third generated token): the first is drawn by the target alone (the prefill
+    step drafts nothing), the next ones come from tree steps."""
     with torch.no_grad():
         first = torch.softmax(model(torch.tensor([PROMPT])).logits[0, -1] / temperature, -1)
-        pairs = torch.tensor([[*PROMPT, a] for a in range(V)])
-        second = torch.softmax(model(pairs).logits[:, -1] / temperature, -1)
-    return [float(first[a] * second[a, b]) for a in range(V) for b in range(V)]
+        seqs = torch.tensor([[*PROMPT, a] for a in range(V)])
+        second = torch.softmax(model(seqs).logits[:, -1] / temperature, -1)
+        seqs3 = torch.tensor([[*PROMPT, a, b] for a in range(V) for b in range(V)])
+        third = torch.softmax(model(seqs3).logits[:, -1] / temperature, -1).view(V, V, V)
+    joint = first[:, None, None] * second[:, :, None] * third
+    marginal = joint.sum(0)
+    return [float(marginal[b, c]) for b in range(V) for c in range(V)]
 
 
 def _chi2_pvalue(observed: list[float], expected: list[float]) -> float:
@@ -273,15 +299,29 @@ def _chi2_pvalue(observed: list[float], expected: list[float]) -> float:
     )
 
 
-def _branchy(ctx: list[int], max_nodes: int) -> list[Node]:
-    """Three children at the root, two under the first: likely and unlikely tokens mixed."""
-    a = (sum(ctx) * 5 + 1) % V
-    return [(a, -1), ((a + 3) % V, -1), ((a + 5) % V, -1), ((a * 3) % V, 0), ((a + 1) % V, 0)]
+def _likely_siblings(model: transformers.PreTrainedModel) -> TreeDrafter:
+    """Trees whose first child is the target's second choice and the next children its first
+    and third: later siblings are often the accepted ones, where a wrong rule would show."""
+
+    def ranked(ctx: list[int]) -> list[int]:
+        with torch.no_grad():
+            logits = model(torch.tensor([ctx])).logits[0, -1]
+        return logits.argsort(descending=True).tolist()
+
+    def script(ctx: list[int], max_nodes: int) -> list[Node]:
+        r = ranked(ctx)
+        nodes: list[Node] = [(r[1], -1), (r[0], -1), (r[2], -1)]
+        for parent in (0, 1):
+            below = ranked([*ctx, nodes[parent][0]])
+            nodes += [(below[1], parent), (below[0], parent)]
+        return nodes
+
+    return TreeDrafter(script, prefill_chain=False)
 
 
 def test_tree_sampling_matches_exact_distribution(small_vocab_model) -> None:
     model = small_vocab_model
-    drafter = TreeDrafter(_branchy)
+    drafter = _likely_siblings(model)
     generator = torch.Generator().manual_seed(17)
     pairs: Counter[tuple[int, int]] = Counter()
     stats = SpecStats()
@@ -292,19 +332,20 @@ def test_tree_sampling_matches_exact_distribution(small_vocab_model) -> None:
             drafter,
             do_sample=True,
             temperature=0.8,
-            max_new_tokens=2,
+            max_new_tokens=4,
             eos_token_id=None,
             pad_token_id=0,
-            num_draft_tokens=5,
+            num_draft_tokens=7,
             min_prob=0.0,
             tree_width=3,
             verify_cost=None,
             generator=generator,
         )
-        pairs[tuple(out.sequences[0, len(PROMPT) :].tolist())] += 1
+        pairs[tuple(out.sequences[0, len(PROMPT) + 1 : len(PROMPT) + 3].tolist())] += 1
         stats += out.stats
     # every path ran: first children, later siblings, and resampling after all were rejected
     assert 0 < stats.accepted < stats.drafted
+    assert sum(sess.trees for sess in drafter.sessions) >= N
     expected = [p * N for p in _exact_pair_probs(model, 0.8)]
     observed = [pairs.get((a, b), 0) for a in range(V) for b in range(V)]
     assert _chi2_pvalue(observed, expected) > 1e-3

@@ -184,8 +184,9 @@ class _Decoder:
         while True:
             t0 = time.perf_counter()
             budget = min(k, self.max_length - n - 1)
-            if use_tree:
-                tree = self.propose_tree(session, budget, min_prob)
+            # The prefill step drafts a chain: a tree mask over a long prompt would be large.
+            if use_tree and n - cache_len == 1:
+                tree = self.propose_tree(session, k, budget, min_prob)
                 t1 = time.perf_counter()
                 d = len(tree)
                 m, emitted = self.verify_tree(seq, n, start, cache_len, cache, tree)
@@ -263,13 +264,14 @@ class _Decoder:
             move_path(cache, n - start, path)
         return len(path), emitted
 
-    def propose_tree(self, session: Any, budget: int, min_prob: float | None) -> Tree:
-        """A tree of up to ``budget`` nodes, without nodes whose id is outside the vocabulary."""
-        if budget <= 0:
+    def propose_tree(self, session: Any, nodes: int, depth: int, min_prob: float | None) -> Tree:
+        """A tree of up to ``nodes`` nodes at most ``depth`` deep (the room left before the
+        length limit), without nodes whose id is outside the model's vocabulary."""
+        if depth <= 0:
             return Tree([], [], np.zeros(0))
-        ids, parents, probs = session.propose_tree(budget, self.tree_width, min_prob)
+        ids, parents, probs = session.propose_tree(nodes, self.tree_width, min_prob)
         tree = Tree([int(t) for t in ids], [int(p) for p in parents], np.asarray(probs))
-        return tree.within(self.vocab)
+        return tree.within(self.vocab, depth)
 
     def propose(
         self, session: DraftSession, budget: int, min_prob: float | None

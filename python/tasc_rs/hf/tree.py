@@ -65,12 +65,14 @@ class Tree:
             node = self.parents[node]
         return out[::-1]
 
-    def within(self, vocab: int) -> Tree:
-        """The tree without nodes whose id is outside ``[0, vocab)`` (and their descendants)."""
+    def within(self, vocab: int, max_depth: int) -> Tree:
+        """The tree without nodes whose id is outside ``[0, vocab)`` or that lie deeper than
+        ``max_depth``, and without their descendants."""
         keep: dict[int, int] = {-1: -1}
+        depths = self.depths()
         tokens, parents, probs = [], [], []
         for i, (t, p) in enumerate(zip(self.tokens, self.parents, strict=True)):
-            if 0 <= t < vocab and p in keep:
+            if 0 <= t < vocab and depths[i] <= max_depth and p in keep:
                 keep[i] = len(tokens)
                 tokens.append(t)
                 parents.append(keep[p])
