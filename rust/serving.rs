@@ -59,10 +59,12 @@ pub struct ServingConfig {
 /// position costs one unit and the step `overhead` units more.
 ///
 /// A row with a draft yields its own next token plus the accepted prefix of its draft: the
-/// expected tokens are `1 + sum_j prod_{l<=j} probs[l]`. Positions are added in decreasing
-/// path probability (each row's are decreasing along the draft, so the order keeps prefixes)
-/// while the next one's probability exceeds the current ratio of expected tokens to cost.
-pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64) {
+/// expected tokens are `1 + sum_j min(1, gain * prod_{l<=j} probs[l])`, `gain` being the
+/// measured ratio of accepted to predicted draft tokens ([`Calibration`]). Positions are added
+/// in decreasing path probability (each row's are decreasing along the draft, so the order
+/// keeps prefixes) while the next one's probability exceeds the current ratio of expected
+/// tokens to cost.
+pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64, gain: f64) {
     let mut paths: Vec<Vec<f64>> = drafts
         .iter()
         .map(|d| {
@@ -71,7 +73,7 @@ pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64) {
                 .iter()
                 .map(|&q| {
                     p *= q;
-                    p
+                    (gain * p).min(1.0)
                 })
                 .collect()
         })
@@ -97,6 +99,67 @@ pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64) {
         d.tokens.truncate(k);
         d.probs.truncate(k);
         path.clear();
+    }
+}
+
+/// How many drafted tokens the engine accepts against how many the drafter's probabilities
+/// predict, measured from the rows themselves: a row that had a draft of `d` tokens and gains
+/// `g` tokens the next step accepted `min(g - 1, d)` of them.
+///
+/// The drafter's mixed probabilities are not calibrated acceptance rates: a fine-tuned model
+/// accepts more than they predict, a base model prompted few-shot often fewer. The batch cut
+/// scales path probabilities by [`gain`](Self::gain), a decayed ratio over recent drafts that
+/// starts at 1 (a prior of [`Calibration::PRIOR`] predicted tokens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    accepted: f64,
+    predicted: f64,
+    /// Undecayed totals, for the statistics.
+    pub accepted_tokens: u64,
+    pub drafted_tokens: u64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self {
+            accepted: Self::PRIOR,
+            predicted: Self::PRIOR,
+            accepted_tokens: 0,
+            drafted_tokens: 0,
+        }
+    }
+}
+
+impl Calibration {
+    /// Weight of the starting ratio of 1, in predicted tokens.
+    pub const PRIOR: f64 = 8.0;
+    /// Each observed draft keeps this share of the evidence before it (about the last 200
+    /// drafts count).
+    pub const DECAY: f64 = 0.995;
+    const RANGE: (f64, f64) = (0.1, 10.0);
+
+    /// Records one verified draft: `drafted` tokens whose path probabilities summed to
+    /// `predicted`, of which `accepted` were accepted.
+    pub fn observe(&mut self, drafted: usize, predicted: f64, accepted: usize) {
+        self.accepted = self.accepted * Self::DECAY + accepted as f64;
+        self.predicted = self.predicted * Self::DECAY + predicted;
+        self.accepted_tokens += accepted as u64;
+        self.drafted_tokens += drafted as u64;
+    }
+
+    /// Each engine step moves the evidence this much toward the prior, so a gain low enough to
+    /// cut every draft (and so stop all feedback) recovers over a few thousand steps.
+    pub const RELAX: f64 = 0.999;
+
+    /// One engine step passed (called once per step, drafts or not).
+    pub fn step(&mut self) {
+        self.accepted = self.accepted * Self::RELAX + Self::PRIOR * (1.0 - Self::RELAX);
+        self.predicted = self.predicted * Self::RELAX + Self::PRIOR * (1.0 - Self::RELAX);
+    }
+
+    /// Accepted per predicted token, within `[0.1, 10]`.
+    pub fn gain(&self) -> f64 {
+        (self.accepted / self.predicted.max(1e-9)).clamp(Self::RANGE.0, Self::RANGE.1)
     }
 }
 
@@ -139,6 +202,8 @@ struct Request {
     /// Whether `key` covers [`KEY_TOKENS`] tokens (else the request is on the short list).
     full_key: bool,
     learned: bool,
+    /// The draft handed out last step: its length and its summed path probabilities.
+    pending: Option<(usize, f64)>,
 }
 
 /// Per-request drafting state for an engine batch, keyed by the rows' tokens.
@@ -155,6 +220,7 @@ pub struct RequestTable {
     live: usize,
     step: u64,
     stats: ServingStats,
+    calibration: Calibration,
 }
 
 fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
@@ -209,6 +275,7 @@ impl RequestTable {
             live: 0,
             step: 0,
             stats: ServingStats::default(),
+            calibration: Calibration::default(),
         }
     }
 
@@ -218,6 +285,11 @@ impl RequestTable {
 
     pub fn stats(&self) -> &ServingStats {
         &self.stats
+    }
+
+    /// Measured acceptance against the drafter's predictions.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
     }
 
     /// Request states currently kept.
@@ -245,6 +317,7 @@ impl RequestTable {
     pub fn observe(&mut self, rows: &[Row<'_>]) -> Vec<Vec<u32>> {
         self.step += 1;
         self.stats.steps += 1;
+        self.calibration.step();
         let mut ended = Vec::new();
         let mut owners = vec![NONE; rows.len()];
         for (i, row) in rows.iter().enumerate() {
@@ -260,6 +333,13 @@ impl RequestTable {
                         continue;
                     }
                     owners[i] = slot;
+                    let pending = self.slots[slot as usize]
+                        .as_mut()
+                        .and_then(|r| r.pending.take());
+                    if let Some((drafted, predicted)) = pending {
+                        let accepted = row.new_tokens.saturating_sub(1).min(drafted);
+                        self.calibration.observe(drafted, predicted, accepted);
+                    }
                 }
                 None => match self.create(row) {
                     Some(slot) => owners[i] = slot,
@@ -323,16 +403,31 @@ impl RequestTable {
             .collect::<Result<_, _>>()?;
         if let Some(overhead) = c.step_overhead {
             let active = rows.iter().filter(|r| r.new_tokens > 0).count();
-            cut_batch(&mut drafts, active, overhead);
+            cut_batch(&mut drafts, active, overhead, self.calibration.gain());
         }
         Ok(drafts)
     }
 
-    /// Counts what [`propose`](Self::propose) returned.
+    /// Counts what [`propose`](Self::propose) returned and remembers each row's draft, so the
+    /// next step's rows tell how much of it was accepted.
     pub fn record_drafts(&mut self, drafts: &[Draft]) {
-        for d in drafts.iter().filter(|d| !d.tokens.is_empty()) {
-            self.stats.drafts += 1;
-            self.stats.drafted_tokens += d.tokens.len() as u64;
+        for (i, d) in drafts.iter().enumerate() {
+            let slot = self.by_row.get(i).copied().unwrap_or(NONE);
+            let req = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
+            if let Some(req) = req {
+                req.pending = (!d.tokens.is_empty()).then(|| {
+                    let mut path = 1.0;
+                    let predicted = d.probs.iter().map(|&q| {
+                        path *= q;
+                        path
+                    });
+                    (d.tokens.len(), predicted.sum())
+                });
+            }
+            if !d.tokens.is_empty() {
+                self.stats.drafts += 1;
+                self.stats.drafted_tokens += d.tokens.len() as u64;
+            }
         }
     }
 
@@ -395,6 +490,7 @@ impl RequestTable {
             index: ContextIndex::new(self.n_max, &ids),
             last_step: self.step,
             learned: false,
+            pending: None,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -664,6 +760,65 @@ mod tests {
     }
 
     #[test]
+    fn acceptance_is_measured_from_the_rows_and_scales_the_cut() {
+        let corpus = Corpus::from_sequences(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]], None).unwrap();
+        let built = DrafterConfig {
+            min_count: 1,
+            ..DrafterConfig::default()
+        };
+        let s = NgramStore::build(&corpus, &built).unwrap();
+        let config = ServingConfig {
+            step_overhead: Some(4.0),
+            ..table(8, 64).config().clone()
+        };
+        let run = |accept_all: bool| {
+            let mut t = RequestTable::new(4, config.clone());
+            let mut row = vec![1, 2];
+            let mut gained = row.len();
+            let mut kept = Vec::new();
+            for _ in 0..60 {
+                let views = [Row {
+                    tokens: &row,
+                    new_tokens: gained,
+                    max_draft: 4,
+                }];
+                t.observe(&views);
+                let drafts = t.propose(&s, None, &views).unwrap();
+                t.record_drafts(&drafts);
+                kept.push(drafts[0].tokens.len());
+                // the engine accepts the whole draft, or none of it, then adds its own token
+                let before = row.len();
+                if accept_all {
+                    row.extend(drafts[0].tokens.iter().map(|&x| x as i32));
+                    let next = *row.last().unwrap() % 9 + 1;
+                    row.push(next);
+                } else {
+                    // a token the corpus knows, but never the drafted one
+                    let drafted = drafts[0].tokens.first().map_or(0, |&x| x as i32);
+                    let next = *row.last().unwrap() % 9 + 1;
+                    row.push(if next == drafted { next % 9 + 1 } else { next });
+                }
+                gained = row.len() - before;
+            }
+            (t.calibration().clone(), kept)
+        };
+        let (good, _) = run(true);
+        let (bad, kept_bad) = run(false);
+        assert!(good.gain() >= 1.0, "{good:?}");
+        assert!(bad.gain() < 0.5, "{bad:?}");
+        assert_eq!(bad.accepted_tokens, 0);
+        assert!(bad.drafted_tokens > 0);
+        // once the drafts are known to fail, the cut stops drafting
+        assert_eq!(kept_bad.last(), Some(&0));
+        // without feedback the gain drifts back toward 1
+        let mut c = bad.clone();
+        for _ in 0..5000 {
+            c.step();
+        }
+        assert!(c.gain() > 0.9, "{c:?}");
+    }
+
+    #[test]
     fn batch_cut_keeps_likely_positions_and_prefixes() {
         let draft = |probs: &[f64]| Draft {
             tokens: (0..probs.len() as u32).collect(),
@@ -671,11 +826,11 @@ mod tests {
         };
         // one row, cheap positions next to a large overhead: everything likely is kept
         let mut one = vec![draft(&[0.9, 0.9, 0.9, 0.2])];
-        cut_batch(&mut one, 1, 8.0);
+        cut_batch(&mut one, 1, 8.0, 1.0);
         assert_eq!(one[0].tokens.len(), 3);
         // a big batch: only near-certain positions pay for themselves
         let mut many: Vec<Draft> = (0..16).map(|_| draft(&[0.99, 0.9, 0.6, 0.5])).collect();
-        cut_batch(&mut many, 16, 8.0);
+        cut_batch(&mut many, 16, 8.0, 1.0);
         for d in &many {
             assert!(
                 !d.tokens.is_empty() && d.tokens.len() <= 2,
@@ -685,7 +840,7 @@ mod tests {
         }
         // no overhead at all and unlikely drafts: nothing is worth verifying
         let mut weak = vec![draft(&[0.3, 0.2])];
-        cut_batch(&mut weak, 1, 0.0);
+        cut_batch(&mut weak, 1, 0.0, 1.0);
         assert!(weak[0].tokens.is_empty());
     }
 }

@@ -234,12 +234,20 @@ impl PyBatchProposer {
 
     /// Counters: `steps`, `rows`, `same_row` / `moved` (how rows found their request),
     /// `created`, `stopped` / `stale` / `dropped` (how requests ended), `invalid_rows`,
-    /// `drafts`, `drafted_tokens`, and the current `live` requests and `indexed_tokens`.
+    /// `drafts`, `drafted_tokens`, the current `live` requests and `indexed_tokens`, and the
+    /// acceptance the rows showed: `verified_drafted_tokens` (drafted tokens whose outcome
+    /// was seen), `accepted_tokens` and `acceptance_gain` (recent accepted per predicted
+    /// token, which scales the batch cut).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let table = &self.table;
-        let (s, live, indexed) = py.detach(|| {
+        let (s, live, indexed, cal) = py.detach(|| {
             let t = lock(table);
-            (t.stats().clone(), t.live(), t.indexed_tokens())
+            (
+                t.stats().clone(),
+                t.live(),
+                t.indexed_tokens(),
+                t.calibration().clone(),
+            )
         });
         let d = PyDict::new(py);
         d.set_item("steps", s.steps)?;
@@ -255,6 +263,9 @@ impl PyBatchProposer {
         d.set_item("drafted_tokens", s.drafted_tokens)?;
         d.set_item("live", live)?;
         d.set_item("indexed_tokens", indexed)?;
+        d.set_item("verified_drafted_tokens", cal.drafted_tokens)?;
+        d.set_item("accepted_tokens", cal.accepted_tokens)?;
+        d.set_item("acceptance_gain", cal.gain())?;
         Ok(d)
     }
 
