@@ -237,12 +237,15 @@ class _Decoder:
         of accepted nodes and the emitted tokens.
         """
         d = len(tree)
-        nodes = torch.tensor(tree.tokens, dtype=torch.long, device=seq.device)
-        ids = torch.cat([seq[0, cache_len:n], nodes]).unsqueeze(0)
-        mask, positions = tree_inputs(
-            tree, cache_len - start, n - cache_len, self.model.dtype, seq.device
-        )
-        logits = self.forward(ids, cache, d + 1, attention_mask=mask, position_ids=positions)
+        if d:
+            nodes = torch.tensor(tree.tokens, dtype=torch.long, device=seq.device)
+            ids = torch.cat([seq[0, cache_len:n], nodes]).unsqueeze(0)
+            mask, positions = tree_inputs(
+                tree, cache_len - start, n - cache_len, self.model.dtype, seq.device
+            )
+            logits = self.forward(ids, cache, d + 1, attention_mask=mask, position_ids=positions)
+        else:  # nothing drafted: a plain step
+            logits = self.forward(seq[:, cache_len:n], cache, 1)
         _check_cache(cache, n + d - start)
         scored = logits
         if self.logits_processor and self.rowwise:
