@@ -43,18 +43,16 @@ from _results import machine, write_section  # noqa: E402
 from e2e_spec import INSTRUCTIONS  # noqa: E402
 
 from tasc_rs import NgramDrafter  # noqa: E402
+from tasc_rs.drafter import DEFAULT_TREE_WIDTH  # noqa: E402
 from tasc_rs.embedded import load_model  # noqa: E402
 from tasc_rs.ft.cli import finetuned_prompt  # noqa: E402
 from tasc_rs.hf import generate  # noqa: E402
 from tasc_rs.hf.corpus import tokenize_outputs  # noqa: E402
-from tasc_rs.hf.speculative import DEFAULT_TREE_WIDTH  # noqa: E402
 from tasc_rs.hf.stats import SpecStats  # noqa: E402
 from tasc_rs.hf.task import TaskPrompt, load_rows  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
-
-
 
 
 def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int | None, Any, Any, int]]:

@@ -81,6 +81,8 @@ PARSE_ERRORS = [
     ["generate", "hi", "-d", "{good}", "-k", "100000"],
     ["generate", "hi", "-d", "{good}", "-k", "four"],
     ["generate", "hi", "-d", "{good}", "--min-prob", "1.5"],
+    ["generate", "hi", "-d", "{good}", "--tree-width", "0"],
+    ["bench", "{good}", "--corpus", "{good}", "--tree-width", "65"],
     ["generate", "hi", "-d", "{good}", "--seed", "-3"],
     ["generate", "hi", "-d", "{good}", "--model", "/no/such/model/dir"],
     ["generate", "hi", "-d", "{good}", "--shots-from", "{missing}"],

@@ -28,8 +28,8 @@ from tasc_rs._cli_types import (
     number,
     output_file,
 )
-from tasc_rs._core import MAX_K, MAX_N
-from tasc_rs.drafter import DEFAULT_PRESET, PRESETS
+from tasc_rs._core import MAX_K, MAX_N, MAX_WIDTH
+from tasc_rs.drafter import DEFAULT_PRESET, DEFAULT_TREE_WIDTH, PRESETS
 from tasc_rs.errors import TascError
 from tasc_rs.ft.cli import add_subcommands
 
@@ -82,6 +82,13 @@ def _add_draft_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="stop a draft when the mixed n-gram probability drops below this "
         "(default: calibrated)",
+    )
+    g.add_argument(
+        "--tree-width",
+        type=integer(1, MAX_WIDTH),
+        default=None,
+        help="children per node of drafted token trees; 1 drafts chains (default: "
+        f"{DEFAULT_TREE_WIDTH})",
     )
 
 
@@ -323,6 +330,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens,
         num_draft_tokens=args.num_draft_tokens,
         min_prob=args.min_prob,
+        tree_width=args.tree_width,
         seed=args.seed,
         streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
         tokenizer=tokenizer,
@@ -368,6 +376,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         max_new_tokens=args.max_new_tokens,
         num_draft_tokens=args.num_draft_tokens,
         min_prob=args.min_prob,
+        tree_width=args.tree_width,
     )
     _print_comparison(result, args.json)
 
@@ -386,6 +395,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         num_draft_tokens=args.num_draft_tokens,
         min_prob=args.min_prob,
+        tree_width=args.tree_width,
     )
     print()
     print(result.table())

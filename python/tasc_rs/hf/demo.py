@@ -84,6 +84,7 @@ def run_demo(
     min_prob: float | None = None,
     model_and_tokenizer: tuple[Any, Any] | None = None,
     out: TextIO | None = sys.stderr,
+    tree_width: int | None = None,
 ) -> DemoResult:
     """Run the side-by-side benchmark on the embedded model and shipped data.
 
@@ -96,6 +97,7 @@ def run_demo(
         min_prob: Drafting threshold; default calibrated on this device.
         model_and_tokenizer: Use these instead of loading the embedded model.
         out: Where progress lines go (None for silence).
+        tree_width: Children per node of drafted token trees (1: chains; default: trees).
 
     Returns:
         A :class:`DemoResult`; ``print(result.table())`` shows the table.
@@ -138,5 +140,6 @@ def run_demo(
         num_draft_tokens=num_draft_tokens,
         min_prob=min_prob,
         progress=out is not None,
+        tree_width=tree_width,
     )
     return DemoResult(comparison, num_draft_tokens, min_prob, len(texts), str(model.device))

@@ -35,6 +35,7 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 
 from tasc_rs._args import float_arg, int_arg
 from tasc_rs._core import MAX_K, MAX_WIDTH
+from tasc_rs.drafter import DEFAULT_TREE_WIDTH
 from tasc_rs.errors import DtypeError, InvalidInputError
 from tasc_rs.hf.adaptive import get_defaults
 from tasc_rs.hf.batched import BatchDecoder
@@ -47,11 +48,6 @@ from tasc_rs.hf.decoding import (
     check_model,
 )
 from tasc_rs.hf.stats import SpecStats
-
-#: Children per node of the token trees the single-row loop drafts by default (1: chains).
-#: Measured (benches/e2e_peers.py): trees of width 2-3 verify 7-17% more tokens per forward
-#: than chains on SmolLM2 with the tuned drafter; the verify-cost cut keeps them small on a CPU.
-DEFAULT_TREE_WIDTH = 3
 
 
 @dataclass

@@ -184,6 +184,7 @@ def compare(
     num_draft_tokens: int | None = None,
     min_prob: float | None = None,
     progress: bool = True,
+    tree_width: int | None = None,
 ) -> Comparison:
     """Time plain greedy ``model.generate`` against TASC-spec on each prompt.
 
@@ -196,6 +197,8 @@ def compare(
         num_draft_tokens: Longest draft; default from calibration.
         min_prob: Drafting threshold; default from calibration.
         progress: Show a progress bar.
+        tree_width: Children per node of drafted token trees (1: chains); default
+            ``tasc_rs.hf.speculative.DEFAULT_TREE_WIDTH``.
 
     Returns:
         A :class:`Comparison`.
@@ -220,7 +223,13 @@ def compare(
         result.plain_seconds.append(time.perf_counter() - start)
         start = time.perf_counter()
         out = generate(
-            model, ids, drafter, num_draft_tokens=num_draft_tokens, min_prob=min_prob, **kwargs
+            model,
+            ids,
+            drafter,
+            num_draft_tokens=num_draft_tokens,
+            min_prob=min_prob,
+            tree_width=tree_width,
+            **kwargs,
         )
         result.spec_seconds.append(time.perf_counter() - start)
         result.stats += out.stats
