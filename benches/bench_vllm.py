@@ -12,8 +12,9 @@ trained; pass ``--finetuned DIR``) and the base model 3-shot on e2e_nlg and spid
 no speculation, vLLM ``ngram`` (prompt lookup 2-5, k = 8), vLLM ``suffix`` (ArcticInference's
 SuffixDecoding; ``arctic_inference`` 0.1.1, which ``TASC_VLLM_SUFFIX=1`` builds into the
 environment; reported as not run without it), tasc-rs with the
-paper's settings, tasc-rs tuned (the ``tasc_rs.vllm`` defaults) and, with ``--methods
-tasc-cut``, tuned plus the batch-wide cut (``step_overhead="auto"``). Each drafter is built from
+paper's settings, tasc-rs tuned (the ``tasc_rs.vllm`` defaults: on the CPU each step's drafts
+are cut together by the measured acceptance) and, with ``--methods tasc-nocut``, the defaults
+without that cut (``step_overhead=None``). Each drafter is built from
 the task's train outputs. ``engine`` runs the same prompts at concurrency 1, 4 and 16 (batches
 of that many requests at a time through one engine with max_num_seqs 16); every method's
 outputs are compared with no speculation's, token by token. ``server`` sends the prompts from
@@ -49,7 +50,7 @@ INSTRUCTIONS = {
     "e2e_nlg": "Write a one-paragraph restaurant description from the meaning representation.",
 }
 MAX_TOKENS = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128}
-METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc", "tasc-cut"]
+METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc", "tasc-nocut"]
 LEVELS = [1, 4, 16]
 K = 8
 ENGINE: dict[str, Any] = {
@@ -102,11 +103,11 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
                 "prompt_lookup_max": 5}, {}
     if method == "suffix":
         return {"method": "suffix", "num_speculative_tokens": K}, {}
-    config: dict[str, Any] = {"drafter": str(row.drafters[method.replace("-cut", "")])}
+    config: dict[str, Any] = {"drafter": str(row.drafters[method.replace("-nocut", "")])}
     if method == "tasc-paper":
         config["preset"] = "paper"
-    if method == "tasc-cut":  # tuned, each step's drafts cut together (off by default)
-        config["step_overhead"] = "auto"
+    if method == "tasc-nocut":  # the defaults without the batch-wide cut
+        config["step_overhead"] = None
     spec = {"method": "custom_class", "model": "tasc_rs.vllm.TascProposer",
             "num_speculative_tokens": K}
     return spec, {"TASC_VLLM_CONFIG": json.dumps(config)}

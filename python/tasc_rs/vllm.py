@@ -83,12 +83,13 @@ class ProposerSettings:
             is cut where expected tokens per unit of cost peak (see ``DraftSession``).
         step_overhead: The fixed cost of an engine step in units of one verified position;
             each step's drafts are then cut together, keeping the positions that raise the
-            batch's expected tokens per unit of cost (on a CPU a big batch drafts only its
-            near-certain tokens). ``None`` (default): no batch cut. ``"auto"``:
-            :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend, else ``None``. Off by default: the
-            drafter's probabilities underestimate a fine-tuned model's acceptance; on
-            fine-tuned slurp the cut reached parity with no speculation at 16 requests but
-            lost speed at 1 and 4 (benches/RESULTS.md).
+            batch's expected tokens per unit of cost, with the drafter's probabilities scaled
+            by the acceptance the engine showed on recent drafts (a fine-tuned model accepts
+            more than they predict, a few-shot base model fewer). ``"auto"`` (default):
+            :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend (where every verified position
+            costs), else ``None`` (no batch cut: on a GPU verifying k positions per row costs
+            little more than one). Measured on the CPU (benches/RESULTS.md), against no cut:
+            equal at 1 request, 1.0-1.4x at 4 and 1.2-1.3x at 16.
     """
 
     drafter: Path
@@ -100,7 +101,7 @@ class ProposerSettings:
     stale_steps: int = 64
     stop_token_ids: tuple[int, ...] = ()
     verify_cost: tuple[float, ...] | None = field(default=None)
-    step_overhead: float | str | None = None
+    step_overhead: float | str | None = "auto"
 
 
 #: Fixed cost of a vLLM CPU engine step in verified positions: fitted on SmolLM2-135M, float32,
