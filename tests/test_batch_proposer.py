@@ -193,6 +193,41 @@ def test_negative_ids_in_a_row_skip_that_row_only() -> None:
     assert bp.stats()["invalid_rows"] == 1
 
 
+@pytest.mark.parametrize("accept", [True, False])
+def test_acceptance_is_measured_from_the_rows(accept: bool) -> None:
+    """A row's gain the next step tells how much of its draft the engine accepted; the batch
+    cut then drafts more for a model that accepts and less for one that rejects."""
+    drafter = NgramDrafter.from_corpus([[5, 6, 7, 8, 9, 10, 11, 12]] * 5, min_count=1)
+    proposer = drafter.batch_proposer(step_overhead=4.0, min_prob=0.0, stop_tokens=[STOP])
+    buf = np.zeros((4, WIDTH), dtype=np.int32)
+    rows = [[5, 6] for _ in range(4)]
+    gained = [2] * 4
+    cycle = [5, 6, 7, 8, 9, 10, 11, 12]
+    for _ in range(40):
+        num = np.array([len(r) for r in rows], dtype=np.int32)
+        for i, r in enumerate(rows):
+            buf[i, : len(r)] = r
+        drafts = proposer.propose([[1] * g for g in gained], num, buf, 4)
+        for i, (row, draft) in enumerate(zip(rows, drafts, strict=True)):
+            before = len(row)
+            if accept:
+                row.extend(draft)
+            nxt = cycle[(cycle.index(row[-1]) + 1) % len(cycle)]
+            if not accept and draft and nxt == draft[0]:
+                nxt = cycle[(cycle.index(nxt) + 1) % len(cycle)]  # anything but the draft
+            row.append(nxt)
+            gained[i] = len(row) - before
+    stats = proposer.stats()
+    assert stats["verified_drafted_tokens"] > 0
+    if accept:
+        assert stats["accepted_tokens"] == stats["verified_drafted_tokens"]
+        assert stats["acceptance_gain"] >= 1.0
+    else:
+        assert stats["accepted_tokens"] == 0
+        assert stats["acceptance_gain"] < 0.5
+        assert sum(map(len, drafts)) == 0  # drafts that always fail stop being drafted
+
+
 @pytest.mark.parametrize(
     "kw",
     [
