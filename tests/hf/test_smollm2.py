@@ -74,6 +74,29 @@ def test_greedy_identical_to_generate(smollm2, slurp_drafter, few_shot, question
     assert out.stats.tokens_per_forward > 1.0
 
 
+@pytest.mark.parametrize("width", [1, 4])
+def test_trees_and_chains_are_identical_to_generate(
+    smollm2, slurp_drafter, few_shot, width
+) -> None:
+    model, _ = smollm2
+    for question in QUESTIONS[:2]:
+        ids = few_shot.ids(question)
+        plain = model.generate(ids, max_new_tokens=32, do_sample=False)
+        out = generate(
+            model,
+            ids,
+            slurp_drafter,
+            max_new_tokens=32,
+            do_sample=False,
+            num_draft_tokens=12,
+            min_prob=0.05,
+            verify_cost=[1.0],  # free verification: every drafted node is kept
+            tree_width=width,
+        )
+        assert torch.equal(out.sequences, plain)
+        assert out.stats.accepted > 0
+
+
 def test_verify_cost_truncates_drafts_losslessly(smollm2, slurp_drafter, few_shot) -> None:
     model, _ = smollm2
     ids = few_shot.ids(QUESTIONS[0])
