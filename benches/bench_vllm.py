@@ -362,7 +362,10 @@ def main() -> None:
         f"Machine: {machine()}; vLLM 0.32.0 CPU build, float32, eager. Command: "
         f"`$PY benches/bench_vllm.py {args.what} --write` (`PY=$(tests/vllm/setup_venv.sh)`). "
         f"{args.prompts} test prompts per concurrency level c (different prompts per level; "
-        f"greedy; k = 8); `identical`: outputs equal to no speculation's.\n\n"
+        f"greedy; k = 8); `identical`: outputs equal to no speculation's. A task's methods run "
+        f"together; tasks may come from different runs (the JSON merges runs). On this 2-core "
+        f"machine the same cell varies by up to ~50% between runs (no speculation at c = 1 on "
+        f"fine-tuned slurp: 26-42 tok/s in four runs of one session); compare within a task.\n\n"
         + table(results, args.what)
     )
     print(text)
