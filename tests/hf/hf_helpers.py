@@ -126,3 +126,24 @@ def adversary(reference: Sequence[int]) -> ScriptedDrafter:
         return [wrong, *ref[len(ctx) + 1 : len(ctx) + k]]
 
     return ScriptedDrafter(script)
+
+
+def chi2_pvalue(observed: Sequence[float], expected: Sequence[float]) -> float:
+    """Pearson chi-square p-value, pooling cells with expected count < 5."""
+    obs, exp, pool_o, pool_e = [], [], 0.0, 0.0
+    for o, e in zip(observed, expected, strict=True):
+        if e < 5:
+            pool_o, pool_e = pool_o + o, pool_e + e
+        else:
+            obs.append(o)
+            exp.append(e)
+    if pool_e > 0:
+        obs.append(pool_o)
+        exp.append(pool_e)
+    stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp, strict=True))
+    return float(
+        torch.special.gammaincc(
+            torch.tensor((len(obs) - 1) / 2, dtype=torch.float64),
+            torch.tensor(stat / 2, dtype=torch.float64),
+        )
+    )

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 import transformers
-from hf_helpers import ScriptedDrafter
+from hf_helpers import ScriptedDrafter, chi2_pvalue
 
 from tasc_rs.hf import SpecStats, generate
 
@@ -16,26 +16,6 @@ pytestmark = pytest.mark.timeout(180)
 V = 8
 N = 2000
 PROMPT = [3, 5, 2, 7]
-
-
-@pytest.fixture(scope="module")
-def small_vocab_model() -> transformers.PreTrainedModel:
-    torch.manual_seed(7)
-    config = transformers.LlamaConfig(
-        vocab_size=V,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        initializer_range=0.6,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=0,
-    )
-    model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    model.generation_config.pad_token_id = 0
-    return model
 
 
 def _arbitrary_drafter() -> ScriptedDrafter:
@@ -64,27 +44,6 @@ def _greedy_drafter(model: transformers.PreTrainedModel) -> ScriptedDrafter:
         return memo[key]
 
     return ScriptedDrafter(script)
-
-
-def _chi2_pvalue(observed: list[float], expected: list[float]) -> float:
-    """Pearson chi-square p-value, pooling cells with expected count < 5."""
-    obs, exp, pool_o, pool_e = [], [], 0.0, 0.0
-    for o, e in zip(observed, expected, strict=True):
-        if e < 5:
-            pool_o, pool_e = pool_o + o, pool_e + e
-        else:
-            obs.append(o)
-            exp.append(e)
-    if pool_e > 0:
-        obs.append(pool_o)
-        exp.append(pool_e)
-    stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp, strict=True))
-    df = len(obs) - 1
-    return float(
-        torch.special.gammaincc(
-            torch.tensor(df / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)
-        )
-    )
 
 
 def _exact_pair_probs(model: transformers.PreTrainedModel, temperature: float) -> list[float]:
@@ -120,7 +79,7 @@ def test_spec_sampling_matches_exact_distribution(small_vocab_model, which: str)
     assert 0 < stats.accepted < stats.drafted  # both the accept and the resample paths ran
     expected = [p * N for p in _exact_pair_probs(small_vocab_model, 0.7)]
     observed = [pairs.get((a, b), 0) for a in range(V) for b in range(V)]
-    assert _chi2_pvalue(observed, expected) > 1e-3
+    assert chi2_pvalue(observed, expected) > 1e-3
 
 
 def test_spec_sampling_matches_plain_sampling_with_top_k_top_p(small_vocab_model) -> None:
@@ -138,7 +97,7 @@ def test_spec_sampling_matches_plain_sampling_with_top_k_top_p(small_vocab_model
     cells = sorted(set(spec) | set(plain))
     # Two-sample test: compare spec counts against the pooled estimate of the shared distribution.
     pooled = [(spec.get(c, 0) + plain.get(c, 0)) / 2 for c in cells]
-    assert _chi2_pvalue([spec.get(c, 0) for c in cells], pooled) > 1e-3
+    assert chi2_pvalue([spec.get(c, 0) for c in cells], pooled) > 1e-3
     top_k_outside = [c for c in spec if c not in plain and spec[c] > 20]
     assert not top_k_outside
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from hf_helpers import VOCAB, plain_greedy, prompts, tiny_model
+from hf_helpers import VOCAB, chi2_pvalue, plain_greedy, prompts, tiny_model
 
 from tasc_rs import NgramDrafter
 from tasc_rs.hf import SpecStats, generate
@@ -247,24 +247,6 @@ N = 1500
 PROMPT = [3, 5, 2, 7]
 
 
-@pytest.fixture(scope="module")
-def small_vocab_model() -> transformers.PreTrainedModel:
-    torch.manual_seed(7)
-    config = transformers.LlamaConfig(
-        vocab_size=V,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        initializer_range=0.6,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=0,
-    )
-    return transformers.AutoModelForCausalLM.from_config(config).eval()
-
-
 def _exact_pair_probs(model: transformers.PreTrainedModel, temperature: float) -> list[float]:
     """P(second, third generated token): the first is drawn by the target alone (the prefill
     step drafts nothing), the next ones come from tree steps."""
@@ -277,26 +259,6 @@ def _exact_pair_probs(model: transformers.PreTrainedModel, temperature: float) -
     joint = first[:, None, None] * second[:, :, None] * third
     marginal = joint.sum(0)
     return [float(marginal[b, c]) for b in range(V) for c in range(V)]
-
-
-def _chi2_pvalue(observed: list[float], expected: list[float]) -> float:
-    obs, exp, pool_o, pool_e = [], [], 0.0, 0.0
-    for o, e in zip(observed, expected, strict=True):
-        if e < 5:
-            pool_o, pool_e = pool_o + o, pool_e + e
-        else:
-            obs.append(o)
-            exp.append(e)
-    if pool_e > 0:
-        obs.append(pool_o)
-        exp.append(pool_e)
-    stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp, strict=True))
-    return float(
-        torch.special.gammaincc(
-            torch.tensor((len(obs) - 1) / 2, dtype=torch.float64),
-            torch.tensor(stat / 2, dtype=torch.float64),
-        )
-    )
 
 
 def _likely_siblings(model: transformers.PreTrainedModel) -> TreeDrafter:
@@ -348,4 +310,4 @@ def test_tree_sampling_matches_exact_distribution(small_vocab_model) -> None:
     assert sum(sess.trees for sess in drafter.sessions) >= N
     expected = [p * N for p in _exact_pair_probs(model, 0.8)]
     observed = [pairs.get((a, b), 0) for a in range(V) for b in range(V)]
-    assert _chi2_pvalue(observed, expected) > 1e-3
+    assert chi2_pvalue(observed, expected) > 1e-3
