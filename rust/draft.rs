@@ -522,13 +522,14 @@ impl VerifyCost {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::DrafterConfig;
     use crate::context::ContextFollowers;
     use crate::corpus::Corpus;
 
-    fn store(seqs: &[Vec<u32>], n_max: usize) -> NgramStore {
+    /// A store keeping every n-gram (min_count 1) of `seqs`, for tests.
+    pub(crate) fn store(seqs: &[Vec<u32>], n_max: usize) -> NgramStore {
         let corpus = Corpus::from_sequences(seqs, None).unwrap();
         let config = DrafterConfig {
             n_max,

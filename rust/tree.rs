@@ -176,19 +176,8 @@ pub fn propose_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DrafterConfig;
-    use crate::corpus::Corpus;
     use crate::draft::propose_with;
-
-    fn store(seqs: &[Vec<u32>], n_max: usize) -> NgramStore {
-        let corpus = Corpus::from_sequences(seqs, None).unwrap();
-        let config = DrafterConfig {
-            n_max,
-            min_count: 1,
-            ..DrafterConfig::default()
-        };
-        NgramStore::build(&corpus, &config).unwrap()
-    }
+    use crate::draft::tests::store;
 
     #[test]
     fn branches_where_the_corpus_is_split() {
