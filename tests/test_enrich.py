@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import math
+import signal
 import threading
 
 import numpy as np
@@ -199,13 +200,17 @@ def test_ctrl_c_stops_a_long_enrichment_while_it_runs() -> None:
     rng = np.random.default_rng(0)
     sequences = [rng.integers(0, 200, size=100) for _ in range(20_000)]
     strings = [bytes([65 + i % 26, 97 + i // 26]) for i in range(200)]
-    timer = threading.Timer(0.3, _thread.interrupt_main)
+    # interrupt_main does nothing unless SIGINT has Python's own handler; an earlier test or
+    # library may have replaced it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.3, _thread.interrupt_main, kwargs={"signum": signal.SIGINT})
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt) as info:
             enrich_ids(sequences, strings, budget=100_000, strict=False, alpha=1.0)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     notes = getattr(info.value, "__notes__", [])
     assert any(n.startswith("enrichment stopped after adding") for n in notes), notes
 
