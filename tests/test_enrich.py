@@ -203,7 +203,7 @@ def test_ctrl_c_stops_a_long_enrichment_while_it_runs() -> None:
     # interrupt_main does nothing unless SIGINT has Python's own handler; an earlier test or
     # library may have replaced it.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(0.3, _thread.interrupt_main, kwargs={"signum": signal.SIGINT})
+    timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt) as info:
