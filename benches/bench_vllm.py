@@ -88,7 +88,9 @@ class Row:
             "tasc-paper": work / f"{task}-paper.tasc",
             "tasc": work / f"{task}-tuned.tasc",
         }
-        build_drafter(tokenizer, corpus, progress=False).save(self.drafters["tasc-paper"])
+        build_drafter(tokenizer, corpus, preset="paper", progress=False).save(
+            self.drafters["tasc-paper"]
+        )
         build_drafter(tokenizer, corpus, n_max=8, min_count=2, corpus_weight=0.9,
                       progress=False).save(self.drafters["tasc"])
         self.max_tokens = MAX_TOKENS[task]
@@ -103,11 +105,16 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
                 "prompt_lookup_max": 5}, {}
     if method == "suffix":
         return {"method": "suffix", "num_speculative_tokens": K}, {}
-    config: dict[str, Any] = {"drafter": str(row.drafters[method.replace("-nocut", "")])}
-    if method == "tasc-paper":
+    base, _, variant = method.partition("-")
+    config: dict[str, Any] = {
+        "drafter": str(row.drafters["tasc-paper" if variant == "paper" else base])
+    }
+    if variant == "paper":
         config["preset"] = "paper"
-    if method == "tasc-nocut":  # the defaults without the batch-wide cut
+    elif variant == "nocut":  # the defaults without the batch-wide cut
         config["step_overhead"] = None
+    elif variant.startswith("o"):  # tasc-o<N>: the batch cut with step overhead N
+        config["step_overhead"] = float(variant[1:])
     spec = {"method": "custom_class", "model": "tasc_rs.vllm.TascProposer",
             "num_speculative_tokens": K}
     return spec, {"TASC_VLLM_CONFIG": json.dumps(config)}
@@ -314,7 +321,8 @@ def main() -> None:
     parser.add_argument("--finetuned", default=str(Path.home() / ".cache/tasc_rs/ft/slurp"),
                         help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)")
     parser.add_argument("--tasks", nargs="+", default=["slurp-ft", "e2e_nlg", "spider_dev"])
-    parser.add_argument("--methods", nargs="+", default=METHODS[:-1], choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS[:-1],
+                        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N)")
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
     args = parser.parse_args()
