@@ -214,6 +214,16 @@ def test_chain_only_drafters_and_bad_widths(arch: str) -> None:
         model, prompt, oracle(expected), max_new_tokens=12, eos_token_id=None
     )
     assert got == expected and stats.accepted > 0
+    # no draft tokens at all: plain decoding, trees or not
+    got, stats = _tree_generate(
+        model, prompt, oracle(expected), max_new_tokens=12, eos_token_id=None, num_draft_tokens=0
+    )
+    assert got == expected and stats.drafted == 0
+    ngram = NgramDrafter.from_corpus([expected], min_count=1)
+    got, stats = _tree_generate(
+        model, prompt, ngram, max_new_tokens=12, eos_token_id=None, num_draft_tokens=0
+    )
+    assert got == expected and stats.drafted == 0
     for bad in (0, 65, -1):
         with pytest.raises(InvalidConfigError, match="tree_width"):
             _tree_generate(model, prompt, oracle(expected), max_new_tokens=4, tree_width=bad)

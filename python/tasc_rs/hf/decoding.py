@@ -270,7 +270,7 @@ class _Decoder:
     def propose_tree(self, session: Any, nodes: int, depth: int, min_prob: float | None) -> Tree:
         """A tree of up to ``nodes`` nodes at most ``depth`` deep (the room left before the
         length limit), without nodes whose id is outside the model's vocabulary."""
-        if depth <= 0:
+        if depth <= 0 or nodes <= 0:
             return Tree([], [], np.zeros(0))
         ids, parents, probs = session.propose_tree(nodes, self.tree_width, min_prob)
         tree = Tree([int(t) for t in ids], [int(p) for p in parents], np.asarray(probs))
