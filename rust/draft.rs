@@ -420,6 +420,15 @@ pub fn propose_with(
     Ok(draft)
 }
 
+/// A chain's path probabilities: `prod_{j<=i} probs[j]` for each position `i`, the chance that
+/// position `i` is accepted if each drafted token is accepted with its own probability.
+pub fn path_probs(probs: &[f64]) -> impl Iterator<Item = f64> + '_ {
+    probs.iter().scan(1.0, |path, &p| {
+        *path *= p;
+        Some(*path)
+    })
+}
+
 /// The relative cost of one verification forward pass, by the number of drafted tokens it checks.
 ///
 /// `cost(d)` is the time to verify `d` drafted tokens (a forward pass over `d + 1` positions)
@@ -484,14 +493,7 @@ impl VerifyCost {
     /// accepted prefix plus the target's own token) for `cost(d)`. The shortest best length wins
     /// ties.
     pub fn best_length(&self, probs: &[f64]) -> usize {
-        let mut path = 1.0;
-        let paths: Vec<f64> = probs
-            .iter()
-            .map(|&p| {
-                path *= p;
-                path
-            })
-            .collect();
+        let paths: Vec<f64> = path_probs(probs).collect();
         self.best_count(&paths)
     }
 
@@ -527,6 +529,16 @@ pub(crate) mod tests {
     use crate::config::DrafterConfig;
     use crate::context::ContextFollowers;
     use crate::corpus::Corpus;
+
+    /// A seeded xorshift generator: `next(n)` is a pseudo-random number below `n`.
+    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
 
     /// A store keeping every n-gram (min_count 1) of `seqs`, for tests.
     pub(crate) fn store(seqs: &[Vec<u32>], n_max: usize) -> NgramStore {
@@ -681,13 +693,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bounded_argmax_is_the_argmax_when_it_reaches_the_floor() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         for _ in 0..2000 {
             let vocab = 2 + next(12);
             let a: Vec<u32> = (0..1 + next(60)).map(|_| next(vocab) as u32).collect();
@@ -722,13 +728,7 @@ pub(crate) mod tests {
 
     #[test]
     fn top_m_is_the_brute_force_ranking() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let mut got = Vec::new();
         for _ in 0..2000 {
             let vocab = 2 + next(12);

@@ -24,7 +24,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 
 use crate::context::ContextIndex;
-use crate::draft::{propose_with, Draft, Mixing, VerifyCost};
+use crate::draft::{path_probs, propose_with, Draft, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
 
@@ -67,16 +67,7 @@ pub struct ServingConfig {
 pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64, gain: f64) {
     let mut paths: Vec<Vec<f64>> = drafts
         .iter()
-        .map(|d| {
-            let mut p = 1.0;
-            d.probs
-                .iter()
-                .map(|&q| {
-                    p *= q;
-                    (gain * p).min(1.0)
-                })
-                .collect()
-        })
+        .map(|d| path_probs(&d.probs).map(|p| (gain * p).min(1.0)).collect())
         .collect();
     let mut keep = vec![0usize; drafts.len()];
     let (mut value, mut cost) = (rows as f64, overhead + rows as f64);
@@ -415,14 +406,8 @@ impl RequestTable {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
             if let Some(req) = req {
-                req.pending = (!d.tokens.is_empty()).then(|| {
-                    let mut path = 1.0;
-                    let predicted = d.probs.iter().map(|&q| {
-                        path *= q;
-                        path
-                    });
-                    (d.tokens.len(), predicted.sum())
-                });
+                req.pending =
+                    (!d.tokens.is_empty()).then(|| (d.tokens.len(), path_probs(&d.probs).sum()));
             }
             if !d.tokens.is_empty() {
                 self.stats.drafts += 1;
