@@ -71,6 +71,16 @@ impl PyDraftSession {
     }
 }
 
+impl PyDraftSession {
+    /// This call's `(corpus_weight, min_prob)`: the overrides given, else the session's.
+    fn settings(&self, corpus_weight: Option<f64>, min_prob: Option<f64>) -> (f64, f64) {
+        (
+            corpus_weight.unwrap_or(self.corpus_weight),
+            min_prob.unwrap_or(self.min_prob),
+        )
+    }
+}
+
 /// The error for a session that two threads use at once.
 fn busy() -> PyErr {
     input_error(
@@ -114,10 +124,7 @@ impl PyDraftSession {
         let this = slf.try_borrow().map_err(|_| busy())?;
         let k = check_k(k)?;
         let (store, online, index) = (&this.store, &this.online, &this.index);
-        let (weight, min_prob) = (
-            corpus_weight.unwrap_or(this.corpus_weight),
-            min_prob.unwrap_or(this.min_prob),
-        );
+        let (weight, min_prob) = this.settings(corpus_weight, min_prob);
         let (mixing, cost) = (this.mixing, &this.verify_cost);
         // Detached: waiting for the online index's lock must never hold the GIL.
         let draft = py.detach(|| {
@@ -154,10 +161,7 @@ impl PyDraftSession {
         let max_nodes = check_k(max_nodes)?;
         let width = check_width(width)?;
         let (store, online, index) = (&this.store, &this.online, &this.index);
-        let (weight, min_prob) = (
-            corpus_weight.unwrap_or(this.corpus_weight),
-            min_prob.unwrap_or(this.min_prob),
-        );
+        let (weight, min_prob) = this.settings(corpus_weight, min_prob);
         let (mixing, cost) = (this.mixing, this.verify_cost.as_ref());
         let tree = py.detach(|| {
             let learned = read(online);
