@@ -128,6 +128,20 @@ def test_random_trees_match_greedy_generate(arch: str, seed: int) -> None:
     assert total.forward_passes < total.new_tokens
 
 
+def test_processors_that_read_the_ids_see_each_nodes_own_path(arch: str) -> None:
+    """A repetition penalty depends on the ids before each position: every node is scored
+    after its own ancestors, so the output matches plain generate with the same penalty."""
+    model = tiny_model(arch)
+    for prompt in prompts(2, seed=25):
+        kwargs = {"max_new_tokens": 24, "eos_token_id": None, "repetition_penalty": 1.8}
+        expected = plain_greedy(model, prompt, **kwargs)
+        assert expected != plain_greedy(model, prompt, max_new_tokens=24, eos_token_id=None)
+        drafter = random_tree(expected, 7, VOCAB, right=0.7)
+        got, stats = _tree_generate(model, prompt, drafter, **kwargs)
+        assert got == expected
+        assert stats.accepted > 0
+
+
 def test_every_branch_rejected(arch: str) -> None:
     model = tiny_model(arch)
     prompt = prompts(1, seed=20)[0]

@@ -247,12 +247,12 @@ class _Decoder:
         else:  # nothing drafted: a plain step
             logits = self.forward(seq[:, cache_len:n], cache, 1)
         _check_cache(cache, n + d - start)
-        scored = logits
-        if self.logits_processor and self.rowwise:
-            scored = self.logits_processor(seq[:, :n].expand(d + 1, -1), logits)
+        # Row-wise processors ignore the ids, so every node's row is processed at once; others
+        # see each visited node's own path.
+        scored = self.scores(seq, n, logits) if self.rowwise else logits
 
         def scores(r: int) -> torch.Tensor:
-            if not self.logits_processor or self.rowwise:
+            if self.rowwise:
                 return scored[r]
             ids = seq[:, :n]
             if r > 0:

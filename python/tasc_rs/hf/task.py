@@ -198,7 +198,7 @@ def compare(
         min_prob: Drafting threshold; default from calibration.
         progress: Show a progress bar.
         tree_width: Children per node of drafted token trees (1: chains); default
-            ``tasc_rs.hf.speculative.DEFAULT_TREE_WIDTH``.
+            ``tasc_rs.drafter.DEFAULT_TREE_WIDTH``.
 
     Returns:
         A :class:`Comparison`.
