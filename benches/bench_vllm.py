@@ -138,7 +138,7 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
     os.environ.pop("TASC_VLLM_CONFIG", None)
     os.environ.update(env)
     start = time.perf_counter()
-    llm = LLM(model=row.model, speculative_config=spec, **ENGINE)
+    llm = LLM(model=row.model, speculative_config=spec, disable_log_stats=False, **ENGINE)
     ready = time.perf_counter() - start
     params = SamplingParams(temperature=0, max_tokens=row.max_tokens)
 
@@ -148,6 +148,7 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
 
     gen(row.prompts[-2:])  # warm-up (also what online learning sees first)
     result: dict[str, Any] = {"ready_s": ready, "levels": {}}
+    before = spec_counts(llm)
     for i, c in enumerate(LEVELS):
         batch = row.prompts[i * prompts : (i + 1) * prompts]
         outputs, times = [], []
@@ -158,13 +159,30 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
             times += [time.perf_counter() - t] * len(batch[j : j + c])
         wall = time.perf_counter() - t0
         tokens = sum(len(o) for o in outputs)
+        after = spec_counts(llm)
+        counts = {k: after[k] - before[k] for k in after}
+        before = after
         result["levels"][c] = {
             "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall, "outputs": outputs,
-            "latency_p50": pct(times, 0.5), "latency_p99": pct(times, 0.99),
+            "latency_p50": pct(times, 0.5), "latency_p99": pct(times, 0.99), **counts,
         }
-        print(f"  {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s", flush=True)
+        accepted = f"accepted {counts['accepted']}/{counts['drafted']} drafted" if spec else ""
+        print(f"  {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s {accepted}",
+              flush=True)
     llm.llm_engine.engine_core.shutdown()
     return result
+
+
+def spec_counts(llm: Any) -> dict[str, int]:
+    """vLLM's speculative-decoding counters so far: drafts, drafted and accepted tokens."""
+    names = {"vllm:spec_decode_num_drafts": "drafts",
+             "vllm:spec_decode_num_draft_tokens": "drafted",
+             "vllm:spec_decode_num_accepted_tokens": "accepted"}
+    counts = dict.fromkeys(names.values(), 0)
+    for metric in llm.get_metrics():
+        if metric.name in names:
+            counts[names[metric.name]] += int(getattr(metric, "value", 0))
+    return counts
 
 
 def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, Any]:
@@ -315,9 +333,80 @@ def proposer_cost(write: bool) -> None:
         write_section("vllm_proposer", text)
 
 
+def step_cost(write: bool, levels: list[int], lengths: list[int]) -> None:
+    """What a vLLM CPU engine step costs with ``c`` rows each verifying ``d`` drafted tokens.
+
+    A proposer drafts ``d`` tokens the model rejects (benches/_vllm_fixed.py), so every step
+    gains one token per row; the cost of a step is the time to generate ``n2`` tokens minus
+    the time for ``n1``, over ``n2 - n1`` (prefill cancels out)."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the proposer lives in this process
+    from _vllm_fixed import FixedDraft
+    from vllm import LLM, SamplingParams
+
+    from tasc_rs.embedded import embedded_model_dir
+
+    model = str(embedded_model_dir())
+    spec = {"method": "custom_class", "model": "_vllm_fixed.FixedDraft",
+            "num_speculative_tokens": max(lengths)}
+    llm = LLM(model=model, speculative_config=spec, **ENGINE)
+    n1, n2 = 8, 40
+    prompts = [{"prompt_token_ids": [1] + [(7 * i + 11 * j) % 5000 + 100 for j in range(200)]}
+               for i in range(max(levels))]
+
+    def timed(c: int, n: int) -> float:
+        params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+        t = time.perf_counter()
+        llm.generate(prompts[:c], params, use_tqdm=False)
+        return time.perf_counter() - t
+
+    table: dict[int, dict[int, float]] = {}
+    for c in levels:
+        table[c] = {}
+        for d in lengths:
+            FixedDraft.length = d
+            timed(c, n1)  # warm-up
+            t1 = min(timed(c, n1) for _ in range(2))
+            t2 = min(timed(c, n2) for _ in range(2))
+            table[c][d] = (t2 - t1) / (n2 - n1) * 1e3
+            print(f"  c={c:<2} d={d}: {table[c][d]:.1f} ms/step", flush=True)
+    lines = [
+        f"Machine: {machine()}. Command: `$PY benches/bench_vllm.py stepcost --write`.",
+        "",
+        "Milliseconds per engine step (SmolLM2-135M, float32, eager) with c rows each verifying "
+        "d drafted tokens (all rejected: benches/_vllm_fixed.py), from the time to generate "
+        f"{n2} tokens minus {n1} (prefill cancels); best of 2.",
+        "",
+        "| c | " + " | ".join(f"d = {d}" for d in lengths) + " |",
+        "|---:|" + "---:|" * len(lengths),
+    ]
+    for c in levels:
+        lines.append(f"| {c} | " + " | ".join(f"{table[c][d]:.1f}" for d in lengths) + " |")
+    # least squares: ms = a + b * verified positions (c rows x (1 + d))
+    cells = [(c * (1 + d), table[c][d]) for c in levels for d in lengths]
+    n = len(cells)
+    mx, my = sum(x for x, _ in cells) / n, sum(y for _, y in cells) / n
+    b = sum((x - mx) * (y - my) for x, y in cells) / sum((x - mx) ** 2 for x, _ in cells)
+    a = my - b * mx
+    worst = max(abs(a + b * x - y) / y for x, y in cells)
+    lines += [
+        "",
+        f"A least-squares line through the {n} cells: {a:.1f} ms + {b:.2f} ms per verified "
+        f"position (c x (1 + d)), within {worst:.0%} of every cell. A step's fixed part is "
+        f"therefore worth about {a / b:.0f} verified positions: the cost model of the CPU batch "
+        "cut (`tasc_rs.vllm.CPU_STEP_OVERHEAD`).",
+    ]
+    text = "## vLLM CPU step cost by rows and draft length (issue 14)\n\n" + "\n".join(lines)
+    print(text)
+    out = Path(__file__).resolve().parent / "RESULTS_vllm_stepcost.json"
+    out.write_text(json.dumps({str(c): {str(d): v for d, v in r.items()}
+                               for c, r in table.items()}, indent=1))
+    if write:
+        write_section("vllm_stepcost", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["engine", "server", "proposer"])
+    parser.add_argument("what", choices=["engine", "server", "proposer", "stepcost"])
     parser.add_argument("--finetuned", default=str(Path.home() / ".cache/tasc_rs/ft/slurp"),
                         help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)")
     parser.add_argument("--tasks", nargs="+", default=["slurp-ft", "e2e_nlg", "spider_dev"])
@@ -325,7 +414,14 @@ def main() -> None:
                         help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N)")
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
+    parser.add_argument("--levels", nargs="+", type=int, default=[1, 2, 4, 8, 16],
+                        help="stepcost: rows per step")
+    parser.add_argument("--lengths", nargs="+", type=int, default=[0, 1, 2, 4, 8],
+                        help="stepcost: drafted tokens per row")
     args = parser.parse_args()
+    if args.what == "stepcost":
+        step_cost(args.write, args.levels, args.lengths)
+        return
     if args.what == "proposer":
         proposer_cost(args.write)
         return

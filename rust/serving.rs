@@ -20,11 +20,13 @@
 //! (learned then, its state dropped). At most `max_requests` states are kept; beyond that the
 //! least recently seen go first, unlearned (they may still be running).
 
+use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
+use std::sync::OnceLock;
 
 use crate::context::ContextIndex;
-use crate::draft::{path_probs, propose_with, Draft, Mixing, VerifyCost};
+use crate::draft::{propose_with, Draft, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
 
@@ -53,21 +55,50 @@ pub struct ServingConfig {
     /// are cut together: draft positions are kept in order of their path probability while
     /// they raise the expected tokens of the step per unit of its cost (see [`cut_batch`]).
     pub step_overhead: Option<f64>,
+    /// Threads that draft a large batch's rows in parallel (at most [`MAX_THREADS`]; 0 or 1:
+    /// the calling thread alone). Batches under [`PARALLEL_ROWS`] rows always draft on the
+    /// calling thread: waking the pool would cost more than it saves.
+    pub threads: usize,
+}
+
+/// Most drafting threads a table uses.
+pub const MAX_THREADS: usize = 64;
+/// Fewest rows that make a step draft on the pool (when the table has one).
+pub const PARALLEL_ROWS: usize = 32;
+
+/// The default drafting threads: the machine's parallelism, at most 8 (the pool works only
+/// while the engine waits for the proposer, so it takes no cores from the model).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// Cuts a batch's drafts to maximise expected tokens per unit of step cost, when every verified
-/// position costs one unit and the step `overhead` units more.
+/// position costs one unit and the step `overhead` units more; returns how many tokens of each
+/// draft to keep.
 ///
 /// A row with a draft yields its own next token plus the accepted prefix of its draft: the
-/// expected tokens are `1 + sum_j min(1, gain * prod_{l<=j} probs[l])`, `gain` being the
-/// measured ratio of accepted to predicted draft tokens ([`Calibration`]). Positions are added
-/// in decreasing path probability (each row's are decreasing along the draft, so the order
-/// keeps prefixes) while the next one's probability exceeds the current ratio of expected
-/// tokens to cost.
-pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64, gain: f64) {
-    let mut paths: Vec<Vec<f64>> = drafts
+/// expected tokens are `1 + sum_j prod_{l<=j} rate(probs[l])`, `rate` mapping the drafter's
+/// probability of a token to the chance the engine accepts it ([`Calibration::rate`]).
+/// Positions are added in decreasing path probability (each row's decrease along its draft,
+/// so the order keeps prefixes) while the next one's probability exceeds the current ratio of
+/// expected tokens to cost.
+pub fn cut_batch(
+    drafts: &[Draft],
+    rows: usize,
+    overhead: f64,
+    rate: impl Fn(f64) -> f64,
+) -> Vec<usize> {
+    let paths: Vec<Vec<f64>> = drafts
         .iter()
-        .map(|d| path_probs(&d.probs).map(|p| (gain * p).min(1.0)).collect())
+        .map(|d| {
+            d.probs
+                .iter()
+                .scan(1.0, |path, &p| {
+                    *path *= rate(p).clamp(0.0, 1.0);
+                    Some(*path)
+                })
+                .collect()
+        })
         .collect();
     let mut keep = vec![0usize; drafts.len()];
     let (mut value, mut cost) = (rows as f64, overhead + rows as f64);
@@ -86,71 +117,108 @@ pub fn cut_batch(drafts: &mut [Draft], rows: usize, overhead: f64, gain: f64) {
             _ => break,
         }
     }
-    for (d, (&k, path)) in drafts.iter_mut().zip(keep.iter().zip(paths.iter_mut())) {
-        d.tokens.truncate(k);
-        d.probs.truncate(k);
-        path.clear();
-    }
+    keep
 }
 
-/// How many drafted tokens the engine accepts against how many the drafter's probabilities
-/// predict, measured from the rows themselves: a row that had a draft of `d` tokens and gains
-/// `g` tokens the next step accepted `min(g - 1, d)` of them.
+/// How often the engine accepts a drafted token, by the drafter's probability for it, learned
+/// from the rows themselves.
 ///
 /// The drafter's mixed probabilities are not calibrated acceptance rates: a fine-tuned model
-/// accepts more than they predict, a base model prompted few-shot often fewer. The batch cut
-/// scales path probabilities by [`gain`](Self::gain), a decayed ratio over recent drafts that
-/// starts at 1 (a prior of [`Calibration::PRIOR`] predicted tokens).
+/// accepts more than they predict, a base model prompted few-shot often fewer, and by how much
+/// depends on the probability (a few-shot model may take the near-certain tokens and refuse
+/// the middling ones). The table remembers each row's whole draft, before any cut; the tokens
+/// the row gains the next step are the target's own, so they tell, position by position,
+/// whether the draft agreed, up to the first disagreement, also for the positions the cut
+/// removed (the target's bonus token shows the first of them). Each position counts in the
+/// bin of its probability ([`BINS`](Self::BINS) equal bins of `[0, 1]`); a bin's rate is its
+/// decayed accepted / tried, starting from the identity (a prior of
+/// [`PRIOR`](Self::PRIOR) tries at the bin's centre).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibration {
-    accepted: f64,
-    predicted: f64,
-    /// Undecayed totals, for the statistics.
+    accepted: [f64; Calibration::BINS],
+    tried: [f64; Calibration::BINS],
+    /// Undecayed totals of the drafts the engine verified (after the cut), for the statistics.
     pub accepted_tokens: u64,
     pub drafted_tokens: u64,
 }
 
 impl Default for Calibration {
     fn default() -> Self {
-        Self {
-            accepted: Self::PRIOR,
-            predicted: Self::PRIOR,
+        let mut c = Self {
+            accepted: [0.0; Self::BINS],
+            tried: [Self::PRIOR; Self::BINS],
             accepted_tokens: 0,
             drafted_tokens: 0,
+        };
+        for (b, a) in c.accepted.iter_mut().enumerate() {
+            *a = Self::PRIOR * Self::centre(b);
         }
+        c
     }
 }
 
 impl Calibration {
-    /// Weight of the starting ratio of 1, in predicted tokens.
-    pub const PRIOR: f64 = 8.0;
-    /// Each observed draft keeps this share of the evidence before it (about the last 200
-    /// drafts count).
+    /// Probability bins.
+    pub const BINS: usize = 10;
+    /// Weight of a bin's starting rate (its centre), in tries.
+    pub const PRIOR: f64 = 4.0;
+    /// Each try counted in a bin keeps this share of the evidence before it (about the last
+    /// 200 tries count).
     pub const DECAY: f64 = 0.995;
-    const RANGE: (f64, f64) = (0.1, 10.0);
+    /// Each engine step moves every bin this much toward its prior, so a bin whose rate fell
+    /// low enough to cut every draft in it recovers over a few thousand steps.
+    pub const RELAX: f64 = 0.999;
 
-    /// Records one verified draft: `drafted` tokens whose path probabilities summed to
-    /// `predicted`, of which `accepted` were accepted.
-    pub fn observe(&mut self, drafted: usize, predicted: f64, accepted: usize) {
-        self.accepted = self.accepted * Self::DECAY + accepted as f64;
-        self.predicted = self.predicted * Self::DECAY + predicted;
-        self.accepted_tokens += accepted as u64;
-        self.drafted_tokens += drafted as u64;
+    fn centre(bin: usize) -> f64 {
+        (bin as f64 + 0.5) / Self::BINS as f64
     }
 
-    /// Each engine step moves the evidence this much toward the prior, so a gain low enough to
-    /// cut every draft (and so stop all feedback) recovers over a few thousand steps.
-    pub const RELAX: f64 = 0.999;
+    fn bin(p: f64) -> usize {
+        // `as` saturates: negatives and NaN land in bin 0
+        ((p * Self::BINS as f64) as usize).min(Self::BINS - 1)
+    }
+
+    /// Records what the target did with a draft: `probs` are the drafted tokens'
+    /// probabilities (the whole draft, before any cut), `agreed` how many leading tokens the
+    /// target's own tokens matched, `known` how many of the target's tokens are known (the
+    /// tokens the row gained). Positions past `known`, or past the first disagreement, tell
+    /// nothing and are not counted.
+    pub fn observe(&mut self, probs: &[f64], agreed: usize, known: usize) {
+        for (j, &p) in probs.iter().enumerate().take(known) {
+            let b = Self::bin(p);
+            let hit = j < agreed;
+            self.tried[b] = self.tried[b] * Self::DECAY + 1.0;
+            self.accepted[b] = self.accepted[b] * Self::DECAY + f64::from(u8::from(hit));
+            if !hit {
+                break;
+            }
+        }
+    }
+
+    /// Counts a verified draft of `drafted` tokens, `accepted` of them accepted.
+    pub fn count(&mut self, drafted: usize, accepted: usize) {
+        self.drafted_tokens += drafted as u64;
+        self.accepted_tokens += accepted as u64;
+    }
 
     /// One engine step passed (called once per step, drafts or not).
     pub fn step(&mut self) {
-        self.accepted = self.accepted * Self::RELAX + Self::PRIOR * (1.0 - Self::RELAX);
-        self.predicted = self.predicted * Self::RELAX + Self::PRIOR * (1.0 - Self::RELAX);
+        for b in 0..Self::BINS {
+            let prior = Self::PRIOR * (1.0 - Self::RELAX);
+            self.tried[b] = self.tried[b] * Self::RELAX + prior;
+            self.accepted[b] = self.accepted[b] * Self::RELAX + prior * Self::centre(b);
+        }
     }
 
-    /// Accepted per predicted token, within `[0.1, 10]`.
-    pub fn gain(&self) -> f64 {
-        (self.accepted / self.predicted.max(1e-9)).clamp(Self::RANGE.0, Self::RANGE.1)
+    /// The measured chance that a token drafted with probability `p` is accepted.
+    pub fn rate(&self, p: f64) -> f64 {
+        let b = Self::bin(p);
+        (self.accepted[b] / self.tried[b].max(1e-9)).clamp(0.0, 1.0)
+    }
+
+    /// Every bin's rate, lowest probabilities first.
+    pub fn rates(&self) -> [f64; Self::BINS] {
+        std::array::from_fn(|b| self.rate(Self::centre(b)))
     }
 }
 
@@ -162,6 +230,31 @@ pub struct Row<'a> {
     pub new_tokens: usize,
     /// Most tokens to draft for this row (the engine's k, cut at its maximum length).
     pub max_draft: usize,
+}
+
+/// One step's drafts: each row's whole draft and how many of its tokens go to the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepDrafts {
+    pub full: Vec<Draft>,
+    pub kept: Vec<usize>,
+}
+
+impl StepDrafts {
+    /// The tokens row `i` hands the engine.
+    pub fn row(&self, i: usize) -> &[u32] {
+        match (self.full.get(i), self.kept.get(i)) {
+            (Some(d), Some(&k)) => &d.tokens[..k.min(d.tokens.len())],
+            _ => &[],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.full.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.full.is_empty()
+    }
 }
 
 /// Counters since the table was made.
@@ -193,8 +286,8 @@ struct Request {
     /// Whether `key` covers [`KEY_TOKENS`] tokens (else the request is on the short list).
     full_key: bool,
     learned: bool,
-    /// The draft handed out last step: its length and its summed path probabilities.
-    pending: Option<(usize, f64)>,
+    /// Last step's whole draft (before any cut) and how many of its tokens the engine got.
+    pending: Option<(Draft, usize)>,
 }
 
 /// Per-request drafting state for an engine batch, keyed by the rows' tokens.
@@ -212,6 +305,9 @@ pub struct RequestTable {
     step: u64,
     stats: ServingStats,
     calibration: Calibration,
+    /// Built on the first batch of [`PARALLEL_ROWS`] rows when `config.threads > 1`;
+    /// `Some(None)` once building it failed (the table then drafts on the calling thread).
+    pool: OnceLock<Option<rayon::ThreadPool>>,
 }
 
 fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
@@ -253,6 +349,7 @@ impl RequestTable {
         let config = ServingConfig {
             max_requests: config.max_requests.max(1),
             stale_steps: config.stale_steps.max(1),
+            threads: config.threads.min(MAX_THREADS),
             ..config
         };
         Self {
@@ -267,6 +364,7 @@ impl RequestTable {
             step: 0,
             stats: ServingStats::default(),
             calibration: Calibration::default(),
+            pool: OnceLock::new(),
         }
     }
 
@@ -318,6 +416,9 @@ impl RequestTable {
             self.stats.rows += 1;
             match self.find(i, row.tokens) {
                 Some(slot) => {
+                    let before = self.slots[slot as usize]
+                        .as_ref()
+                        .map_or(0, |r| r.index.len());
                     if !self.advance(slot, row.tokens) {
                         self.stats.invalid_rows += 1;
                         self.remove(slot);
@@ -327,9 +428,17 @@ impl RequestTable {
                     let pending = self.slots[slot as usize]
                         .as_mut()
                         .and_then(|r| r.pending.take());
-                    if let Some((drafted, predicted)) = pending {
-                        let accepted = row.new_tokens.saturating_sub(1).min(drafted);
-                        self.calibration.observe(drafted, predicted, accepted);
+                    if let Some((draft, kept)) = pending {
+                        // the tokens the row gained are the target's: compare the whole draft
+                        let gained = &row.tokens[before.min(row.tokens.len())..];
+                        let agreed = draft
+                            .tokens
+                            .iter()
+                            .zip(gained)
+                            .take_while(|&(&d, &t)| i64::from(d) == i64::from(t))
+                            .count();
+                        self.calibration.observe(&draft.probs, agreed, gained.len());
+                        self.calibration.count(kept, agreed.min(kept));
                     }
                 }
                 None => match self.create(row) {
@@ -359,20 +468,20 @@ impl RequestTable {
     }
 
     /// Drafts for every row that [`observe`](Self::observe) matched this step: one entry per
-    /// row, empty where the row wants no draft.
+    /// row, empty where the row wants no draft. Each row's whole draft, and how much of it to
+    /// hand the engine once the step's cuts (`verify_cost`, `step_overhead`) are made.
     pub fn propose(
         &self,
         store: &NgramStore,
         online: Option<&ContextIndex>,
         rows: &[Row<'_>],
-    ) -> Result<Vec<Draft>, Error> {
+    ) -> Result<StepDrafts, Error> {
         let c = &self.config;
         let draft_row = |(i, row): (usize, &Row<'_>)| -> Result<Draft, Error> {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get(slot as usize).and_then(Option::as_ref);
-            let mut draft = Draft::default();
-            if let (Some(req), true) = (req, row.max_draft > 0) {
-                draft = propose_with(
+            match (req, row.max_draft > 0) {
+                (Some(req), true) => propose_with(
                     store,
                     online,
                     &req.index,
@@ -380,40 +489,70 @@ impl RequestTable {
                     c.corpus_weight,
                     c.min_prob,
                     c.mixing,
-                )?;
-                if let Some(cost) = &c.verify_cost {
-                    cost.truncate(&mut draft);
-                }
+                ),
+                _ => Ok(Draft::default()),
             }
-            Ok(draft)
         };
-        let mut drafts: Vec<Draft> = rows
-            .iter()
-            .enumerate()
-            .map(draft_row)
-            .collect::<Result<_, _>>()?;
+        let pool = match self.config.threads {
+            t if t > 1 && rows.len() >= PARALLEL_ROWS => self.pool(t),
+            _ => None,
+        };
+        let full: Vec<Draft> = match pool {
+            // each row's draft is independent; collect keeps the rows' order
+            Some(pool) => pool.install(|| {
+                rows.par_iter()
+                    .enumerate()
+                    .map(draft_row)
+                    .collect::<Result<_, _>>()
+            })?,
+            None => rows
+                .iter()
+                .enumerate()
+                .map(draft_row)
+                .collect::<Result<_, _>>()?,
+        };
+        let mut kept: Vec<usize> = match &c.verify_cost {
+            Some(cost) => full.iter().map(|d| cost.best_length(&d.probs)).collect(),
+            None => full.iter().map(|d| d.tokens.len()).collect(),
+        };
         if let Some(overhead) = c.step_overhead {
             let active = rows.iter().filter(|r| r.new_tokens > 0).count();
-            cut_batch(&mut drafts, active, overhead, self.calibration.gain());
+            let cal = &self.calibration;
+            let cut = cut_batch(&full, active, overhead, |p| cal.rate(p));
+            for (k, cut) in kept.iter_mut().zip(cut) {
+                *k = (*k).min(cut);
+            }
         }
-        Ok(drafts)
+        Ok(StepDrafts { full, kept })
     }
 
     /// Counts what [`propose`](Self::propose) returned and remembers each row's draft, so the
-    /// next step's rows tell how much of it was accepted.
-    pub fn record_drafts(&mut self, drafts: &[Draft]) {
-        for (i, d) in drafts.iter().enumerate() {
+    /// next step's rows tell how much of it the target agreed with.
+    pub fn record_drafts(&mut self, drafts: &StepDrafts) {
+        for (i, (d, &kept)) in drafts.full.iter().zip(&drafts.kept).enumerate() {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
             if let Some(req) = req {
-                req.pending =
-                    (!d.tokens.is_empty()).then(|| (d.tokens.len(), path_probs(&d.probs).sum()));
+                req.pending = (!d.tokens.is_empty()).then(|| (d.clone(), kept));
             }
-            if !d.tokens.is_empty() {
+            if kept > 0 {
                 self.stats.drafts += 1;
-                self.stats.drafted_tokens += d.tokens.len() as u64;
+                self.stats.drafted_tokens += kept as u64;
             }
         }
+    }
+
+    /// The drafting pool, built on first use; `None` if the system refused its threads.
+    fn pool(&self, threads: usize) -> Option<&rayon::ThreadPool> {
+        self.pool
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("tasc-draft-{i}"))
+                    .build()
+                    .ok()
+            })
+            .as_ref()
     }
 
     fn claimable(&self, slot: u32, row: &[i32]) -> Option<usize> {
@@ -605,6 +744,7 @@ mod tests {
                 mixing: Mixing::Fixed,
                 verify_cost: None,
                 step_overhead: None,
+                threads: 1,
             },
         )
     }
@@ -737,15 +877,19 @@ mod tests {
             let ids: Vec<u32> = a.iter().map(|&x| x as u32).collect();
             let fresh = ContextIndex::new(store.n_max(), &ids);
             let want = propose_with(&store, None, &fresh, 4, 0.75, 0.0, Mixing::Fixed).unwrap();
-            assert_eq!(drafts[0], want, "step {step}");
-            assert!(drafts[1].tokens.is_empty());
+            assert_eq!(drafts.full[0], want, "step {step}");
+            assert_eq!(drafts.row(0), &want.tokens[..], "no cut is configured");
+            assert!(drafts.row(1).is_empty());
             a.push(3 + step);
         }
         assert!(store.longest_match(&[1]).is_some_and(|f| f.total() > 0));
     }
 
-    #[test]
-    fn acceptance_is_measured_from_the_rows_and_scales_the_cut() {
+    /// Runs one request for `steps` engine steps through a table with the batch cut; the engine
+    /// accepts every draft (`accept_all`) or none (it then adds a token other than the drafted
+    /// one). Returns the calibration, how many tokens each step handed the engine, and the
+    /// drafter's probability for the first token of the last draft.
+    fn run_engine(accept_all: bool, steps: usize) -> (Calibration, Vec<usize>, f64) {
         let corpus = Corpus::from_sequences(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]], None).unwrap();
         let built = DrafterConfig {
             min_count: 1,
@@ -756,51 +900,102 @@ mod tests {
             step_overhead: Some(4.0),
             ..table(8, 64).config().clone()
         };
-        let run = |accept_all: bool| {
-            let mut t = RequestTable::new(4, config.clone());
-            let mut row = vec![1, 2];
-            let mut gained = row.len();
-            let mut kept = Vec::new();
-            for _ in 0..60 {
-                let views = [Row {
-                    tokens: &row,
-                    new_tokens: gained,
-                    max_draft: 4,
-                }];
-                t.observe(&views);
-                let drafts = t.propose(&s, None, &views).unwrap();
-                t.record_drafts(&drafts);
-                kept.push(drafts[0].tokens.len());
-                // the engine accepts the whole draft, or none of it, then adds its own token
-                let before = row.len();
-                if accept_all {
-                    row.extend(drafts[0].tokens.iter().map(|&x| x as i32));
-                    let next = *row.last().unwrap() % 9 + 1;
-                    row.push(next);
-                } else {
-                    // a token the corpus knows, but never the drafted one
-                    let drafted = drafts[0].tokens.first().map_or(0, |&x| x as i32);
-                    let next = *row.last().unwrap() % 9 + 1;
-                    row.push(if next == drafted { next % 9 + 1 } else { next });
-                }
-                gained = row.len() - before;
+        let mut t = RequestTable::new(4, config);
+        let mut row = vec![1, 2];
+        let mut gained = row.len();
+        let mut kept = Vec::new();
+        let mut first = f64::NAN;
+        for _ in 0..steps {
+            let views = [Row {
+                tokens: &row,
+                new_tokens: gained,
+                max_draft: 4,
+            }];
+            t.observe(&views);
+            let drafts = t.propose(&s, None, &views).unwrap();
+            t.record_drafts(&drafts);
+            let handed = drafts.row(0).to_vec();
+            kept.push(handed.len());
+            first = drafts.full[0].probs.first().copied().unwrap_or(f64::NAN);
+            let before = row.len();
+            if accept_all {
+                row.extend(handed.iter().map(|&x| x as i32));
+                let next = *row.last().unwrap() % 9 + 1;
+                row.push(next);
+            } else {
+                // a token the corpus knows, but never the one the drafter wanted first
+                let wanted = drafts.full[0].tokens.first().map_or(0, |&x| x as i32);
+                let next = *row.last().unwrap() % 9 + 1;
+                row.push(if next == wanted { next % 9 + 1 } else { next });
             }
-            (t.calibration().clone(), kept)
-        };
-        let (good, _) = run(true);
-        let (bad, kept_bad) = run(false);
-        assert!(good.gain() >= 1.0, "{good:?}");
-        assert!(bad.gain() < 0.5, "{bad:?}");
+            gained = row.len() - before;
+        }
+        (t.calibration().clone(), kept, first)
+    }
+
+    #[test]
+    fn acceptance_is_measured_from_the_rows_and_drives_the_cut() {
+        // the row follows the corpus: every drafted token has probability 1 (the top bin)
+        let (good, kept_good, p) = run_engine(true, 60);
+        assert_eq!(p, 1.0);
+        assert!(good.rate(p) > 0.95, "{good:?}");
+        assert!(good.accepted_tokens > 0 && good.accepted_tokens == good.drafted_tokens);
+        assert_eq!(kept_good.last(), Some(&4));
+        let (bad, kept_bad, p) = run_engine(false, 60);
+        assert!(bad.rate(p) < 0.2, "{bad:?}");
         assert_eq!(bad.accepted_tokens, 0);
         assert!(bad.drafted_tokens > 0);
         // once the drafts are known to fail, the cut stops drafting
         assert_eq!(kept_bad.last(), Some(&0));
-        // without feedback the gain drifts back toward 1
+        // without feedback a bin drifts back toward its prior
         let mut c = bad.clone();
         for _ in 0..5000 {
             c.step();
         }
-        assert!(c.gain() > 0.9, "{c:?}");
+        assert!(
+            (c.rate(p) - Calibration::centre(Calibration::bin(p))).abs() < 0.05,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn positions_the_cut_removed_are_still_measured() {
+        // the cut hands the engine nothing, yet the token each row gains shows whether the
+        // drafter's first token was right: the rate stays low, where without those
+        // observations it would drift back toward the prior once drafting stopped
+        let (bad, kept, p) = run_engine(false, 2000);
+        assert!(kept[1500..].iter().all(|&k| k == 0));
+        assert!(bad.rate(p) < 0.05, "{bad:?}");
+        let (mut blind, kept, _) = run_engine(false, 60);
+        assert_eq!(kept.last(), Some(&0));
+        for _ in 60..2000 {
+            blind.step();
+        }
+        assert!(blind.rate(p) > 0.2, "{blind:?}");
+    }
+
+    #[test]
+    fn calibration_counts_up_to_the_first_disagreement() {
+        let mut c = Calibration::default();
+        let prior = c.rates();
+        for (b, r) in prior.iter().enumerate() {
+            assert!((r - Calibration::centre(b)).abs() < 1e-12);
+        }
+        // three tokens known: two agreed, the third did not; the fourth tells nothing
+        for _ in 0..400 {
+            c.observe(&[0.95, 0.65, 0.35, 0.15], 2, 3);
+        }
+        assert!(c.rate(0.95) > 0.99 && c.rate(0.65) > 0.99, "{c:?}");
+        assert!(c.rate(0.35) < 0.01, "{c:?}");
+        assert_eq!(c.rate(0.15), prior[1]);
+        // fewer known tokens than drafted: only those count
+        let mut d = Calibration::default();
+        for _ in 0..400 {
+            d.observe(&[0.35, 0.35], 5, 1);
+        }
+        assert!(d.rate(0.35) > 0.99, "{d:?}");
+        // out-of-range probabilities land in the end bins instead of panicking
+        assert!(d.rate(f64::NAN).is_finite() && d.rate(-1.0).is_finite() && d.rate(7.0) <= 1.0);
     }
 
     #[test]
@@ -809,23 +1004,21 @@ mod tests {
             tokens: (0..probs.len() as u32).collect(),
             probs: probs.to_vec(),
         };
+        let same = |p: f64| p;
         // one row, cheap positions next to a large overhead: everything likely is kept
-        let mut one = vec![draft(&[0.9, 0.9, 0.9, 0.2])];
-        cut_batch(&mut one, 1, 8.0, 1.0);
-        assert_eq!(one[0].tokens.len(), 3);
+        let one = vec![draft(&[0.9, 0.9, 0.9, 0.2])];
+        assert_eq!(cut_batch(&one, 1, 8.0, same), vec![3]);
         // a big batch: only near-certain positions pay for themselves
-        let mut many: Vec<Draft> = (0..16).map(|_| draft(&[0.99, 0.9, 0.6, 0.5])).collect();
-        cut_batch(&mut many, 16, 8.0, 1.0);
-        for d in &many {
-            assert!(
-                !d.tokens.is_empty() && d.tokens.len() <= 2,
-                "{:?}",
-                d.tokens
-            );
+        let many: Vec<Draft> = (0..16).map(|_| draft(&[0.99, 0.9, 0.6, 0.5])).collect();
+        for k in cut_batch(&many, 16, 8.0, same) {
+            assert!((1..=2).contains(&k), "{k}");
         }
         // no overhead at all and unlikely drafts: nothing is worth verifying
-        let mut weak = vec![draft(&[0.3, 0.2])];
-        cut_batch(&mut weak, 1, 0.0, 1.0);
-        assert!(weak[0].tokens.is_empty());
+        let weak = vec![draft(&[0.3, 0.2])];
+        assert_eq!(cut_batch(&weak, 1, 0.0, same), vec![0]);
+        // the measured rates, not the drafter's probabilities, decide
+        assert_eq!(cut_batch(&weak, 1, 0.5, same), vec![0]);
+        assert_eq!(cut_batch(&weak, 1, 0.5, |_| 1.0), vec![2]);
+        assert_eq!(cut_batch(&one, 1, 8.0, |_| 0.0), vec![0]);
     }
 }

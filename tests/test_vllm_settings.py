@@ -101,6 +101,8 @@ def test_model_directory_then_class_config(tmp_path: Path, drafter_file: Path) -
         ({"drafter": "x", "lambda": 0.5}, "unknown setting"),
         ({"drafter": "x", "step_overhead": -1}, "step_overhead"),
         ({"drafter": "x", "step_overhead": "big"}, "step_overhead"),
+        ({"drafter": "x", "threads": 0}, "threads"),
+        ({"drafter": "x", "threads": 2.0}, "threads has the wrong type"),
     ],
 )
 def test_bad_configs_are_refused(

@@ -103,6 +103,7 @@ class NgramStore:
         mixing: str | None = None,
         verify_cost: Sequence[float] | None = None,
         step_overhead: float | None = None,
+        threads: int | None = None,
     ) -> BatchProposer: ...
     def propose(
         self,

@@ -243,6 +243,7 @@ class NgramDrafter:
         mixing: str | None = None,
         verify_cost: Sequence[float] | None = None,
         step_overhead: float | None = None,
+        threads: int | None = None,
     ) -> BatchProposer:
         """A proposer for a serving engine's batch: one native call per engine step drafts for
         every row, reading the engine's token buffer in place with the GIL released.
@@ -258,8 +259,10 @@ class NgramDrafter:
         drafter's settings (see :meth:`DraftSession.propose`). With ``step_overhead`` (the fixed
         cost of an engine step in units of one verified position), each step's drafts are cut
         together: positions are kept in order of their path probability while they raise the
-        batch's expected tokens per unit of step cost. ``tasc_rs.vllm.TascProposer`` drives
-        one inside vLLM.
+        batch's expected tokens per unit of step cost. A batch of 32 rows or more is drafted
+        by ``threads`` threads in parallel (default ``None``: the machine's cores, at most 8; 1:
+        the calling thread only); the pool is built on the first such batch and idles between
+        steps. ``tasc_rs.vllm.TascProposer`` drives one inside vLLM.
 
         Example:
             >>> import numpy as np
@@ -282,6 +285,7 @@ class NgramDrafter:
             mixing=mixing,
             verify_cost=None if verify_cost is None else list(verify_cost),
             step_overhead=step_overhead,
+            threads=threads,
         )
 
     def propose(

@@ -78,20 +78,27 @@ class ProposerSettings:
         online_capacity: Tokens of finished responses learned online (0: off).
         max_requests: Most per-request states kept (default: 4x vLLM's ``max_num_seqs``).
         stale_steps: A request not seen for this many engine steps is finished and learned.
+            vLLM schedules every running request in every step, and often does not show the
+            proposer a request's last step (measured: 11 of 16 finished requests never showed
+            their EOS), so a request missing from 2 steps is taken as finished: its response is
+            learned while the next requests, often alike, are still decoding. A request that
+            comes back (preempted) is followed as a new one.
         stop_token_ids: Extra token ids that end a response (the model's EOS ids are added).
         verify_cost: Relative cost of verifying 0, 1, ... drafted tokens; when set, each draft
             is cut where expected tokens per unit of cost peak (see ``DraftSession``).
         step_overhead: The fixed cost of an engine step in units of one verified position;
             each step's drafts are then cut together, keeping the positions that raise the
-            batch's expected tokens per unit of cost, with the drafter's probabilities scaled
-            by the acceptance the engine showed on recent drafts (a fine-tuned model accepts
-            more than they predict, a few-shot base model fewer). ``"auto"`` (default):
-            :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend (where every verified position
-            costs), else ``None`` (no batch cut: on a GPU verifying k positions per row costs
-            little more than one). Measured on the CPU (benches/RESULTS.md), against no cut:
-            0.88-0.93x at 1 and 4 requests on a fine-tuned model but 1.16x at 16, and up to
-            1.38x on few-shot base models, whose drafts it keeps from costing more than they
-            bring (worst row 0.96x of no speculation, against 0.71x without the cut).
+            batch's expected tokens per unit of cost. A token's chance of acceptance is read
+            from the engine itself: how often the target agreed with recent drafted tokens of
+            the same probability (10 bins; the tokens a row gains show it, also for tokens the
+            cut removed), since the drafter's probabilities are not acceptance rates (a
+            fine-tuned model accepts more than they say, a few-shot base model often fewer).
+            ``"auto"`` (default): :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend (where a
+            large batch's verified positions cost), else ``None`` (no batch cut: on a GPU
+            verifying k positions per row costs little more than one).
+        threads: Threads that draft batches of 32 rows or more in parallel (``None``: the
+            machine's cores, at most 8; 1: the engine's thread only). They run only while the
+            engine waits for the drafts.
     """
 
     drafter: Path
@@ -100,15 +107,17 @@ class ProposerSettings:
     mixing: str = "longer_match"
     online_capacity: int = 1 << 20
     max_requests: int | None = None
-    stale_steps: int = 64
+    stale_steps: int = 2
     stop_token_ids: tuple[int, ...] = ()
     verify_cost: tuple[float, ...] | None = field(default=None)
     step_overhead: float | str | None = "auto"
+    threads: int | None = None
 
 
-#: Fixed cost of a vLLM CPU engine step in verified positions: fitted on SmolLM2-135M, float32,
-#: 2 cores (a step cost 31 ms at batch 1 and 107 ms at batch 16: 26 ms + 5.1 ms per position).
-CPU_STEP_OVERHEAD = 5.0
+#: Fixed cost of a vLLM CPU engine step in verified positions, fitted on SmolLM2-135M, float32,
+#: 2 cores (``bench_vllm.py stepcost``: 1-16 rows verifying 0-8 drafted tokens each cost
+#: 17.4 ms + 0.78 ms per verified position, within 10%).
+CPU_STEP_OVERHEAD = 22.0
 
 
 #: The settings a config may give, with their defaults (the tuned TASC-spec of benches/).
@@ -154,6 +163,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "online_capacity": (int, False),
         "max_requests": (int, True),
         "stale_steps": (int, False),
+        "threads": (int, True),
     }
     for name, (types, nullable) in checks.items():
         if name not in values:
@@ -163,6 +173,8 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
             v is not None and (isinstance(v, bool) or not isinstance(v, types))
         ):
             raise InvalidConfigError(f"{where}: {name} has the wrong type: {v!r}")
+    if isinstance(values.get("threads"), int) and values["threads"] < 1:
+        raise InvalidConfigError(f"{where}: threads must be >= 1, got {values['threads']}")
     overhead = values.get("step_overhead")
     if not (
         overhead is None
@@ -386,6 +398,7 @@ class TascProposer:
             mixing=settings.mixing,
             verify_cost=settings.verify_cost,
             step_overhead=None if overhead is None else float(overhead),
+            threads=settings.threads,
         )
         self._failures = 0
         if device == "cpu":

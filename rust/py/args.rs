@@ -165,6 +165,7 @@ named_optional!(int -> i64:
     opt_vocab_size => "vocab_size",
     opt_max_len => "max_len",
     opt_limit => "limit",
+    opt_threads => "threads",
 );
 named_optional!(float -> f64:
     opt_corpus_weight => "corpus_weight",

@@ -13,8 +13,7 @@ use super::args;
 use super::errors::{dtype_error, input_error};
 use super::store::{learn, read, SharedOnline};
 use crate::config::MAX_K;
-use crate::draft::Draft;
-use crate::serving::{RequestTable, Row};
+use crate::serving::{RequestTable, Row, StepDrafts};
 use crate::store::NgramStore;
 
 /// Drafts for every row of a serving engine's batch in one call, keeping one incremental context
@@ -124,10 +123,10 @@ fn new_counts(sampled: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
     Ok(out)
 }
 
-fn drafts_to_lists<'py>(py: Python<'py>, drafts: &[Draft]) -> PyResult<Bound<'py, PyList>> {
+fn drafts_to_lists<'py>(py: Python<'py>, drafts: &StepDrafts) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
-    for d in drafts {
-        out.append(PyList::new(py, &d.tokens)?)?;
+    for i in 0..drafts.len() {
+        out.append(PyList::new(py, drafts.row(i))?)?;
     }
     Ok(out)
 }
@@ -210,7 +209,7 @@ impl PyBatchProposer {
             });
         }
         let (store, online, table) = (&self.store, &self.online, &self.table);
-        let drafts = py.detach(|| -> Result<Vec<Draft>, crate::error::Error> {
+        let drafts = py.detach(|| -> Result<StepDrafts, crate::error::Error> {
             let mut table = lock(table);
             let ended = table.observe(&views);
             for response in &ended {
@@ -236,8 +235,9 @@ impl PyBatchProposer {
     /// `created`, `stopped` / `stale` / `dropped` (how requests ended), `invalid_rows`,
     /// `drafts`, `drafted_tokens`, the current `live` requests and `indexed_tokens`, and the
     /// acceptance the rows showed: `verified_drafted_tokens` (drafted tokens whose outcome
-    /// was seen), `accepted_tokens` and `acceptance_gain` (recent accepted per predicted
-    /// token, which scales the batch cut).
+    /// was seen), `accepted_tokens`, and `acceptance_by_prob` (the recent share of drafted
+    /// tokens the target agreed with, in 10 bins of the drafter's probability, lowest first;
+    /// the batch cut uses it as each token's chance of acceptance).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let table = &self.table;
         let (s, live, indexed, cal) = py.detach(|| {
@@ -265,7 +265,7 @@ impl PyBatchProposer {
         d.set_item("indexed_tokens", indexed)?;
         d.set_item("verified_drafted_tokens", cal.drafted_tokens)?;
         d.set_item("accepted_tokens", cal.accepted_tokens)?;
-        d.set_item("acceptance_gain", cal.gain())?;
+        d.set_item("acceptance_by_prob", cal.rates().to_vec())?;
         Ok(d)
     }
 

@@ -16,7 +16,7 @@ use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, D
 use crate::context::ContextIndex;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
-use crate::serving::{RequestTable, ServingConfig};
+use crate::serving::{default_threads, RequestTable, ServingConfig, MAX_THREADS};
 use crate::store::NgramStore;
 
 /// The learned responses of one drafter, shared with its sessions.
@@ -134,9 +134,12 @@ impl PyNgramStore {
     /// A proposer for a serving engine's batch (see `BatchProposer`), drafting with this
     /// store's defaults unless overridden. `max_requests` request states are kept (the least
     /// recently seen go first); a request unseen for `stale_steps` engine steps, or whose last
-    /// token is in `stop_tokens`, is finished and learned (online learning).
+    /// token is in `stop_tokens`, is finished and learned (online learning). Batches of 32 rows
+    /// or more are drafted by `threads` threads (default: the machine's cores, at most 8;
+    /// 1: the calling thread only).
     #[pyo3(signature = (*, max_requests=256, stale_steps=64, stop_tokens=None,
-        corpus_weight=None, min_prob=None, mixing=None, verify_cost=None, step_overhead=None))]
+        corpus_weight=None, min_prob=None, mixing=None, verify_cost=None, step_overhead=None,
+        threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn batch_proposer(
         &self,
@@ -148,6 +151,7 @@ impl PyNgramStore {
         mixing: Option<&str>,
         verify_cost: Option<Vec<f64>>,
         #[pyo3(from_py_with = args::opt_step_overhead)] step_overhead: Option<f64>,
+        #[pyo3(from_py_with = args::opt_threads)] threads: Option<i64>,
     ) -> PyResult<PyBatchProposer> {
         if let Some(o) = step_overhead.filter(|o| !(o.is_finite() && *o >= 0.0)) {
             return Err(ConfigError::Setting(format!(
@@ -162,6 +166,17 @@ impl PyNgramStore {
             })
         };
         let max_requests = positive("max_requests", max_requests)?;
+        let threads = match threads {
+            None => default_threads(),
+            Some(t) => positive("threads", t)
+                .ok()
+                .filter(|&t| t <= MAX_THREADS)
+                .ok_or_else(|| {
+                    ConfigError::Setting(format!(
+                        "threads must be an int in 1..={MAX_THREADS}, got {t}"
+                    ))
+                })?,
+        };
         let stale_steps = positive("stale_steps", stale_steps)? as u64;
         let stop_tokens = match stop_tokens {
             Some(ids) => token_ids(ids, "stop_tokens", config.id_limit())
@@ -188,6 +203,7 @@ impl PyNgramStore {
                 mixing,
                 verify_cost,
                 step_overhead,
+                threads,
             },
         );
         Ok(PyBatchProposer::new(
