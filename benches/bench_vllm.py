@@ -227,8 +227,9 @@ def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, 
 
 def table(results: dict[str, dict[str, Any]], kind: str) -> str:
     lines = [
-        "| row | c | method | tokens/s | vs none | p50 latency | p99 latency | identical |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| row | c | method | tokens/s | vs none | p50 latency | p99 latency | accepted / drafted "
+        "| identical |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, methods in results.items():
         base = methods.get("none")
@@ -236,7 +237,7 @@ def table(results: dict[str, dict[str, Any]], kind: str) -> str:
             for method, r in methods.items():
                 if "error" in r:
                     if c == LEVELS[0]:
-                        lines.append(f"| {name} | | {method} | {r['error']} | | | | |")
+                        lines.append(f"| {name} | | {method} | {r['error']} | | | | | |")
                     continue
                 lv = r["levels"][str(c)] if str(c) in r["levels"] else r["levels"][c]
                 ref = None if base is None else base["levels"].get(c, base["levels"].get(str(c)))
@@ -246,9 +247,12 @@ def table(results: dict[str, dict[str, Any]], kind: str) -> str:
                     n = sum(a == b for a, b in zip(lv["outputs"], ref["outputs"], strict=True))
                     same = f"{n}/{len(ref['outputs'])}"
                 unit = "s" if kind == "server" else "s/batch"
+                # vLLM's own counters (engine runs since they were recorded)
+                spec = f"{lv['accepted']} / {lv['drafted']}" if lv.get("drafted") else "-"
                 lines.append(
                     f"| {name} | {c} | {method} | {lv['tok_s']:.1f} | {ratio} | "
-                    f"{lv['latency_p50']:.2f} {unit} | {lv['latency_p99']:.2f} {unit} | {same} |"
+                    f"{lv['latency_p50']:.2f} {unit} | {lv['latency_p99']:.2f} {unit} | {spec} "
+                    f"| {same} |"
                 )
     return "\n".join(lines)
 
@@ -414,6 +418,11 @@ def main() -> None:
                         help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N)")
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="engine/server: rewrite the RESULTS.md table from the JSON, running nothing",
+    )
     parser.add_argument("--levels", nargs="+", type=int, default=[1, 2, 4, 8, 16],
                         help="stepcost: rows per step")
     parser.add_argument("--lengths", nargs="+", type=int, default=[0, 1, 2, 4, 8],
@@ -431,7 +440,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tasc-bench-vllm-"))
     results: dict[str, dict[str, Any]] = {}
-    for name in args.tasks:
+    for name in [] if args.render else args.tasks:
         finetuned = name == "slurp-ft"
         model = args.finetuned if finetuned else str(embedded_model_dir())
         task = "slurp" if finetuned else name
@@ -461,12 +470,22 @@ def main() -> None:
                    for k, v in merged.items()}
     out.write_text(json.dumps(results, indent=1))
     what = "offline engine (`vllm.LLM`)" if args.what == "engine" else "OpenAI server"
+    shown = [
+        len(lv["outputs"])
+        for methods in results.values()
+        for r in methods.values()
+        for lv in r.get("levels", {}).values()
+    ]
+    prompts = max(shown, default=args.prompts)
+    ran = " ".join(m for m in METHODS if any(m in v for v in results.values()))
     text = (
         f"## tasc-rs inside vLLM 0.32 (CPU): {what} (issue 14)\n\n"
         f"Machine: {machine()}; vLLM 0.32.0 CPU build, float32, eager. Command: "
-        f"`$PY benches/bench_vllm.py {args.what} --write` (`PY=$(tests/vllm/setup_venv.sh)`). "
-        f"{args.prompts} test prompts per concurrency level c (different prompts per level; "
-        f"greedy; k = 8); `identical`: outputs equal to no speculation's. A task's methods run "
+        f"`$PY benches/bench_vllm.py {args.what} --methods {ran} --prompts "
+        f"{prompts} --write` (`PY=$(TASC_VLLM_SUFFIX=1 tests/vllm/setup_venv.sh)`). {prompts} "
+        f"test prompts per concurrency level c (different prompts per level; greedy; k = 8); "
+        f"`accepted / drafted`: vLLM's own speculative-decoding counters over the level (engine "
+        f"only); `identical`: outputs equal to no speculation's. A task's methods run "
         f"together; tasks may come from different runs (the JSON merges runs). On this 2-core "
         f"machine the same cell varies by up to ~50% between runs (no speculation at c = 1 on "
         f"fine-tuned slurp: 26-42 tok/s in four runs of one session); compare within a task.\n\n"
