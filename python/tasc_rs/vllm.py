@@ -453,6 +453,6 @@ class TascProposer:
     def load_model(self, *args: Any, **kwargs: Any) -> None:
         """No model to load (vLLM's CPU runner calls this unconditionally)."""
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | float | list[float]]:
         """The batch proposer's counters (see ``BatchProposer.stats``) and ``failures``."""
         return {**self._batch.stats(), "failures": self._failures}
