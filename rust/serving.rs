@@ -55,6 +55,10 @@ pub struct ServingConfig {
     /// are cut together: draft positions are kept in order of their path probability while
     /// they raise the expected tokens of the step per unit of its cost (see [`cut_batch`]).
     pub step_overhead: Option<f64>,
+    /// Whether the table measures the step overhead itself: the time between calls is one
+    /// engine step, fitted against the positions that step verified ([`StepCostFit`]); once
+    /// the fit can tell, it replaces `step_overhead` (then only the prior).
+    pub measure_step_cost: bool,
     /// Threads that draft a large batch's rows in parallel (at most [`MAX_THREADS`]; 0 or 1:
     /// the calling thread alone). Batches under [`PARALLEL_ROWS`] rows always draft on the
     /// calling thread: waking the pool would cost more than it saves.
@@ -222,6 +226,66 @@ impl Calibration {
     }
 }
 
+/// An engine step's cost learned from the engine itself: seconds = `a + b x positions`, fitted
+/// by decayed least squares over the steps the table can account for (see
+/// [`RequestTable::observe_at`]). The cut needs only `a / b`, the step's fixed cost in verified
+/// positions, which depends on the model, the device and the context lengths.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepCostFit {
+    /// Decayed sums of 1, p, t, p^2 and p t.
+    sums: [f64; 5],
+    /// Steps measured so far.
+    pub samples: u64,
+}
+
+impl StepCostFit {
+    /// Each measured step keeps this share of the evidence before it (about the last 200 count).
+    pub const DECAY: f64 = 0.995;
+    /// Steps measured before the fit is used.
+    pub const MIN_SAMPLES: u64 = 32;
+    /// Largest overhead reported: positions that cost nothing measurable.
+    pub const MAX_OVERHEAD: f64 = 1000.0;
+
+    /// Adds one step: `positions` verified in `seconds`.
+    pub fn add(&mut self, positions: f64, seconds: f64) {
+        if !(positions.is_finite() && seconds.is_finite() && seconds > 0.0) {
+            return;
+        }
+        for (sum, v) in self.sums.iter_mut().zip([
+            1.0,
+            positions,
+            seconds,
+            positions * positions,
+            positions * seconds,
+        ]) {
+            *sum = *sum * Self::DECAY + v;
+        }
+        self.samples += 1;
+    }
+
+    /// The fixed cost of a step in verified positions (`a / b`), once [`MIN_SAMPLES`] steps
+    /// spread over enough different position counts to tell the slope.
+    ///
+    /// [`MIN_SAMPLES`]: Self::MIN_SAMPLES
+    pub fn overhead(&self) -> Option<f64> {
+        let [n, sp, st, spp, spt] = self.sums;
+        if self.samples < Self::MIN_SAMPLES || n <= 0.0 {
+            return None;
+        }
+        let (mp, mt) = (sp / n, st / n);
+        let var = spp / n - mp * mp;
+        if var < 0.25 {
+            return None; // every step verified about as many positions: no slope to read
+        }
+        let b = (spt / n - mp * mt) / var;
+        let a = mt - b * mp;
+        if b <= 0.0 {
+            return Some(Self::MAX_OVERHEAD);
+        }
+        Some((a / b).clamp(0.0, Self::MAX_OVERHEAD))
+    }
+}
+
 /// One row of an engine batch: its valid tokens and how many of them arrived this step
 /// (`new_tokens == 0` marks a row that wants no draft, such as a partial prefill).
 #[derive(Debug, Clone, Copy)]
@@ -305,6 +369,13 @@ pub struct RequestTable {
     step: u64,
     stats: ServingStats,
     calibration: Calibration,
+    /// When the table was made (the clock of [`observe`](Self::observe)).
+    origin: std::time::Instant,
+    /// The previous call's time, and the positions its drafts make the engine verify next with
+    /// the number of rows that will carry them (`None`: that step cannot be accounted for).
+    last_call: Option<f64>,
+    verifying: Option<(f64, usize)>,
+    step_cost: StepCostFit,
     /// Built on the first batch of [`PARALLEL_ROWS`] rows when `config.threads > 1`;
     /// `Some(None)` once building it failed (the table then drafts on the calling thread).
     pool: OnceLock<Option<rayon::ThreadPool>>,
@@ -364,6 +435,10 @@ impl RequestTable {
             step: 0,
             stats: ServingStats::default(),
             calibration: Calibration::default(),
+            origin: std::time::Instant::now(),
+            last_call: None,
+            verifying: None,
+            step_cost: StepCostFit::default(),
             pool: OnceLock::new(),
         }
     }
@@ -379,6 +454,21 @@ impl RequestTable {
     /// Measured acceptance against the drafter's predictions.
     pub fn calibration(&self) -> &Calibration {
         &self.calibration
+    }
+
+    /// The measured step cost (filled when `measure_step_cost` is on).
+    pub fn step_cost(&self) -> &StepCostFit {
+        &self.step_cost
+    }
+
+    /// The step overhead the batch cut uses now: the measured one when `measure_step_cost` is
+    /// on and the fit can tell, else the configured one (`None`: no cut).
+    pub fn step_overhead(&self) -> Option<f64> {
+        let configured = self.config.step_overhead?;
+        match self.config.measure_step_cost {
+            true => Some(self.step_cost.overhead().unwrap_or(configured)),
+            false => Some(configured),
+        }
     }
 
     /// Request states currently kept.
@@ -404,6 +494,19 @@ impl RequestTable {
     /// Brings every row's request up to date and returns the responses that ended this step
     /// (stop token or stale), for online learning. Call [`propose`](Self::propose) next.
     pub fn observe(&mut self, rows: &[Row<'_>]) -> Vec<Vec<u32>> {
+        let now = self.origin.elapsed().as_secs_f64();
+        self.observe_at(rows, now)
+    }
+
+    /// [`observe`](Self::observe) at `now` seconds on the table's clock.
+    ///
+    /// The time since the previous call is one engine step: verifying the drafts handed out
+    /// then, sampling, and the engine's own work. With `measure_step_cost`, it is fitted
+    /// against the positions that step verified ([`StepCostFit`]), but only for a step the
+    /// table can account for: every row that was to be verified is back, no request is new
+    /// (its prefill ran in that step) and no row is mid-prefill.
+    pub fn observe_at(&mut self, rows: &[Row<'_>], now: f64) -> Vec<Vec<u32>> {
+        let (mut matched, mut created, mut waiting) = (0usize, 0usize, 0usize);
         self.step += 1;
         self.stats.steps += 1;
         self.calibration.step();
@@ -411,11 +514,13 @@ impl RequestTable {
         let mut owners = vec![NONE; rows.len()];
         for (i, row) in rows.iter().enumerate() {
             if row.new_tokens == 0 || row.tokens.is_empty() {
+                waiting += usize::from(!row.tokens.is_empty());
                 continue;
             }
             self.stats.rows += 1;
             match self.find(i, row.tokens) {
                 Some(slot) => {
+                    matched += 1;
                     let before = self.slots[slot as usize]
                         .as_ref()
                         .map_or(0, |r| r.index.len());
@@ -442,7 +547,10 @@ impl RequestTable {
                     }
                 }
                 None => match self.create(row) {
-                    Some(slot) => owners[i] = slot,
+                    Some(slot) => {
+                        created += 1;
+                        owners[i] = slot;
+                    }
                     None => {
                         self.stats.invalid_rows += 1;
                         continue;
@@ -464,6 +572,14 @@ impl RequestTable {
         }
         self.by_row = owners;
         self.expire(&mut ended);
+        if let (Some(last), Some((positions, expected))) = (self.last_call, self.verifying) {
+            let clean = created == 0 && waiting == 0 && matched == expected;
+            if self.config.measure_step_cost && clean {
+                self.step_cost.add(positions, now - last);
+            }
+        }
+        self.last_call = Some(now);
+        self.verifying = None;
         ended
     }
 
@@ -515,7 +631,7 @@ impl RequestTable {
             Some(cost) => full.iter().map(|d| cost.best_length(&d.probs)).collect(),
             None => full.iter().map(|d| d.tokens.len()).collect(),
         };
-        if let Some(overhead) = c.step_overhead {
+        if let Some(overhead) = self.step_overhead() {
             let active = rows.iter().filter(|r| r.new_tokens > 0).count();
             let cal = &self.calibration;
             let cut = cut_batch(&full, active, overhead, |p| cal.rate(p));
@@ -529,17 +645,24 @@ impl RequestTable {
     /// Counts what [`propose`](Self::propose) returned and remembers each row's draft, so the
     /// next step's rows tell how much of it the target agreed with.
     pub fn record_drafts(&mut self, drafts: &StepDrafts) {
+        let (mut positions, mut continuing) = (0usize, 0usize);
         for (i, (d, &kept)) in drafts.full.iter().zip(&drafts.kept).enumerate() {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
             if let Some(req) = req {
                 req.pending = (!d.tokens.is_empty()).then(|| (d.clone(), kept));
+                if !req.learned {
+                    // still running: the engine verifies its token and its draft next
+                    continuing += 1;
+                    positions += 1 + kept;
+                }
             }
             if kept > 0 {
                 self.stats.drafts += 1;
                 self.stats.drafted_tokens += kept as u64;
             }
         }
+        self.verifying = Some((positions as f64, continuing));
     }
 
     /// The drafting pool, built on first use; `None` if the system refused its threads.
@@ -744,6 +867,7 @@ mod tests {
                 mixing: Mixing::Fixed,
                 verify_cost: None,
                 step_overhead: None,
+                measure_step_cost: false,
                 threads: 1,
             },
         )
@@ -972,6 +1096,96 @@ mod tests {
             blind.step();
         }
         assert!(blind.rate(p) > 0.2, "{blind:?}");
+    }
+
+    #[test]
+    fn step_cost_fit_reads_the_overhead_from_timed_steps() {
+        let mut fit = StepCostFit::default();
+        // 20 ms + 1 ms per position, with a little deterministic jitter
+        for i in 0..200u32 {
+            let p = f64::from(i % 9 + 1);
+            let jitter = f64::from(i % 5) * 1e-4 - 2e-4;
+            fit.add(p, 0.020 + 0.001 * p + jitter);
+            if u64::from(i) + 1 < StepCostFit::MIN_SAMPLES {
+                assert_eq!(fit.overhead(), None);
+            }
+        }
+        let o = fit.overhead().unwrap();
+        assert!((o - 20.0).abs() < 1.0, "{o}");
+        // nothing to read when every step verified the same positions
+        let mut flat = StepCostFit::default();
+        for _ in 0..100 {
+            flat.add(4.0, 0.03);
+        }
+        assert_eq!(flat.overhead(), None);
+        // positions that cost nothing: the largest overhead (draft everything)
+        let mut free = StepCostFit::default();
+        for i in 0..100u32 {
+            free.add(f64::from(i % 9 + 1), 0.02 - f64::from(i % 9) * 1e-5);
+        }
+        assert_eq!(free.overhead(), Some(StepCostFit::MAX_OVERHEAD));
+        // bad samples are ignored
+        free.add(f64::NAN, 1.0);
+        free.add(3.0, -1.0);
+        assert_eq!(free.samples, 100);
+    }
+
+    #[test]
+    fn the_table_times_the_steps_it_can_account_for() {
+        let corpus = Corpus::from_sequences(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]], None).unwrap();
+        let built = DrafterConfig {
+            min_count: 1,
+            ..DrafterConfig::default()
+        };
+        let s = NgramStore::build(&corpus, &built).unwrap();
+        let config = ServingConfig {
+            step_overhead: Some(1000.0), // the prior: keep every draft
+            measure_step_cost: true,
+            ..table(8, 64).config().clone()
+        };
+        let mut t = RequestTable::new(4, config);
+        let (a, b) = (0.030, 0.002); // the engine: 15 positions of overhead
+        let mut rows = [vec![1, 2], vec![4, 5]];
+        let mut gained = [2usize, 2];
+        let (mut now, mut verifying) = (0.0, 0.0);
+        let mut overheads = Vec::new();
+        for step in 0..120usize {
+            if step == 60 {
+                // a new request joins: its prefill makes this step long, and it is not timed
+                rows[1] = vec![1, 2, 3];
+                gained[1] = 3;
+                now += 5.0;
+            }
+            now += a + b * verifying;
+            let views: Vec<Row<'_>> = rows
+                .iter()
+                .zip(gained)
+                .map(|(r, g)| Row {
+                    tokens: r,
+                    new_tokens: g,
+                    max_draft: step % 4 + 1,
+                })
+                .collect();
+            t.observe_at(&views, now);
+            let drafts = t.propose(&s, None, &views).unwrap();
+            t.record_drafts(&drafts);
+            verifying = (0..2).map(|i| 1 + drafts.row(i).len()).sum::<usize>() as f64;
+            for (i, row) in rows.iter_mut().enumerate() {
+                // the engine accepts the whole draft, then adds the corpus's next token
+                let before = row.len();
+                row.extend(drafts.row(i).iter().map(|&x| x as i32));
+                let next = *row.last().unwrap() % 9 + 1;
+                row.push(next);
+                gained[i] = row.len() - before;
+            }
+            overheads.push(t.step_overhead().unwrap());
+        }
+        // the prior until the fit can tell, then the engine's 15 positions
+        assert_eq!(overheads[10], 1000.0);
+        let last = *overheads.last().unwrap();
+        assert!((last - 15.0).abs() < 0.5, "{last}");
+        // the step with the new request's prefill was left out (it would add 5 s)
+        assert_eq!(t.step_cost().samples, 118);
     }
 
     #[test]

@@ -15,6 +15,7 @@ import pytest
 from tasc_rs import DrafterFileError, InvalidConfigError, NgramDrafter, TascIOError
 from tasc_rs.vllm import (
     CONFIG_ENV,
+    CPU_STEP_OVERHEAD,
     DEFAULTS,
     DRAFTER_ENV,
     TascProposer,
@@ -103,6 +104,7 @@ def test_model_directory_then_class_config(tmp_path: Path, drafter_file: Path) -
         ({"drafter": "x", "step_overhead": "big"}, "step_overhead"),
         ({"drafter": "x", "threads": 0}, "threads"),
         ({"drafter": "x", "threads": 2.0}, "threads has the wrong type"),
+        ({"drafter": "x", "measure_step_cost": 1}, "measure_step_cost has the wrong type"),
     ],
 )
 def test_bad_configs_are_refused(
@@ -147,10 +149,29 @@ def test_step_overhead_cuts_a_cpu_batch(
     buf[:, :2] = [1, 2]
     num = np.full(16, 2, dtype=np.int32)
     sampled = [[2]] * 16
-    gpu = TascProposer(cfg).propose(sampled, num, buf)
+    on_gpu = TascProposer(cfg)
+    gpu = on_gpu.propose(sampled, num, buf)
     cfg.device_config = SimpleNamespace(device_type="cpu")
-    cpu = TascProposer(cfg).propose(sampled, num, buf)
+    on_cpu = TascProposer(cfg)
+    cpu = on_cpu.propose(sampled, num, buf)
     assert sum(map(len, cpu)) < sum(map(len, gpu)) == 16 * 4
+    # the CPU cut starts from the fitted constant and times the engine's steps from there
+    assert on_gpu.stats()["step_overhead"] is None
+    assert on_cpu.stats()["step_overhead"] == CPU_STEP_OVERHEAD
+    for _ in range(3):  # every row gains a token (not an EOS: the rows keep running)
+        buf[np.arange(16), num] = 3
+        num += 1
+        on_cpu.propose([[3]] * 16, num, buf)
+    assert on_cpu.stats()["step_cost_samples"] == 3
+    config["step_overhead"] = 7.5  # a number: fixed, not measured
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(config))
+    fixed = TascProposer(cfg)
+    for _ in range(3):
+        buf[np.arange(16), num] = 3
+        num += 1
+        fixed.propose([[3]] * 16, num, buf)
+    assert fixed.stats()["step_overhead"] == 7.5
+    assert fixed.stats()["step_cost_samples"] == 0
 
 
 def test_proposer_drafts_for_the_batch(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:

@@ -103,6 +103,7 @@ class NgramStore:
         mixing: str | None = None,
         verify_cost: Sequence[float] | None = None,
         step_overhead: float | None = None,
+        measure_step_cost: bool = False,
         threads: int | None = None,
     ) -> BatchProposer: ...
     def propose(
@@ -154,7 +155,7 @@ class BatchProposer:
         max_len: int | None = None,
     ) -> list[list[int]]: ...
     def reset(self) -> None: ...
-    def stats(self) -> dict[str, int | float | list[float]]: ...
+    def stats(self) -> dict[str, int | float | list[float] | None]: ...
 
 # --- TASC-ft vocabulary enrichment (rust/py/enrich.rs) ---------------------------------------
 

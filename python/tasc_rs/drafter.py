@@ -243,6 +243,7 @@ class NgramDrafter:
         mixing: str | None = None,
         verify_cost: Sequence[float] | None = None,
         step_overhead: float | None = None,
+        measure_step_cost: bool = False,
         threads: int | None = None,
     ) -> BatchProposer:
         """A proposer for a serving engine's batch: one native call per engine step drafts for
@@ -259,7 +260,11 @@ class NgramDrafter:
         drafter's settings (see :meth:`DraftSession.propose`). With ``step_overhead`` (the fixed
         cost of an engine step in units of one verified position), each step's drafts are cut
         together: positions are kept in order of their path probability while they raise the
-        batch's expected tokens per unit of step cost. A batch of 32 rows or more is drafted
+        batch's expected tokens per unit of step cost. With ``measure_step_cost`` the proposer
+        times the engine itself (the time between calls is one step, fitted against the
+        positions it verified, counting only steps where no request started or vanished) and,
+        after 32 such steps spread over different draft lengths, cuts with the fitted
+        overhead; ``step_overhead`` is then the prior. A batch of 32 rows or more is drafted
         by ``threads`` threads in parallel (default ``None``: the machine's cores, at most 8; 1:
         the calling thread only); the pool is built on the first such batch and idles between
         steps. ``tasc_rs.vllm.TascProposer`` drives one inside vLLM.
@@ -285,6 +290,7 @@ class NgramDrafter:
             mixing=mixing,
             verify_cost=None if verify_cost is None else list(verify_cost),
             step_overhead=step_overhead,
+            measure_step_cost=measure_step_cost,
             threads=threads,
         )
 

@@ -93,9 +93,12 @@ class ProposerSettings:
             the same probability (10 bins; the tokens a row gains show it, also for tokens the
             cut removed), since the drafter's probabilities are not acceptance rates (a
             fine-tuned model accepts more than they say, a few-shot base model often fewer).
-            ``"auto"`` (default): :data:`CPU_STEP_OVERHEAD` on vLLM's CPU backend (where a
-            large batch's verified positions cost), else ``None`` (no batch cut: on a GPU
-            verifying k positions per row costs little more than one).
+            ``"auto"`` (default): on vLLM's CPU backend (where a large batch's verified
+            positions cost), measured from the engine's own steps (the time between calls
+            against the positions verified), starting from :data:`CPU_STEP_OVERHEAD`; else
+            ``None`` (no batch cut: on a GPU verifying k positions per row costs little more
+            than one). A number: that overhead, fixed.
+        measure_step_cost: Whether the overhead is measured (``None``: only with ``"auto"``).
         threads: Threads that draft batches of 32 rows or more in parallel (``None``: the
             machine's cores, at most 8; 1: the engine's thread only). They run only while the
             engine waits for the drafts.
@@ -111,6 +114,7 @@ class ProposerSettings:
     stop_token_ids: tuple[int, ...] = ()
     verify_cost: tuple[float, ...] | None = field(default=None)
     step_overhead: float | str | None = "auto"
+    measure_step_cost: bool | None = None
     threads: int | None = None
 
 
@@ -164,13 +168,15 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "max_requests": (int, True),
         "stale_steps": (int, False),
         "threads": (int, True),
+        "measure_step_cost": (bool, True),
     }
     for name, (types, nullable) in checks.items():
         if name not in values:
             continue
         v = values[name]
         if (v is None and not nullable) or (
-            v is not None and (isinstance(v, bool) or not isinstance(v, types))
+            v is not None
+            and ((isinstance(v, bool) and types is not bool) or not isinstance(v, types))
         ):
             raise InvalidConfigError(f"{where}: {name} has the wrong type: {v!r}")
     if isinstance(values.get("threads"), int) and values["threads"] < 1:
@@ -387,6 +393,9 @@ class TascProposer:
         stop = _stop_ids(model_config) | set(settings.stop_token_ids)
         device = getattr(getattr(vllm_config, "device_config", None), "device_type", None)
         overhead = settings.step_overhead
+        measure = settings.measure_step_cost
+        if measure is None:
+            measure = overhead == "auto"
         if overhead == "auto":
             overhead = CPU_STEP_OVERHEAD if device == "cpu" else None
         self._batch = drafter.batch_proposer(
@@ -398,6 +407,7 @@ class TascProposer:
             mixing=settings.mixing,
             verify_cost=settings.verify_cost,
             step_overhead=None if overhead is None else float(overhead),
+            measure_step_cost=bool(measure),
             threads=settings.threads,
         )
         self._failures = 0

@@ -160,7 +160,7 @@ macro_rules! named_optional {
 named!(int -> i64: k, n_max, min_count, budget, max_requests, stale_steps, online_capacity,
     max_nodes, width);
 named!(float -> f64: corpus_weight, min_prob, alpha);
-named!(boolean -> bool: strict, byte_level);
+named!(boolean -> bool: strict, byte_level, measure_step_cost);
 named_optional!(int -> i64:
     opt_vocab_size => "vocab_size",
     opt_max_len => "max_len",

@@ -237,16 +237,19 @@ impl PyBatchProposer {
     /// acceptance the rows showed: `verified_drafted_tokens` (drafted tokens whose outcome
     /// was seen), `accepted_tokens`, and `acceptance_by_prob` (the recent share of drafted
     /// tokens the target agreed with, in 10 bins of the drafter's probability, lowest first;
-    /// the batch cut uses it as each token's chance of acceptance).
+    /// the batch cut uses it as each token's chance of acceptance), the `step_overhead` the
+    /// cut uses now (`None`: no cut) and `step_cost_samples` (engine steps timed for it).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let table = &self.table;
-        let (s, live, indexed, cal) = py.detach(|| {
+        let (s, live, indexed, cal, overhead, samples) = py.detach(|| {
             let t = lock(table);
             (
                 t.stats().clone(),
                 t.live(),
                 t.indexed_tokens(),
                 t.calibration().clone(),
+                t.step_overhead(),
+                t.step_cost().samples,
             )
         });
         let d = PyDict::new(py);
@@ -266,6 +269,8 @@ impl PyBatchProposer {
         d.set_item("verified_drafted_tokens", cal.drafted_tokens)?;
         d.set_item("accepted_tokens", cal.accepted_tokens)?;
         d.set_item("acceptance_by_prob", cal.rates().to_vec())?;
+        d.set_item("step_overhead", overhead)?;
+        d.set_item("step_cost_samples", samples)?;
         Ok(d)
     }
 

@@ -136,10 +136,11 @@ impl PyNgramStore {
     /// recently seen go first); a request unseen for `stale_steps` engine steps, or whose last
     /// token is in `stop_tokens`, is finished and learned (online learning). Batches of 32 rows
     /// or more are drafted by `threads` threads (default: the machine's cores, at most 8;
-    /// 1: the calling thread only).
+    /// 1: the calling thread only). With `measure_step_cost`, the time between calls refines
+    /// `step_overhead` (see `BatchProposer.stats`).
     #[pyo3(signature = (*, max_requests=256, stale_steps=64, stop_tokens=None,
         corpus_weight=None, min_prob=None, mixing=None, verify_cost=None, step_overhead=None,
-        threads=None))]
+        measure_step_cost=false, threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn batch_proposer(
         &self,
@@ -151,6 +152,7 @@ impl PyNgramStore {
         mixing: Option<&str>,
         verify_cost: Option<Vec<f64>>,
         #[pyo3(from_py_with = args::opt_step_overhead)] step_overhead: Option<f64>,
+        #[pyo3(from_py_with = args::measure_step_cost)] measure_step_cost: bool,
         #[pyo3(from_py_with = args::opt_threads)] threads: Option<i64>,
     ) -> PyResult<PyBatchProposer> {
         if let Some(o) = step_overhead.filter(|o| !(o.is_finite() && *o >= 0.0)) {
@@ -203,6 +205,7 @@ impl PyNgramStore {
                 mixing,
                 verify_cost,
                 step_overhead,
+                measure_step_cost,
                 threads,
             },
         );
