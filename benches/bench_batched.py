@@ -14,6 +14,7 @@ same batch size, and checks that every output is identical to plain's.
 
     python benches/bench_batched.py [--prompts 16] [--write]
         [--finetuned slurp=~/.cache/tasc_rs/ft/slurp]
+    python benches/bench_batched.py --sweep-widths --finetuned slurp=~/.cache/tasc_rs/ft/slurp
 """
 
 from __future__ import annotations
@@ -136,6 +137,55 @@ def bench(
     return rows
 
 
+def sweep_widths(
+    model: Any, tokenizer: Any, prompts: list[list[int]], drafter_bytes: bytes, max_new: int
+) -> None:
+    """Batch 16, the batched loop with the step's common draft width fixed at 1..8 against the
+    width the cost model picks (best of 2 runs each): is the pick where the time is least?"""
+    import tasc_rs.hf.batched as batched
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    kw = {"do_sample": False, "max_new_tokens": max_new, "pad_token_id": pad}
+    calibrate(model, batch=16)
+    ids, mask = batches(prompts, 16, pad)[0]
+    chosen = batched.batch_width
+
+    def run() -> tuple[float, Any]:
+        best, out = float("inf"), None
+        for _ in range(2):
+            drafter = NgramDrafter.from_bytes(drafter_bytes)
+            t = time.perf_counter()
+            out = generate(model, ids, drafter, attention_mask=mask, **kw)
+            best = min(best, time.perf_counter() - t)
+        return best, out
+
+    t = time.perf_counter()
+    model.generate(ids, attention_mask=mask, **kw)
+    print(f"plain batched model.generate: {time.perf_counter() - t:.2f} s")
+    run()  # warm-up
+    for width in [None, 1, 2, 3, 4, 6, 8]:
+        picked: list[int] = []
+
+        def fixed(
+            drafts: Any,
+            cost: Any,
+            gain: float = 1.0,
+            w: int | None = width,
+            log: list[int] = picked,
+        ) -> int:
+            longest = max((len(ids) for ids, _ in drafts), default=0)
+            log.append(chosen(drafts, cost, gain) if w is None else min(w, longest))
+            return log[-1]
+
+        batched.batch_width = fixed
+        try:
+            seconds, out = run()
+        finally:
+            batched.batch_width = chosen
+        name = "cost model" if width is None else f"width {width}"
+        print(f"{name:<11} {seconds:.2f} s  widths {picked[:10]}  {out.stats.summary()[:48]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["slurp", "e2e_nlg"])
@@ -144,6 +194,11 @@ def main() -> None:
     ap.add_argument("--finetuned", nargs="*", default=[], metavar="TASK=DIR")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument(
+        "--sweep-widths",
+        action="store_true",
+        help="only: the first --finetuned row at batch 16 with fixed draft widths (issue 17)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,6 +211,9 @@ def main() -> None:
         test = load_rows(DATA / task / "test.jsonl", limit=args.prompts)
         prompts = [prompt.ids(r["input"])[0].tolist() for r in test]
         drafter = build_drafter(tokenizer, train, progress=False).to_bytes()
+        if args.sweep_widths:
+            sweep_widths(model, tokenizer, prompts, drafter, MAX_NEW[task])
+            return
         rows += bench(model, tokenizer, f"{task}, fine-tuned", prompts, drafter, MAX_NEW[task])
     model, tokenizer = load_model(None)
     for task in args.tasks:

@@ -396,8 +396,8 @@ def step_cost(write: bool, levels: list[int], lengths: list[int]) -> None:
         "",
         f"A least-squares line through the {n} cells: {a:.1f} ms + {b:.2f} ms per verified "
         f"position (c x (1 + d)), within {worst:.0%} of every cell. A step's fixed part is "
-        f"therefore worth about {a / b:.0f} verified positions: the cost model of the CPU batch "
-        "cut (`tasc_rs.vllm.CPU_STEP_OVERHEAD`).",
+        f"therefore worth about {a / b:.0f} verified positions: the prior of the CPU batch cut "
+        "(`tasc_rs.vllm.CPU_STEP_OVERHEAD`), which then times the engine's own steps.",
     ]
     text = "## vLLM CPU step cost by rows and draft length (issue 14)\n\n" + "\n".join(lines)
     print(text)

@@ -19,6 +19,11 @@
 //! at once when online learning is on) or when it has not been seen for `stale_steps` steps
 //! (learned then, its state dropped). At most `max_requests` states are kept; beyond that the
 //! least recently seen go first, unlearned (they may still be running).
+//!
+//! Where verified positions cost (a CPU backend), each step's drafts are cut together
+//! ([`cut_batch`]) with two measurements the table takes from the engine itself: how often the
+//! target agrees with a drafted token of a given probability ([`Calibration`]) and what a step
+//! costs per verified position ([`StepCostFit`]).
 
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
