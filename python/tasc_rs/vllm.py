@@ -419,7 +419,7 @@ class TascProposer:
             )
         _logger().info(
             "tasc_rs: drafting with %s (from %s): k=%d, min_prob=%s, mixing=%s, "
-            "online_capacity=%d, step_overhead=%s, stop ids %s",
+            "online_capacity=%d, step_overhead=%s (measured: %s), stop ids %s",
             settings.drafter,
             origin,
             self.k,
@@ -427,6 +427,7 @@ class TascProposer:
             settings.mixing,
             settings.online_capacity,
             overhead,
+            bool(measure) and overhead is not None,
             sorted(stop),
         )
 
@@ -463,6 +464,6 @@ class TascProposer:
     def load_model(self, *args: Any, **kwargs: Any) -> None:
         """No model to load (vLLM's CPU runner calls this unconditionally)."""
 
-    def stats(self) -> dict[str, int | float | list[float]]:
+    def stats(self) -> dict[str, int | float | list[float] | None]:
         """The batch proposer's counters (see ``BatchProposer.stats``) and ``failures``."""
         return {**self._batch.stats(), "failures": self._failures}
