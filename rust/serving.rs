@@ -860,6 +860,16 @@ mod tests {
     use crate::corpus::Corpus;
     use crate::followers::Followers;
 
+    /// A store that keeps every n-gram of `seqs` (min_count 1).
+    fn store_of(seqs: &[Vec<u32>]) -> NgramStore {
+        let corpus = Corpus::from_sequences(seqs, None).unwrap();
+        let config = DrafterConfig {
+            min_count: 1,
+            ..DrafterConfig::default()
+        };
+        NgramStore::build(&corpus, &config).unwrap()
+    }
+
     fn table(max_requests: usize, stale_steps: u64) -> RequestTable {
         RequestTable::new(
             4,
@@ -990,13 +1000,7 @@ mod tests {
 
     #[test]
     fn drafts_match_a_fresh_session() {
-        let seqs = vec![vec![1, 2, 3, 4, 5, 6], vec![1, 2, 3, 4, 7, 8]];
-        let corpus = Corpus::from_sequences(&seqs, None).unwrap();
-        let config = DrafterConfig {
-            min_count: 1,
-            ..DrafterConfig::default()
-        };
-        let store = NgramStore::build(&corpus, &config).unwrap();
+        let store = store_of(&[vec![1, 2, 3, 4, 5, 6], vec![1, 2, 3, 4, 7, 8]]);
         let mut t = table(8, 100);
         let mut a: Vec<i32> = vec![9, 9, 1, 2];
         for step in 0..4 {
@@ -1019,12 +1023,7 @@ mod tests {
     /// one). Returns the calibration, how many tokens each step handed the engine, and the
     /// drafter's probability for the first token of the last draft.
     fn run_engine(accept_all: bool, steps: usize) -> (Calibration, Vec<usize>, f64) {
-        let corpus = Corpus::from_sequences(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]], None).unwrap();
-        let built = DrafterConfig {
-            min_count: 1,
-            ..DrafterConfig::default()
-        };
-        let s = NgramStore::build(&corpus, &built).unwrap();
+        let s = store_of(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]]);
         let config = ServingConfig {
             step_overhead: Some(4.0),
             ..table(8, 64).config().clone()
@@ -1137,12 +1136,7 @@ mod tests {
 
     #[test]
     fn the_table_times_the_steps_it_can_account_for() {
-        let corpus = Corpus::from_sequences(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]], None).unwrap();
-        let built = DrafterConfig {
-            min_count: 1,
-            ..DrafterConfig::default()
-        };
-        let s = NgramStore::build(&corpus, &built).unwrap();
+        let s = store_of(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]]);
         let config = ServingConfig {
             step_overhead: Some(1000.0), // the prior: keep every draft
             measure_step_cost: true,
