@@ -96,6 +96,16 @@ class Row:
         self.max_tokens = MAX_TOKENS[task]
 
 
+def describe(name: str, finetuned_dir: str) -> tuple[str, str, str, bool]:
+    """(row label, task, model, fine-tuned?) of a ``--tasks`` entry: ``slurp-ft`` is the model
+    fine-tuned on slurp (``finetuned_dir``), any other name the base model 3-shot on that task."""
+    from tasc_rs.embedded import embedded_model_dir
+
+    if name == "slurp-ft":
+        return "slurp (fine-tuned, 0-shot)", "slurp", finetuned_dir, True
+    return f"{name} (base, 3-shot)", name, str(embedded_model_dir()), False
+
+
 def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The speculative_config and the environment of one method."""
     if method == "none":
@@ -257,11 +267,38 @@ def table(results: dict[str, dict[str, Any]], kind: str) -> str:
     return "\n".join(lines)
 
 
+def fake_vllm_config(
+    model_dir: Path,
+    max_len: int,
+    max_num_seqs: int,
+    vocab_size: int | None = None,
+    device: str | None = None,
+) -> Any:
+    """The parts of a ``VllmConfig`` that ``TascProposer`` and vLLM's ``NgramProposer`` read, to
+    build them outside an engine: k = 8, prompt lookup 2-5, SmolLM2's EOS (2)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        speculative_config=SimpleNamespace(
+            num_speculative_tokens=K, prompt_lookup_min=2, prompt_lookup_max=5
+        ),
+        model_config=SimpleNamespace(
+            model=str(model_dir),
+            tokenizer=None,
+            max_model_len=max_len,
+            hf_config=SimpleNamespace(eos_token_id=2),
+            try_get_generation_config=dict,
+            get_vocab_size=lambda: vocab_size,
+        ),
+        scheduler_config=SimpleNamespace(max_num_seqs=max_num_seqs),
+        parallel_config=SimpleNamespace(tensor_parallel_size=1),
+        device_config=SimpleNamespace(device_type=device),
+    )
+
+
 def proposer_cost(write: bool) -> None:
     """Median cost of one proposer step for the whole batch: tasc-rs against vLLM's n-gram
     proposer (numba), both given the same token buffer, each row gaining one token a step."""
-    from types import SimpleNamespace
-
     import numpy as np
     from transformers import AutoTokenizer
     from vllm.v1.spec_decode.ngram_proposer import NgramProposer
@@ -278,16 +315,7 @@ def proposer_cost(write: bool) -> None:
     contexts = [512, 2048, 8192]
     batches = [1, 4, 16, 64]
     max_len = max(contexts) + 512
-    cfg = SimpleNamespace(
-        speculative_config=SimpleNamespace(num_speculative_tokens=K, prompt_lookup_min=2,
-                                           prompt_lookup_max=5),
-        model_config=SimpleNamespace(model=str(work), tokenizer=None, max_model_len=max_len,
-                                     hf_config=SimpleNamespace(eos_token_id=2),
-                                     try_get_generation_config=dict,
-                                     get_vocab_size=lambda: len(tok)),
-        scheduler_config=SimpleNamespace(max_num_seqs=max(batches)),
-        parallel_config=SimpleNamespace(tensor_parallel_size=1),
-    )
+    cfg = fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok))
     os.environ["TASC_VLLM_CONFIG"] = json.dumps({"drafter": str(drafter)})
     ngram = NgramProposer(cfg)
     lines = [
@@ -436,15 +464,10 @@ def main() -> None:
         return
     from transformers import AutoTokenizer
 
-    from tasc_rs.embedded import embedded_model_dir
-
     work = Path(tempfile.mkdtemp(prefix="tasc-bench-vllm-"))
     results: dict[str, dict[str, Any]] = {}
     for name in [] if args.render else args.tasks:
-        finetuned = name == "slurp-ft"
-        model = args.finetuned if finetuned else str(embedded_model_dir())
-        task = "slurp" if finetuned else name
-        label = "slurp (fine-tuned, 0-shot)" if finetuned else f"{task} (base, 3-shot)"
+        label, task, model, finetuned = describe(name, args.finetuned)
         tok = AutoTokenizer.from_pretrained(model)
         row = Row(label, task, model, tok, finetuned, args.prompts, work)
         results[label] = {}

@@ -34,39 +34,24 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
+from bench_vllm import LEVELS, Row, describe, fake_vllm_config  # noqa: E402
 from sim_accept import CACHE, train_corpus  # noqa: E402
 
 K = 8
 MAX_LEN = 4096
-EOS = 2  # SmolLM2's <|im_end|>
 
 Proposer = Callable[[list[list[int]], np.ndarray, np.ndarray, list[int]], list[list[int]]]
 
 
 def vllm_config(work: Path) -> Any:
-    return SimpleNamespace(
-        speculative_config=SimpleNamespace(
-            num_speculative_tokens=K, prompt_lookup_min=2, prompt_lookup_max=5
-        ),
-        model_config=SimpleNamespace(
-            model=str(work),
-            tokenizer=None,
-            max_model_len=MAX_LEN,
-            hf_config=SimpleNamespace(eos_token_id=EOS),
-            try_get_generation_config=dict,
-            get_vocab_size=lambda: None,
-        ),
-        scheduler_config=SimpleNamespace(max_num_seqs=64),
-        parallel_config=SimpleNamespace(tensor_parallel_size=1),
-        device_config=SimpleNamespace(device_type="cpu"),
-    )
+    """A CPU engine's config as the proposers see it (bench_vllm.py's stand-in)."""
+    return fake_vllm_config(work, MAX_LEN, 64, device="cpu")
 
 
 def tasc(drafter_path: Path, work: Path, settings: dict[str, Any]) -> tuple[Proposer, Any]:
@@ -203,26 +188,20 @@ def sources(args: argparse.Namespace, work: Path) -> list[tuple[str, Path, list[
 
     out = []
     if args.engine:
-        import bench_vllm as bv
         from transformers import AutoTokenizer
-
-        from tasc_rs.embedded import embedded_model_dir
 
         runs = json.loads((ROOT / "benches" / "RESULTS_vllm_engine.json").read_text())
         for name in args.tasks or ["slurp-ft", "e2e_nlg", "spider_dev"]:
-            finetuned = name == "slurp-ft"
-            model = args.finetuned if finetuned else str(embedded_model_dir())
-            task = "slurp" if finetuned else name
-            label = "slurp (fine-tuned, 0-shot)" if finetuned else f"{task} (base, 3-shot)"
+            label, task, model, finetuned = describe(name, args.finetuned)
             none = runs.get(label, {}).get("none", {}).get("levels")
             if not none:
                 print(f"{label}: no engine outputs in RESULTS_vllm_engine.json", file=sys.stderr)
                 continue
             tok = AutoTokenizer.from_pretrained(model)
             n = len(none[str(args.levels[0])]["outputs"])
-            row = bv.Row(label, task, model, tok, finetuned, n, work)
+            row = Row(label, task, model, tok, finetuned, n, work)
             levels = []
-            for i, c in enumerate(bv.LEVELS):
+            for i, c in enumerate(LEVELS):
                 prompts = row.prompts[i * n : (i + 1) * n]
                 outs = none[str(c)]["outputs"]
                 levels.append(
@@ -267,7 +246,7 @@ def main() -> None:
     p.add_argument("--no-peers", action="store_true")
     args = p.parse_args()
     if args.engine:
-        args.levels = [1, 4, 16]  # bench_vllm.LEVELS
+        args.levels = LEVELS
 
     variants: list[tuple[str, dict[str, Any]]] = [("tasc", {})]
     for spec in args.tasc:
