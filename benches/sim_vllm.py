@@ -55,9 +55,17 @@ def vllm_config(work: Path) -> Any:
 
 
 def tasc(drafter_path: Path, work: Path, settings: dict[str, Any]) -> tuple[Proposer, Any]:
-    from tasc_rs.vllm import TascProposer
+    from tasc_rs.vllm import CPU_STEP_OVERHEAD, TascProposer
 
-    os.environ["TASC_VLLM_CONFIG"] = json.dumps({"drafter": str(drafter_path), **settings})
+    # No replay step takes an engine's time, so the proposer must not time them: it cuts with
+    # the CPU prior unless a variant sets step_overhead (the modelled cost is --overhead).
+    config = {
+        "drafter": str(drafter_path),
+        "step_overhead": CPU_STEP_OVERHEAD,
+        "measure_step_cost": False,
+        **settings,
+    }
+    os.environ["TASC_VLLM_CONFIG"] = json.dumps(config)
     proposer = TascProposer(vllm_config(work))
 
     def propose(sampled, num, buf, req_ids):  # type: ignore[no-untyped-def]
