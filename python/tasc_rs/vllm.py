@@ -398,6 +398,7 @@ class TascProposer:
             measure = overhead == "auto"
         if overhead == "auto":
             overhead = CPU_STEP_OVERHEAD if device == "cpu" else None
+        measure = bool(measure) and overhead is not None  # nothing to refine without a cut
         self._batch = drafter.batch_proposer(
             max_requests=settings.max_requests or 4 * max_num_seqs,
             stale_steps=settings.stale_steps,
@@ -407,7 +408,7 @@ class TascProposer:
             mixing=settings.mixing,
             verify_cost=settings.verify_cost,
             step_overhead=None if overhead is None else float(overhead),
-            measure_step_cost=bool(measure),
+            measure_step_cost=measure,
             threads=settings.threads,
         )
         self._failures = 0
@@ -427,7 +428,7 @@ class TascProposer:
             settings.mixing,
             settings.online_capacity,
             overhead,
-            bool(measure) and overhead is not None,
+            measure,
             sorted(stop),
         )
 
