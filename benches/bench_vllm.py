@@ -125,6 +125,8 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
         config["step_overhead"] = None
     elif variant.startswith("o"):  # tasc-o<N>: the batch cut with step overhead N
         config["step_overhead"] = float(variant[1:])
+    elif variant.startswith("s"):  # tasc-s<N>: a request unseen for N steps has finished
+        config["stale_steps"] = int(variant[1:])
     spec = {"method": "custom_class", "model": "tasc_rs.vllm.TascProposer",
             "num_speculative_tokens": K}
     return spec, {"TASC_VLLM_CONFIG": json.dumps(config)}
@@ -147,6 +149,8 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
     spec, env = spec_config(method, row)
     os.environ.pop("TASC_VLLM_CONFIG", None)
     os.environ.update(env)
+    _PROPOSERS.clear()  # filled when the proposer lives in this process (--proposer-stats)
+    made = _PROPOSERS
     start = time.perf_counter()
     llm = LLM(model=row.model, speculative_config=spec, disable_log_stats=False, **ENGINE)
     ready = time.perf_counter() - start
@@ -177,10 +181,35 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
             "latency_p50": pct(times, 0.5), "latency_p99": pct(times, 0.99), **counts,
         }
         accepted = f"accepted {counts['accepted']}/{counts['drafted']} drafted" if spec else ""
+        if made:  # --proposer-stats: the tasc-rs proposer's own view after this level
+            stats = made[0].stats()
+            result["levels"][c]["proposer"] = stats
+            accepted += (
+                f" | requests ended by EOS {stats['stopped']}, by going unseen {stats['stale']};"
+                f" step overhead {stats['step_overhead']}"
+                f" ({stats['step_cost_samples']} steps timed)"
+            )
         print(f"  {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s {accepted}",
               flush=True)
     llm.llm_engine.engine_core.shutdown()
     return result
+
+
+#: TascProposer instances made in this process (``--proposer-stats`` runs the engine in it).
+_PROPOSERS: list[Any] = []
+
+
+def _record_proposers() -> None:
+    """Keeps every TascProposer vLLM builds in this process, to read its ``stats()``."""
+    from tasc_rs.vllm import TascProposer
+
+    init = TascProposer.__init__
+
+    def recording(self: Any, vllm_config: Any) -> None:
+        init(self, vllm_config)
+        _PROPOSERS.append(self)
+
+    TascProposer.__init__ = recording  # type: ignore[method-assign]
 
 
 def spec_counts(llm: Any) -> dict[str, int]:
@@ -443,7 +472,8 @@ def main() -> None:
                         help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)")
     parser.add_argument("--tasks", nargs="+", default=["slurp-ft", "e2e_nlg", "spider_dev"])
     parser.add_argument("--methods", nargs="+", default=METHODS[:-1],
-                        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N)")
+                        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N) "
+                        "or tasc-s<N> (stale_steps N)")
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
     parser.add_argument(
@@ -455,7 +485,16 @@ def main() -> None:
                         help="stepcost: rows per step")
     parser.add_argument("--lengths", nargs="+", type=int, default=[0, 1, 2, 4, 8],
                         help="stepcost: drafted tokens per row")
+    parser.add_argument(
+        "--proposer-stats",
+        action="store_true",
+        help="engine: run vLLM's engine in this process and print the tasc-rs proposer's stats "
+        "per level (how requests ended, the measured step overhead)",
+    )
     args = parser.parse_args()
+    if args.proposer_stats:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        _record_proposers()
     if args.what == "stepcost":
         step_cost(args.write, args.levels, args.lengths)
         return
@@ -489,7 +528,9 @@ def main() -> None:
         merged = json.loads(out.read_text())
         for label, methods in results.items():
             merged.setdefault(label, {}).update(methods)
-        results = {k: dict(sorted(v.items(), key=lambda m: METHODS.index(m[0])))
+        # variants (tasc-o<N>, tasc-s<N>) after the named methods, in the order they ran
+        order = {m: i for i, m in enumerate(METHODS)}
+        results = {k: dict(sorted(v.items(), key=lambda m: order.get(m[0], len(METHODS))))
                    for k, v in merged.items()}
     out.write_text(json.dumps(results, indent=1))
     what = "offline engine (`vllm.LLM`)" if args.what == "engine" else "OpenAI server"
@@ -500,7 +541,7 @@ def main() -> None:
         for lv in r.get("levels", {}).values()
     ]
     prompts = max(shown, default=args.prompts)
-    ran = " ".join(m for m in METHODS if any(m in v for v in results.values()))
+    ran = " ".join(dict.fromkeys(m for v in results.values() for m in v))
     text = (
         f"## tasc-rs inside vLLM 0.32 (CPU): {what} (issue 14)\n\n"
         f"Machine: {machine()}; vLLM 0.32.0 CPU build, float32, eager. Command: "

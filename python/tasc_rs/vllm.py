@@ -79,10 +79,10 @@ class ProposerSettings:
         max_requests: Most per-request states kept (default: 4x vLLM's ``max_num_seqs``).
         stale_steps: A request not seen for this many engine steps is finished and learned.
             vLLM schedules every running request in every step, and often does not show the
-            proposer a request's last step (measured: 11 of 16 finished requests never showed
-            their EOS), so a request missing from 2 steps is taken as finished: its response is
-            learned while the next requests, often alike, are still decoding. A request that
-            comes back (preempted) is followed as a new one.
+            proposer a request's last step (measured on e2e_nlg: 6 to 13 of 18 finished
+            requests never showed their EOS), so a request missing from 2 steps is taken as
+            finished: its response is learned while the next requests, often alike, are still
+            decoding. A request that comes back (preempted) is followed as a new one.
         stop_token_ids: Extra token ids that end a response (the model's EOS ids are added).
         verify_cost: Relative cost of verifying 0, 1, ... drafted tokens; when set, each draft
             is cut where expected tokens per unit of cost peak (see ``DraftSession``).
