@@ -393,6 +393,31 @@ pub fn propose_with(
     min_prob: f64,
     mixing: Mixing,
 ) -> Result<Draft, Error> {
+    propose_until(store, online, ctx, k, corpus_weight, min_prob, mixing, None)
+}
+
+/// Where a chain may stop early: after the first token whose path value falls to `floor` or
+/// below, the path value being the product of `rate(p)` over the draft's probabilities so far.
+/// A batch cut that never keeps a position worth `floor` or less ([`crate::serving::cut_batch`])
+/// loses nothing: the chain still holds the first position it cuts.
+#[derive(Clone, Copy)]
+pub struct PathFloor<'a> {
+    pub floor: f64,
+    pub rate: &'a (dyn Fn(f64) -> f64 + Sync),
+}
+
+/// [`propose_with`], stopping where `until` says the rest of the chain would be cut.
+#[allow(clippy::too_many_arguments)]
+pub fn propose_until(
+    store: &NgramStore,
+    online: Option<&ContextIndex>,
+    ctx: &ContextIndex,
+    k: usize,
+    corpus_weight: f64,
+    min_prob: f64,
+    mixing: Mixing,
+    until: Option<PathFloor<'_>>,
+) -> Result<Draft, Error> {
     check_k(k as i64)?;
     check_corpus_weight(corpus_weight)?;
     check_min_prob(min_prob)?;
@@ -404,6 +429,7 @@ pub fn propose_with(
         tokens: Vec::with_capacity(k),
         probs: Vec::with_capacity(k),
     };
+    let mut path = 1.0;
     for _ in 0..k {
         let suffix = &history[history.len().saturating_sub(order)..];
         let (weight, corp, local) = mixed_step(store, online, ctx, suffix, corpus_weight, mixing);
@@ -413,6 +439,12 @@ pub fn propose_with(
                 draft.tokens.push(token);
                 draft.probs.push(p);
                 history.push(token);
+                if let Some(u) = until {
+                    path *= (u.rate)(p).clamp(0.0, 1.0);
+                    if path <= u.floor {
+                        break;
+                    }
+                }
             }
             _ => break,
         }

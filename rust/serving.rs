@@ -31,7 +31,7 @@ use std::hash::Hasher;
 use std::sync::OnceLock;
 
 use crate::context::ContextIndex;
-use crate::draft::{propose_with, Draft, Mixing, VerifyCost};
+use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
 
@@ -598,11 +598,26 @@ impl RequestTable {
         rows: &[Row<'_>],
     ) -> Result<StepDrafts, Error> {
         let c = &self.config;
+        let active = rows.iter().filter(|r| r.new_tokens > 0).count();
+        let overhead = self.step_overhead();
+        let cal = &self.calibration;
+        let rate = |p: f64| cal.rate(p);
+        // The batch cut keeps a position only while its path value beats the step's ratio of
+        // expected tokens to cost, which starts at `active / (overhead + active)` and only
+        // grows: a chain can stop at its first position below that. (A per-row verify-cost
+        // cut may pick its length from the whole chain, so it gets the whole chain.)
+        let until = match (overhead, &c.verify_cost) {
+            (Some(o), None) if active > 0 => Some(PathFloor {
+                floor: active as f64 / (o + active as f64) * (1.0 - 1e-9),
+                rate: &rate,
+            }),
+            _ => None,
+        };
         let draft_row = |(i, row): (usize, &Row<'_>)| -> Result<Draft, Error> {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get(slot as usize).and_then(Option::as_ref);
             match (req, row.max_draft > 0) {
-                (Some(req), true) => propose_with(
+                (Some(req), true) => propose_until(
                     store,
                     online,
                     &req.index,
@@ -610,6 +625,7 @@ impl RequestTable {
                     c.corpus_weight,
                     c.min_prob,
                     c.mixing,
+                    until,
                 ),
                 _ => Ok(Draft::default()),
             }
@@ -636,10 +652,8 @@ impl RequestTable {
             Some(cost) => full.iter().map(|d| cost.best_length(&d.probs)).collect(),
             None => full.iter().map(|d| d.tokens.len()).collect(),
         };
-        if let Some(overhead) = self.step_overhead() {
-            let active = rows.iter().filter(|r| r.new_tokens > 0).count();
-            let cal = &self.calibration;
-            let cut = cut_batch(&full, active, overhead, |p| cal.rate(p));
+        if let Some(overhead) = overhead {
+            let cut = cut_batch(&full, active, overhead, rate);
             for (k, cut) in kept.iter_mut().zip(cut) {
                 *k = (*k).min(cut);
             }
@@ -858,6 +872,7 @@ mod tests {
     use super::*;
     use crate::config::DrafterConfig;
     use crate::corpus::Corpus;
+    use crate::draft::propose_with;
     use crate::followers::Followers;
 
     /// A store that keeps every n-gram of `seqs` (min_count 1).
@@ -1016,6 +1031,78 @@ mod tests {
             a.push(3 + step);
         }
         assert!(store.longest_match(&[1]).is_some_and(|f| f.total() > 0));
+    }
+
+    #[test]
+    fn chains_stop_where_the_batch_cut_would_end_them() {
+        // branching corpus: drafts carry probabilities well below 1
+        let seqs: Vec<Vec<u32>> = (0..12u32)
+            .map(|i| (0..10).map(|j| 1 + (i * j + j * j) % 7).collect())
+            .collect();
+        let store = store_of(&seqs);
+        for (overhead, n_rows) in [(1.0, 2usize), (4.0, 5), (22.0, 16), (22.0, 3)] {
+            let config = ServingConfig {
+                step_overhead: Some(overhead),
+                ..table(64, 64).config().clone()
+            };
+            let mut t = RequestTable::new(store.n_max(), config);
+            let rows_tokens: Vec<Vec<i32>> = (0..n_rows)
+                .map(|r| {
+                    seqs[r % seqs.len()][..3 + r % 4]
+                        .iter()
+                        .map(|&x| x as i32)
+                        .collect()
+                })
+                .collect();
+            let views: Vec<Row<'_>> = rows_tokens
+                .iter()
+                .map(|r| Row {
+                    tokens: r,
+                    new_tokens: r.len(),
+                    max_draft: 8,
+                })
+                .collect();
+            t.observe(&views);
+            let drafts = t.propose(&store, None, &views).unwrap();
+            // the same step from every row's whole chain
+            let full: Vec<Draft> = rows_tokens
+                .iter()
+                .map(|r| {
+                    let ids: Vec<u32> = r.iter().map(|&x| x as u32).collect();
+                    let ctx = ContextIndex::new(store.n_max(), &ids);
+                    let c = t.config();
+                    propose_with(&store, None, &ctx, 8, c.corpus_weight, c.min_prob, c.mixing)
+                        .unwrap()
+                })
+                .collect();
+            let cal = t.calibration();
+            let want = cut_batch(&full, n_rows, overhead, |p| cal.rate(p));
+            assert_eq!(drafts.kept, want, "overhead {overhead}, {n_rows} rows");
+            let floor = n_rows as f64 / (overhead + n_rows as f64);
+            let mut shorter = 0;
+            for (i, (got, whole)) in drafts.full.iter().zip(&full).enumerate() {
+                assert!(whole.tokens.starts_with(&got.tokens), "row {i}: a prefix");
+                assert!(got.tokens.len() > drafts.kept[i] || got.tokens == whole.tokens);
+                let paths: Vec<f64> = got
+                    .probs
+                    .iter()
+                    .scan(1.0, |a, &p| {
+                        *a *= cal.rate(p);
+                        Some(*a)
+                    })
+                    .collect();
+                // only the last position may be at or below the floor
+                let n = paths.len();
+                assert!(paths
+                    .iter()
+                    .take(n.saturating_sub(1))
+                    .all(|&v| v > floor * (1.0 - 1e-9)));
+                shorter += usize::from(got.tokens.len() < whole.tokens.len());
+            }
+            if floor > 0.3 {
+                assert!(shorter > 0, "a heavy step overhead ends some chains early");
+            }
+        }
     }
 
     /// Runs one request for `steps` engine steps through a table with the batch cut; the engine
