@@ -345,7 +345,10 @@ def proposer_cost(write: bool) -> None:
     batches = [1, 4, 16, 64]
     max_len = max(contexts) + 512
     cfg = fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok))
-    os.environ["TASC_VLLM_CONFIG"] = json.dumps({"drafter": str(drafter)})
+    # The CPU engine's proposer cuts the batch's drafts with a step overhead (a fixed 22 here,
+    # as `bench_vllm.py stepcost` measured, so that no timing feeds back into the drafts).
+    cpu_cfg = fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok), device="cpu")
+    settings = {"drafter": str(drafter)}
     ngram = NgramProposer(cfg)
     lines = [
         f"Machine: {machine()}. Command: `$PY benches/bench_vllm.py proposer --write`.",
@@ -353,39 +356,50 @@ def proposer_cost(write: bool) -> None:
         "One step for the whole batch (each row gains one token per step), median and p99 "
         "over 60 steps after 5 warm-up steps; k = 8; tasc-rs tuned settings, drafter from "
         "3,000 medquad answers; vLLM `ngram` with prompt lookup 2-5 (numba, its own thread "
-        "setting).",
+        "setting). `full chains`: the proposer as a GPU engine runs it (no batch cut, every "
+        "row drafts up to k tokens); `CPU cut`: as vLLM's CPU backend runs it (step overhead "
+        "22 positions: a chain stops where the batch cut would end it, the engine gets the "
+        "same tokens as from full chains cut afterwards).",
         "",
-        "| context | batch | tasc-rs p50 | tasc-rs p99 | vLLM ngram p50 | vLLM ngram p99 | "
-        "ngram / tasc-rs |",
+        "| context | batch | tasc-rs full chains p50 / p99 | tasc-rs CPU cut p50 / p99 | "
+        "vLLM ngram p50 / p99 | ngram / tasc-rs (full) | ngram / tasc-rs (cut) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rng = np.random.default_rng(0)
     for ctx in contexts:
         for b in batches:
-            tasc = TascProposer(cfg)
+            os.environ["TASC_VLLM_CONFIG"] = json.dumps(settings)
+            full = TascProposer(cfg)
+            os.environ["TASC_VLLM_CONFIG"] = json.dumps({**settings, "step_overhead": 22})
+            cut = TascProposer(cpu_cfg)
             buf = np.zeros((max(batches), max_len), dtype=np.int32)
             starts = rng.integers(0, len(stream) - ctx - 200, size=b)
             for i, s in enumerate(starts):
                 buf[i, : ctx + 100] = stream[s : s + ctx + 100]
             num = np.zeros(max(batches), dtype=np.int32)
             num[:b] = ctx
-            timings: dict[str, list[float]] = {"tasc": [], "ngram": []}
+            timings: dict[str, list[float]] = {"full": [], "cut": [], "ngram": []}
             for step in range(65):
                 sampled = [[int(buf[i, num[i] - 1])] for i in range(b)]
-                t = time.perf_counter()
-                tasc.propose(sampled, num, buf)
+                t0 = time.perf_counter()
+                full.propose(sampled, num, buf)
                 t1 = time.perf_counter()
-                ngram.propose(K, sampled, num, buf)
+                cut.propose(sampled, num, buf)
                 t2 = time.perf_counter()
+                ngram.propose(K, sampled, num, buf)
+                t3 = time.perf_counter()
                 if step >= 5:
-                    timings["tasc"].append((t1 - t) * 1e6)
-                    timings["ngram"].append((t2 - t1) * 1e6)
+                    timings["full"].append((t1 - t0) * 1e6)
+                    timings["cut"].append((t2 - t1) * 1e6)
+                    timings["ngram"].append((t3 - t2) * 1e6)
                 num[:b] += 1
-            a, n = timings["tasc"], timings["ngram"]
+            med = {m: statistics.median(v) for m, v in timings.items()}
+            cells = " | ".join(
+                f"{med[m]:.1f} / {pct(timings[m], 0.99):.1f} us" for m in ("full", "cut", "ngram")
+            )
             lines.append(
-                f"| {ctx} | {b} | {statistics.median(a):.1f} us | {pct(a, 0.99):.1f} us | "
-                f"{statistics.median(n):.1f} us | {pct(n, 0.99):.1f} us | "
-                f"{statistics.median(n) / statistics.median(a):.2f}x |"
+                f"| {ctx} | {b} | {cells} | {med['ngram'] / med['full']:.2f}x | "
+                f"{med['ngram'] / med['cut']:.2f}x |"
             )
             print(lines[-1], flush=True)
     text = "## vLLM proposer step cost (issue 14)\n\n" + "\n".join(lines)

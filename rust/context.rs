@@ -17,6 +17,8 @@ struct Node {
     total: u32,
     best_token: u32,
     best_count: u32,
+    /// The highest count of a token other than `best_token` (0 if none).
+    second_count: u32,
     /// Head of this node's follower list in `ContextIndex::followers`.
     head: u32,
     len: u32,
@@ -121,9 +123,14 @@ impl ContextIndex {
             f.count
         };
         n.total += 1;
-        if count > n.best_count || (count == n.best_count && token < n.best_token) {
+        if token == n.best_token {
+            n.best_count = count;
+        } else if count > n.best_count || (count == n.best_count && token < n.best_token) {
+            n.second_count = n.best_count;
             n.best_count = count;
             n.best_token = token;
+        } else {
+            n.second_count = n.second_count.max(count);
         }
     }
 
@@ -135,11 +142,23 @@ impl ContextIndex {
 
     /// Like [`longest_match`](Self::longest_match), with the length of the matched context.
     pub fn longest_match_depth(&self, history: &[u32]) -> Option<(usize, ContextFollowers<'_>)> {
+        self.longest_match_within(history, usize::MAX)
+    }
+
+    /// [`longest_match_depth`](Self::longest_match_depth) matching at most `max_depth` tokens.
+    /// A history one token longer than one that matched `d` tokens matches at most `d + 1`
+    /// (a context followed by something contains a shorter one followed by its last token), so
+    /// a drafting step bounds its lookup by the previous step's.
+    pub fn longest_match_within(
+        &self,
+        history: &[u32],
+        max_depth: usize,
+    ) -> Option<(usize, ContextFollowers<'_>)> {
         if self.nodes[0].total == 0 {
             return None;
         }
         let (mut node, mut depth) = (0u32, 0usize);
-        for &token in history.iter().rev().take(self.n_max - 1) {
+        for &token in history.iter().rev().take((self.n_max - 1).min(max_depth)) {
             match self.children.get(&key(node, token)) {
                 Some(&child) => {
                     node = child;
@@ -174,6 +193,7 @@ impl Node {
             total: 0,
             best_token: NONE,
             best_count: 0,
+            second_count: 0,
             head: NONE,
             len: 0,
         }
@@ -191,6 +211,9 @@ impl Followers for ContextFollowers<'_> {
     fn best(&self) -> (u32, u32) {
         let n = &self.index.nodes[self.node as usize];
         (n.best_token, n.best_count)
+    }
+    fn second(&self) -> u32 {
+        self.index.nodes[self.node as usize].second_count
     }
     fn len(&self) -> usize {
         self.index.nodes[self.node as usize].len as usize
@@ -267,6 +290,51 @@ mod tests {
         let (depth, f) = index.longest_match_depth(&[9, 3]).unwrap();
         assert_eq!((depth, dist(f)), (1, vec![(4, 1)]));
         assert_eq!(index.longest_match(&[5]).unwrap().total(), 4);
+    }
+
+    #[test]
+    fn a_lookup_one_deeper_than_the_last_equals_a_full_one() {
+        let mut x = 12345u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 4) as u32
+        };
+        let tokens: Vec<u32> = (0..300).map(|_| next()).collect();
+        let mut index = ContextIndex::new(6, &tokens[..150]);
+        index.start_sequence();
+        index.extend(&tokens[150..]);
+        let history: Vec<u32> = (0..400).map(|_| next()).collect();
+        let mut prev: Option<usize> = None;
+        for end in 0..=history.len() {
+            let suffix = &history[end.saturating_sub(5)..end];
+            let cap = prev.map_or(usize::MAX, |d| d + 1);
+            let full = index.longest_match_depth(suffix).unwrap();
+            let within = index.longest_match_within(suffix, cap).unwrap();
+            assert_eq!(full.0, within.0, "history {suffix:?}");
+            assert_eq!(dist(full.1), dist(within.1));
+            prev = Some(within.0);
+        }
+    }
+
+    #[test]
+    fn each_node_knows_its_runner_up() {
+        let tokens: Vec<u32> = (0..500u32).map(|i| (i * i + i / 7) % 9).collect();
+        let index = ContextIndex::new(4, &tokens);
+        for end in 0..tokens.len() {
+            let f = index
+                .longest_match(&tokens[end.saturating_sub(3)..end])
+                .unwrap();
+            let (best, _) = f.best();
+            let mut others = 0;
+            f.for_each(|t, n| {
+                if t != best {
+                    others = others.max(n);
+                }
+            });
+            assert_eq!(f.second(), others, "after {end} tokens");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, M
 use crate::context::{ContextFollowers, ContextIndex};
 use crate::error::Error;
 use crate::followers::Followers;
-use crate::store::{CorpusFollowers, NgramStore};
+use crate::store::{CorpusFollowers, NgramStore, StoreMatch};
 
 /// A proposed draft: tokens and each token's mixed probability (the `q` of speculative sampling).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,16 +84,26 @@ pub fn best_mixed_above(
             }
             best.consider(corp_token, p(corp_best, x.count(corp_token)));
             best.consider(ctx_token, p(c.count(ctx_token), ctx_best));
-            // `p` is monotone in each count, so these bounds hold exactly in floating point.
-            if c.len() <= x.len() {
+            // Any other token counts at most `second` on each side. `p` is monotone in each
+            // count, so these bounds hold exactly in floating point.
+            let (corp_other, ctx_other) = (c.second(), x.second());
+            if p(corp_other, ctx_other) < best.at_least(floor) {
+                // both sides' best tokens were scored; nothing else can beat them
+            } else if c.len() <= x.len() {
                 c.for_each(|t, n| {
-                    if p(n, ctx_best) >= best.at_least(floor) {
+                    let ctx_bound = if t == ctx_token { ctx_best } else { ctx_other };
+                    if p(n, ctx_bound) >= best.at_least(floor) {
                         best.consider(t, p(n, x.count(t)));
                     }
                 });
             } else {
                 x.for_each(|t, n| {
-                    if p(corp_best, n) >= best.at_least(floor) {
+                    let corp_bound = if t == corp_token {
+                        corp_best
+                    } else {
+                        corp_other
+                    };
+                    if p(corp_bound, n) >= best.at_least(floor) {
                         best.consider(t, p(c.count(t), n));
                     }
                 });
@@ -141,8 +151,23 @@ impl<'a> TaskFollowers<'a> {
         online: Option<&'a ContextIndex>,
         history: &[u32],
     ) -> Option<(usize, Self)> {
-        let corp = store.longest_match_depth(history);
-        let learned = online.and_then(|o| o.longest_match_depth(history));
+        Self::lookup_after(store, online, history, &mut Cursor::default())
+    }
+
+    /// [`lookup`](Self::lookup) bounded by what the previous step matched (`at`), which it
+    /// then updates to this step's matches.
+    fn lookup_after(
+        store: &'a NgramStore,
+        online: Option<&'a ContextIndex>,
+        history: &[u32],
+        at: &mut Cursor,
+    ) -> Option<(usize, Self)> {
+        let corp = store.longest_match_after(history, at.store);
+        at.store = corp.as_ref().map(|&(m, _)| m);
+        let corp = corp.map(|(m, f)| (m.depth, f));
+        let learned =
+            online.and_then(|o| o.longest_match_within(history, Cursor::deeper(at.online)));
+        at.online = learned.as_ref().map(|&(d, _)| d);
         match (corp, learned) {
             (None, None) => None,
             (Some((dc, c)), None) => Some((dc, Self::Corpus(c))),
@@ -189,6 +214,14 @@ impl Followers for TaskFollowers<'_> {
             }
         }
     }
+    fn second(&self) -> u32 {
+        match self {
+            Self::Corpus(c) => c.second(),
+            Self::Online(o) => o.second(),
+            // the best of the sum is at least either side's best
+            Self::Both(c, o) => c.best().1.saturating_add(o.best().1),
+        }
+    }
     fn len(&self) -> usize {
         match self {
             Self::Corpus(c) => c.len(),
@@ -220,9 +253,29 @@ impl Followers for TaskFollowers<'_> {
     }
 }
 
+/// What a drafting step matched on each side (the store, the learned responses, the context),
+/// so that the next step, whose history is one token longer, looks no deeper than one token
+/// more (see [`NgramStore::longest_match_after`]). The default bounds nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    store: Option<StoreMatch>,
+    online: Option<usize>,
+    local: Option<usize>,
+}
+
+impl Cursor {
+    /// The deepest match possible one token after a match of depth `d`.
+    fn deeper(d: Option<usize>) -> usize {
+        d.map_or(usize::MAX, |d| d + 1)
+    }
+}
+
 /// The two sides of the mixture after `suffix` and the task side's weight under `mixing`: the
 /// task distribution (store plus learned responses) and the context's, each at its own longest
 /// matched context (`None` when empty, or when its weight is 0).
+///
+/// `at` holds what the step before matched, for a `suffix` one token longer than that step's
+/// (`Cursor::default()` for any other), and is updated to this step's matches.
 pub fn mixed_step<'a>(
     store: &'a NgramStore,
     online: Option<&'a ContextIndex>,
@@ -230,14 +283,17 @@ pub fn mixed_step<'a>(
     suffix: &[u32],
     corpus_weight: f64,
     mixing: Mixing,
+    at: &mut Cursor,
 ) -> (f64, Option<TaskFollowers<'a>>, Option<ContextFollowers<'a>>) {
     let corp = if corpus_weight > 0.0 {
-        TaskFollowers::lookup(store, online, suffix)
+        TaskFollowers::lookup_after(store, online, suffix, at)
     } else {
         None
     };
     let local = if corpus_weight < 1.0 {
-        ctx.longest_match_depth(suffix)
+        let found = ctx.longest_match_within(suffix, Cursor::deeper(at.local));
+        at.local = found.as_ref().map(|&(d, _)| d);
+        found
     } else {
         None
     };
@@ -430,9 +486,11 @@ pub fn propose_until(
         probs: Vec::with_capacity(k),
     };
     let mut path = 1.0;
+    let mut at = Cursor::default();
     for _ in 0..k {
         let suffix = &history[history.len().saturating_sub(order)..];
-        let (weight, corp, local) = mixed_step(store, online, ctx, suffix, corpus_weight, mixing);
+        let (weight, corp, local) =
+            mixed_step(store, online, ctx, suffix, corpus_weight, mixing, &mut at);
         let found = best_mixed_above(weight, corp, local, min_prob);
         match found {
             Some((token, p)) if p > 0.0 && p >= min_prob => {

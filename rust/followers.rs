@@ -10,6 +10,11 @@ pub trait Followers {
     fn total(&self) -> u32;
     /// The most frequent token and its count, the smallest token id on ties.
     fn best(&self) -> (u32, u32);
+    /// An upper bound on the count of every token but [`best`](Self::best)'s (its own count
+    /// where nothing tighter is known).
+    fn second(&self) -> u32 {
+        self.best().1
+    }
     /// Number of distinct tokens.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {

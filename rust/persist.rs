@@ -272,6 +272,7 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
         levels.push(level);
     }
     validate_levels(&levels, config.id_limit()).map_err(corrupt)?;
+    crate::store::fill_runner_up(&mut levels);
     Ok(NgramStore {
         config,
         levels,

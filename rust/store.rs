@@ -29,6 +29,31 @@ pub struct Level {
     /// Offset from `child_start[i]` of the most frequent child, smallest token on ties
     /// (0 when there are no children).
     pub best: Packed,
+    /// The count of the runner-up child (0 with fewer than two children). Derived from the
+    /// other arrays when a store is built or loaded ([`fill_runner_up`]), never written.
+    pub runner_up: Packed,
+}
+
+/// Fills every parent level's `runner_up` counts from its children.
+pub(crate) fn fill_runner_up(levels: &mut [Level]) {
+    for d in 0..levels.len().saturating_sub(1) {
+        let (parents, rest) = levels.split_at_mut(d + 1);
+        let (level, next) = (&mut parents[d], &rest[0]);
+        let values: Vec<u32> = (0..level.len())
+            .map(|i| {
+                let (start, end) = level.children(i);
+                let best = start + level.best.get(i) as usize;
+                let mut second = 0;
+                next.counts.for_each_in(start, end, |j, c| {
+                    if j != best {
+                        second = second.max(c);
+                    }
+                });
+                second
+            })
+            .collect();
+        level.runner_up = Packed::new(&values);
+    }
 }
 
 impl Level {
@@ -49,6 +74,7 @@ impl Level {
             + 4 * self.child_start.len()
             + self.totals.bytes()
             + self.best.bytes()
+            + self.runner_up.bytes()
     }
 }
 
@@ -73,6 +99,13 @@ pub struct NgramStore {
     pub(crate) sequences: u64,
 }
 
+/// Where a lookup matched in the store: the matched context's node and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMatch {
+    pub depth: usize,
+    node: u32,
+}
+
 /// The next-token distribution of one context in the store.
 #[derive(Debug, Clone, Copy)]
 pub struct CorpusFollowers<'a> {
@@ -81,11 +114,15 @@ pub struct CorpusFollowers<'a> {
     end: usize,
     total: u32,
     best: usize,
+    second: u32,
 }
 
 impl Followers for CorpusFollowers<'_> {
     fn total(&self) -> u32 {
         self.total
+    }
+    fn second(&self) -> u32 {
+        self.second
     }
     fn best(&self) -> (u32, u32) {
         (
@@ -128,7 +165,8 @@ impl NgramStore {
             }
             .into());
         }
-        let levels = build::build_levels(corpus, config.n_max, config.min_count);
+        let mut levels = build::build_levels(corpus, config.n_max, config.min_count);
+        fill_runner_up(&mut levels);
         Ok(Self {
             config: config.clone(),
             levels,
@@ -153,10 +191,45 @@ impl NgramStore {
 
     /// Like [`longest_match`](Self::longest_match), with the length of the matched context.
     pub fn longest_match_depth(&self, history: &[u32]) -> Option<(usize, CorpusFollowers<'_>)> {
+        self.longest_match_after(history, None)
+            .map(|(at, f)| (at.depth, f))
+    }
+
+    /// [`longest_match_depth`](Self::longest_match_depth) for a history one token longer than
+    /// the one `prev` matched (the previous drafting step's lookup), with the same bound on
+    /// its length. The new match is at most one deeper than `prev` (a context of `d + 1`
+    /// tokens has a follower only if its first `d` tokens are a context followed by its last):
+    /// it is either `prev`'s child by the new token, one binary search, or no deeper than
+    /// `prev`. `None` for `prev` searches every order.
+    pub fn longest_match_after(
+        &self,
+        history: &[u32],
+        prev: Option<StoreMatch>,
+    ) -> Option<(StoreMatch, CorpusFollowers<'_>)> {
         let max_order = history.len().min(self.config.n_max - 1);
-        (0..=max_order).rev().find_map(|m| {
+        let mut top = max_order;
+        if let (Some(p), Some(&last)) = (prev, history.last()) {
+            let deeper = p.depth + 1;
+            if deeper <= max_order {
+                let (start, end) = self.levels[p.depth].children(p.node as usize);
+                let child = self.levels[deeper].tokens.search(start, end, last);
+                if let Some(f) = child.and_then(|c| self.followers(deeper, c as u32)) {
+                    let node = child.map_or(0, |c| c as u32);
+                    return Some((
+                        StoreMatch {
+                            depth: deeper,
+                            node,
+                        },
+                        f,
+                    ));
+                }
+                top = p.depth;
+            }
+        }
+        (0..=top).rev().find_map(|m| {
             let node = self.find(&history[history.len() - m..])?;
-            self.followers(m, node).map(|f| (m, f))
+            self.followers(m, node)
+                .map(|f| (StoreMatch { depth: m, node }, f))
         })
     }
 
@@ -183,6 +256,7 @@ impl NgramStore {
             end,
             total: level.totals.get(node),
             best: start + level.best.get(node) as usize,
+            second: level.runner_up.get(node),
         })
     }
 
@@ -231,6 +305,50 @@ mod tests {
         let mut v = Vec::new();
         f.for_each(|t, c| v.push((t, c)));
         v
+    }
+
+    /// Histories drawn from a small alphabet so that matches of every depth occur.
+    fn histories(seed: u64, count: usize, alphabet: u64) -> Vec<Vec<u32>> {
+        let mut x = seed;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % alphabet) as u32
+        };
+        (0..count)
+            .map(|_| (0..12).map(|_| next()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn lookups_after_the_previous_match_equal_full_lookups() {
+        let corpus = histories(7, 40, 4);
+        for (n_max, min_count) in [(3, 1), (5, 1), (8, 2)] {
+            let s = store(&corpus, n_max, min_count);
+            for h in histories(99, 200, 5) {
+                let mut prev = None;
+                for end in 0..=h.len() {
+                    // the drafting loop's suffix: at most n_max - 1 tokens
+                    let suffix = &h[end.saturating_sub(n_max - 1)..end];
+                    let full = s.longest_match_depth(suffix);
+                    let after = s.longest_match_after(suffix, prev);
+                    assert_eq!(
+                        full.map(|(d, f)| (d, dist(&f))),
+                        after.map(|(m, f)| (m.depth, dist(&f))),
+                        "n_max {n_max}, history {suffix:?}"
+                    );
+                    if let Some((_, f)) = after {
+                        let best = f.best().0;
+                        let all = dist(&f);
+                        let others = all.iter().filter(|&&(t, _)| t != best);
+                        let second = others.map(|&(_, c)| c).max().unwrap_or(0);
+                        assert_eq!(f.second(), second, "runner-up");
+                    }
+                    prev = after.map(|(m, _)| m);
+                }
+            }
+        }
     }
 
     #[test]

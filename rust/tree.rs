@@ -17,7 +17,7 @@ use std::collections::BinaryHeap;
 
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
-use crate::draft::{mixed_step, top_mixed, Mixing, VerifyCost};
+use crate::draft::{mixed_step, top_mixed, Cursor, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
 
@@ -123,6 +123,10 @@ pub fn propose_tree(
     let mut found = 0usize;
     let mut history: Vec<u32> = Vec::with_capacity(tail.len() + max_nodes);
     let mut top: Vec<(u32, f64)> = Vec::with_capacity(width);
+    // What each expanded node's lookups matched (nodes are expanded in index order), and the
+    // root's: a child's lookups are bounded by its parent's.
+    let mut cursors: Vec<Option<Cursor>> = Vec::with_capacity(max_nodes);
+    let mut root_at = Cursor::default();
     // The children of `parent` (-1: the root), pushed as candidates.
     let mut expand = |parent: i64,
                       path: f64,
@@ -139,7 +143,24 @@ pub fn propose_tree(
         }
         history[start..].reverse();
         let suffix = &history[history.len().saturating_sub(order)..];
-        let (weight, corp, local) = mixed_step(store, online, ctx, suffix, corpus_weight, mixing);
+        let mut at = match usize::try_from(parent) {
+            Err(_) => Cursor::default(),
+            Ok(i) => match usize::try_from(tree.parents[i]) {
+                Err(_) => root_at,
+                Ok(j) => cursors.get(j).copied().flatten().unwrap_or_default(),
+            },
+        };
+        let (weight, corp, local) =
+            mixed_step(store, online, ctx, suffix, corpus_weight, mixing, &mut at);
+        match usize::try_from(parent) {
+            Err(_) => root_at = at,
+            Ok(i) => {
+                if cursors.len() <= i {
+                    cursors.resize(i + 1, None);
+                }
+                cursors[i] = Some(at);
+            }
+        }
         top_mixed(weight, corp, local, width, min_prob, &mut top);
         for &(token, prob) in &top {
             if prob > 0.0 && prob >= min_prob {
