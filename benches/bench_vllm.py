@@ -344,12 +344,13 @@ def proposer_cost(write: bool) -> None:
     contexts = [512, 2048, 8192]
     batches = [1, 4, 16, 64]
     max_len = max(contexts) + 512
-    cfg = fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok))
-    # The CPU engine's proposer cuts the batch's drafts with a step overhead (a fixed 22 here,
-    # as `bench_vllm.py stepcost` measured, so that no timing feeds back into the drafts).
-    cpu_cfg = fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok), device="cpu")
-    settings = {"drafter": str(drafter)}
-    ngram = NgramProposer(cfg)
+    configs = {
+        "full": fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok)),
+        # The CPU engine's proposer cuts the batch's drafts with a step overhead (a fixed 22
+        # here, as `bench_vllm.py stepcost` measured, so that no timing feeds back).
+        "cut": fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok), device="cpu"),
+    }
+    ngram = NgramProposer(configs["full"])
     lines = [
         f"Machine: {machine()}. Command: `$PY benches/bench_vllm.py proposer --write`.",
         "",
@@ -358,50 +359,55 @@ def proposer_cost(write: bool) -> None:
         "3,000 medquad answers; vLLM `ngram` with prompt lookup 2-5 (numba, its own thread "
         "setting). `full chains`: the proposer as a GPU engine runs it (no batch cut, every "
         "row drafts up to k tokens); `CPU cut`: as vLLM's CPU backend runs it (step overhead "
-        "22 positions: a chain stops where the batch cut would end it, the engine gets the "
-        "same tokens as from full chains cut afterwards).",
+        "22 positions: a chain stops where the batch cut would end it, so the engine gets the "
+        "same tokens as from full chains cut afterwards). `warm`: the three proposers run "
+        "back to back, a loop of proposer calls; `cold`: 64 MB are written before each call, "
+        "as the engine's forward pass between two steps evicts the caches.",
         "",
-        "| context | batch | tasc-rs full chains p50 / p99 | tasc-rs CPU cut p50 / p99 | "
-        "vLLM ngram p50 / p99 | ngram / tasc-rs (full) | ngram / tasc-rs (cut) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| caches | context | batch | tasc-rs full chains p50 / p99 | tasc-rs CPU cut p50 / "
+        "p99 | vLLM ngram p50 / p99 | ngram / tasc-rs (full) | ngram / tasc-rs (cut) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rng = np.random.default_rng(0)
-    for ctx in contexts:
-        for b in batches:
-            os.environ["TASC_VLLM_CONFIG"] = json.dumps(settings)
-            full = TascProposer(cfg)
-            os.environ["TASC_VLLM_CONFIG"] = json.dumps({**settings, "step_overhead": 22})
-            cut = TascProposer(cpu_cfg)
-            buf = np.zeros((max(batches), max_len), dtype=np.int32)
-            starts = rng.integers(0, len(stream) - ctx - 200, size=b)
-            for i, s in enumerate(starts):
-                buf[i, : ctx + 100] = stream[s : s + ctx + 100]
-            num = np.zeros(max(batches), dtype=np.int32)
-            num[:b] = ctx
-            timings: dict[str, list[float]] = {"full": [], "cut": [], "ngram": []}
-            for step in range(65):
-                sampled = [[int(buf[i, num[i] - 1])] for i in range(b)]
-                t0 = time.perf_counter()
-                full.propose(sampled, num, buf)
-                t1 = time.perf_counter()
-                cut.propose(sampled, num, buf)
-                t2 = time.perf_counter()
-                ngram.propose(K, sampled, num, buf)
-                t3 = time.perf_counter()
-                if step >= 5:
-                    timings["full"].append((t1 - t0) * 1e6)
-                    timings["cut"].append((t2 - t1) * 1e6)
-                    timings["ngram"].append((t3 - t2) * 1e6)
-                num[:b] += 1
-            med = {m: statistics.median(v) for m, v in timings.items()}
-            cells = " | ".join(
-                f"{med[m]:.1f} / {pct(timings[m], 0.99):.1f} us" for m in ("full", "cut", "ngram")
-            )
-            lines.append(
-                f"| {ctx} | {b} | {cells} | {med['ngram'] / med['full']:.2f}x | "
-                f"{med['ngram'] / med['cut']:.2f}x |"
-            )
-            print(lines[-1], flush=True)
+    for cold in (False, True):
+        rng = np.random.default_rng(0)
+        junk = np.zeros(64 << 20, dtype=np.uint8) if cold else None
+        for ctx in contexts:
+            for b in batches:
+                proposers = {}
+                for name, overhead in (("full", None), ("cut", 22)):
+                    os.environ["TASC_VLLM_CONFIG"] = json.dumps(
+                        {"drafter": str(drafter), "step_overhead": overhead or "auto"}
+                    )
+                    proposers[name] = TascProposer(configs[name])
+                buf = np.zeros((max(batches), max_len), dtype=np.int32)
+                starts = rng.integers(0, len(stream) - ctx - 200, size=b)
+                for i, s in enumerate(starts):
+                    buf[i, : ctx + 100] = stream[s : s + ctx + 100]
+                num = np.zeros(max(batches), dtype=np.int32)
+                num[:b] = ctx
+                timings: dict[str, list[float]] = {"full": [], "cut": [], "ngram": []}
+                for step in range(65):
+                    sampled = [[int(buf[i, num[i] - 1])] for i in range(b)]
+                    for name in timings:
+                        if junk is not None:
+                            junk += 1
+                        t = time.perf_counter()
+                        if name == "ngram":
+                            ngram.propose(K, sampled, num, buf)
+                        else:
+                            proposers[name].propose(sampled, num, buf)
+                        if step >= 5:
+                            timings[name].append((time.perf_counter() - t) * 1e6)
+                    num[:b] += 1
+                med = {m: statistics.median(v) for m, v in timings.items()}
+                cells = " | ".join(
+                    f"{med[m]:.1f} / {pct(v, 0.99):.1f} us" for m, v in timings.items()
+                )
+                lines.append(
+                    f"| {'cold' if cold else 'warm'} | {ctx} | {b} | {cells} | "
+                    f"{med['ngram'] / med['full']:.2f}x | {med['ngram'] / med['cut']:.2f}x |"
+                )
+                print(lines[-1], flush=True)
     text = "## vLLM proposer step cost (issue 14)\n\n" + "\n".join(lines)
     print(text)
     if write:

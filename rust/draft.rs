@@ -162,7 +162,8 @@ impl<'a> TaskFollowers<'a> {
         history: &[u32],
         at: &mut Cursor,
     ) -> Option<(usize, Self)> {
-        let corp = store.longest_match_after(history, at.store);
+        let known = at.store_now.take().and_then(|m| Some((m, store.at(m)?)));
+        let corp = known.or_else(|| store.longest_match_after(history, at.store));
         at.store = corp.as_ref().map(|&(m, _)| m);
         let corp = corp.map(|(m, f)| (m.depth, f));
         let learned =
@@ -259,11 +260,22 @@ impl Followers for TaskFollowers<'_> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
     store: Option<StoreMatch>,
+    /// The store's match for the very next lookup's history, when already known.
+    store_now: Option<StoreMatch>,
     online: Option<usize>,
     local: Option<usize>,
 }
 
 impl Cursor {
+    /// A cursor for a first lookup whose store match is already known (`at`, from
+    /// [`NgramStore::match_after`]).
+    pub fn anchored(at: Option<StoreMatch>) -> Self {
+        Self {
+            store_now: at,
+            ..Self::default()
+        }
+    }
+
     /// The deepest match possible one token after a match of depth `d`.
     fn deeper(d: Option<usize>) -> usize {
         d.map_or(usize::MAX, |d| d + 1)
@@ -449,7 +461,17 @@ pub fn propose_with(
     min_prob: f64,
     mixing: Mixing,
 ) -> Result<Draft, Error> {
-    propose_until(store, online, ctx, k, corpus_weight, min_prob, mixing, None)
+    propose_until(
+        store,
+        online,
+        ctx,
+        k,
+        corpus_weight,
+        min_prob,
+        mixing,
+        None,
+        None,
+    )
 }
 
 /// Where a chain may stop early: after the first token whose path value falls to `floor` or
@@ -462,7 +484,9 @@ pub struct PathFloor<'a> {
     pub rate: &'a (dyn Fn(f64) -> f64 + Sync),
 }
 
-/// [`propose_with`], stopping where `until` says the rest of the chain would be cut.
+/// [`propose_with`], stopping where `until` says the rest of the chain would be cut; `anchor`
+/// is the store's match after `ctx`'s tokens when the caller keeps it
+/// ([`NgramStore::match_after`]), saving the first step's store search.
 #[allow(clippy::too_many_arguments)]
 pub fn propose_until(
     store: &NgramStore,
@@ -473,6 +497,7 @@ pub fn propose_until(
     min_prob: f64,
     mixing: Mixing,
     until: Option<PathFloor<'_>>,
+    anchor: Option<StoreMatch>,
 ) -> Result<Draft, Error> {
     check_k(k as i64)?;
     check_corpus_weight(corpus_weight)?;
@@ -486,7 +511,7 @@ pub fn propose_until(
         probs: Vec::with_capacity(k),
     };
     let mut path = 1.0;
-    let mut at = Cursor::default();
+    let mut at = Cursor::anchored(anchor);
     for _ in 0..k {
         let suffix = &history[history.len().saturating_sub(order)..];
         let (weight, corp, local) =

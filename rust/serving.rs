@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 use crate::context::ContextIndex;
 use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
 use crate::error::Error;
-use crate::store::NgramStore;
+use crate::store::{NgramStore, StoreMatch};
 
 /// Tokens at the start of a row that key the request lookup.
 pub const KEY_TOKENS: usize = 32;
@@ -306,6 +306,24 @@ pub struct Row<'a> {
 pub struct StepDrafts {
     pub full: Vec<Draft>,
     pub kept: Vec<usize>,
+    /// Each row's store match after its tokens (see `Request::anchor`).
+    anchors: Vec<Anchor>,
+    /// The store drafted from ([`store_id`]).
+    store: usize,
+}
+
+/// A request's store match after its first `.0` tokens.
+type Anchor = Option<(usize, StoreMatch)>;
+
+/// Most tokens a kept store match catches up over (one lookup each) before a fresh search is
+/// cheaper.
+const CATCH_UP: usize = 64;
+
+/// Names the store a table's kept matches were made in: its address, which a
+/// `BatchProposer` keeps for its lifetime. A match from another store is never trusted
+/// ([`NgramStore::at`] checks it), only useless.
+fn store_id(store: &NgramStore) -> usize {
+    std::ptr::from_ref(store) as usize
 }
 
 impl StepDrafts {
@@ -357,6 +375,9 @@ struct Request {
     learned: bool,
     /// Last step's whole draft (before any cut) and how many of its tokens the engine got.
     pending: Option<(Draft, usize)>,
+    /// The store's match after the request's first `.0` tokens, kept from the last draft so
+    /// the next one catches up from there instead of searching.
+    anchor: Anchor,
 }
 
 /// Per-request drafting state for an engine batch, keyed by the rows' tokens.
@@ -384,6 +405,8 @@ pub struct RequestTable {
     /// Built on the first batch of [`PARALLEL_ROWS`] rows when `config.threads > 1`;
     /// `Some(None)` once building it failed (the table then drafts on the calling thread).
     pool: OnceLock<Option<rayon::ThreadPool>>,
+    /// The store the requests' `anchor`s were made in ([`store_id`]).
+    anchor_store: usize,
 }
 
 fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
@@ -445,6 +468,7 @@ impl RequestTable {
             verifying: None,
             step_cost: StepCostFit::default(),
             pool: OnceLock::new(),
+            anchor_store: 0,
         }
     }
 
@@ -613,28 +637,49 @@ impl RequestTable {
             }),
             _ => None,
         };
-        let draft_row = |(i, row): (usize, &Row<'_>)| -> Result<Draft, Error> {
+        let same_store = self.anchor_store == store_id(store);
+        let draft_row = |(i, row): (usize, &Row<'_>)| -> Result<(Draft, Anchor), Error> {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get(slot as usize).and_then(Option::as_ref);
             match (req, row.max_draft > 0) {
-                (Some(req), true) => propose_until(
-                    store,
-                    online,
-                    &req.index,
-                    row.max_draft,
-                    c.corpus_weight,
-                    c.min_prob,
-                    c.mixing,
-                    until,
-                ),
-                _ => Ok(Draft::default()),
+                (Some(req), true) => {
+                    let tokens = req.index.tokens();
+                    let anchor = if c.corpus_weight > 0.0 {
+                        let (known, m) = match req.anchor {
+                            Some((n, m))
+                                if same_store
+                                    && n <= tokens.len()
+                                    && tokens.len() - n <= CATCH_UP =>
+                            {
+                                (n, Some(m))
+                            }
+                            _ => (0, None),
+                        };
+                        store.match_after(tokens, known, m)
+                    } else {
+                        None
+                    };
+                    let draft = propose_until(
+                        store,
+                        online,
+                        &req.index,
+                        row.max_draft,
+                        c.corpus_weight,
+                        c.min_prob,
+                        c.mixing,
+                        until,
+                        anchor,
+                    )?;
+                    Ok((draft, anchor.map(|m| (tokens.len(), m))))
+                }
+                _ => Ok((Draft::default(), None)),
             }
         };
         let pool = match self.config.threads {
             t if t > 1 && rows.len() >= PARALLEL_ROWS => self.pool(t),
             _ => None,
         };
-        let full: Vec<Draft> = match pool {
+        let drafted: Vec<(Draft, Anchor)> = match pool {
             // each row's draft is independent; collect keeps the rows' order
             Some(pool) => pool.install(|| {
                 rows.par_iter()
@@ -648,6 +693,7 @@ impl RequestTable {
                 .map(draft_row)
                 .collect::<Result<_, _>>()?,
         };
+        let (full, anchors): (Vec<Draft>, Vec<Anchor>) = drafted.into_iter().unzip();
         let mut kept: Vec<usize> = match &c.verify_cost {
             Some(cost) => full.iter().map(|d| cost.best_length(&d.probs)).collect(),
             None => full.iter().map(|d| d.tokens.len()).collect(),
@@ -658,17 +704,31 @@ impl RequestTable {
                 *k = (*k).min(cut);
             }
         }
-        Ok(StepDrafts { full, kept })
+        Ok(StepDrafts {
+            full,
+            kept,
+            anchors,
+            store: store_id(store),
+        })
     }
 
     /// Counts what [`propose`](Self::propose) returned and remembers each row's draft, so the
     /// next step's rows tell how much of it the target agreed with.
     pub fn record_drafts(&mut self, drafts: &StepDrafts) {
         let (mut positions, mut continuing) = (0usize, 0usize);
+        if drafts.store != self.anchor_store {
+            self.anchor_store = drafts.store;
+            for req in self.slots.iter_mut().flatten() {
+                req.anchor = None;
+            }
+        }
         for (i, (d, &kept)) in drafts.full.iter().zip(&drafts.kept).enumerate() {
             let slot = self.by_row.get(i).copied().unwrap_or(NONE);
             let req = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
             if let Some(req) = req {
+                if let Some(anchor) = drafts.anchors.get(i).copied().flatten() {
+                    req.anchor = Some(anchor);
+                }
                 req.pending = (!d.tokens.is_empty()).then(|| (d.clone(), kept));
                 if !req.learned {
                     // still running: the engine verifies its token and its draft next
@@ -757,6 +817,7 @@ impl RequestTable {
             last_step: self.step,
             learned: false,
             pending: None,
+            anchor: None,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -1031,6 +1092,56 @@ mod tests {
             a.push(3 + step);
         }
         assert!(store.longest_match(&[1]).is_some_and(|f| f.total() > 0));
+    }
+
+    #[test]
+    fn kept_store_matches_draft_what_a_fresh_search_drafts() {
+        let seqs: Vec<Vec<u32>> = (0..12u32)
+            .map(|i| (0..14).map(|j| 1 + (i * j + j * j) % 5).collect())
+            .collect();
+        let other: Vec<Vec<u32>> = seqs
+            .iter()
+            .map(|s| s.iter().rev().copied().collect())
+            .collect();
+        let stores = [store_of(&seqs), store_of(&other[..7])];
+        let mut t = table(8, 100);
+        let mut rows: Vec<Vec<i32>> = vec![vec![1, 2], vec![3, 1, 4, 1, 5], vec![2; 40]];
+        let mut gained = vec![2usize, 5, 40];
+        let mut x = 17u64;
+        for step in 0..60 {
+            // the second store from step 40 on: matches kept from the first are dropped
+            let store = &stores[usize::from(step >= 40)];
+            let views: Vec<Row<'_>> = rows
+                .iter()
+                .zip(&gained)
+                .map(|(r, &g)| Row {
+                    tokens: r,
+                    new_tokens: g,
+                    max_draft: 6,
+                })
+                .collect();
+            t.observe(&views);
+            let drafts = t.propose(store, None, &views).unwrap();
+            t.record_drafts(&drafts);
+            for (i, r) in rows.iter().enumerate() {
+                let ids: Vec<u32> = r.iter().map(|&v| v as u32).collect();
+                let fresh = ContextIndex::new(store.n_max(), &ids);
+                let c = t.config();
+                let want = propose_with(store, None, &fresh, 6, c.corpus_weight, 0.0, c.mixing);
+                assert_eq!(drafts.full[i], want.unwrap(), "step {step}, row {i}");
+            }
+            // each row gains part of its draft and a token of its own (1-3 tokens)
+            for (i, r) in rows.iter_mut().enumerate() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let take = (x % 3) as usize;
+                let before = r.len();
+                r.extend(drafts.full[i].tokens.iter().take(take).map(|&v| v as i32));
+                r.push(1 + (x % 5) as i32);
+                gained[i] = r.len() - before;
+            }
+        }
     }
 
     #[test]

@@ -208,6 +208,7 @@ impl NgramStore {
     ) -> Option<(StoreMatch, CorpusFollowers<'_>)> {
         let max_order = history.len().min(self.config.n_max - 1);
         let mut top = max_order;
+        let prev = prev.filter(|p| self.holds(*p));
         if let (Some(p), Some(&last)) = (prev, history.last()) {
             let deeper = p.depth + 1;
             if deeper <= max_order {
@@ -230,6 +231,41 @@ impl NgramStore {
             let node = self.find(&history[history.len() - m..])?;
             self.followers(m, node)
                 .map(|f| (StoreMatch { depth: m, node }, f))
+        })
+    }
+
+    /// Whether `m` names a node of this store with room for children (a match from another
+    /// store may not; it is then ignored rather than trusted).
+    fn holds(&self, m: StoreMatch) -> bool {
+        m.depth + 1 < self.levels.len() && (m.node as usize) < self.levels[m.depth].len()
+    }
+
+    /// The next-token distribution at a match this store made, `None` if `m` is not one.
+    pub fn at(&self, m: StoreMatch) -> Option<CorpusFollowers<'_>> {
+        if self.holds(m) {
+            self.followers(m.depth, m.node)
+        } else {
+            None
+        }
+    }
+
+    /// The match after `tokens`, given `m`, the match after their first `known` tokens
+    /// (`None`: unknown): one [`longest_match_after`](Self::longest_match_after) per token
+    /// past `known`, so a request's match follows its tokens as they arrive.
+    pub fn match_after(
+        &self,
+        tokens: &[u32],
+        known: usize,
+        m: Option<StoreMatch>,
+    ) -> Option<StoreMatch> {
+        let order = self.config.n_max - 1;
+        if m.is_none() || known > tokens.len() {
+            let tail = &tokens[tokens.len().saturating_sub(order)..];
+            return self.longest_match_after(tail, None).map(|(m, _)| m);
+        }
+        (known..tokens.len()).fold(m, |m, i| {
+            let suffix = &tokens[(i + 1).saturating_sub(order)..=i];
+            self.longest_match_after(suffix, m).map(|(m, _)| m)
         })
     }
 
