@@ -1099,9 +1099,10 @@ mod tests {
         let seqs: Vec<Vec<u32>> = (0..12u32)
             .map(|i| (0..14).map(|j| 1 + (i * j + j * j) % 5).collect())
             .collect();
+        // another vocabulary, so that node numbers mean other contexts
         let other: Vec<Vec<u32>> = seqs
             .iter()
-            .map(|s| s.iter().rev().copied().collect())
+            .map(|s| s.iter().rev().map(|&t| t % 3 + 6 + t / 4).collect())
             .collect();
         let stores = [store_of(&seqs), store_of(&other[..7])];
         let mut t = table(8, 100);
@@ -1138,7 +1139,7 @@ mod tests {
                 let take = (x % 3) as usize;
                 let before = r.len();
                 r.extend(drafts.full[i].tokens.iter().take(take).map(|&v| v as i32));
-                r.push(1 + (x % 5) as i32);
+                r.push(1 + (x % 9) as i32);
                 gained[i] = r.len() - before;
             }
         }
