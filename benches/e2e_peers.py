@@ -253,6 +253,12 @@ def main() -> None:
         help="fine-tuned model per task (prompted 0-shot)",
     )
     p.add_argument("--write", action="store_true")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of RESULTS_peers_e2e.json for the task/model pairs this run does "
+        "not measure (same --limit assumed)",
+    )
     args = p.parse_args()
     res: dict[str, Any] = {"available": available(), "versions": versions()}
     rows: list[dict[str, Any]] = []
@@ -269,12 +275,19 @@ def main() -> None:
         model, tokenizer = load_model(str(Path(path).expanduser()))
         prompt = finetuned_prompt(Path(path).expanduser(), tokenizer)
         rows += bench(model, tokenizer, task, "fine-tuned, 0-shot", prompt, args.limit)
+    saved = ROOT / "benches" / "RESULTS_peers_e2e.json"
+    if args.merge and saved.exists():
+        ran = {(r["task"], r["model"]) for r in rows}
+        kept = [
+            r for r in json.loads(saved.read_text())["rows"] if (r["task"], r["model"]) not in ran
+        ]
+        rows = kept + rows
     res["rows"] = rows
     md = markdown(rows, res, args)
     print(md)
     if args.write:
         write_section("peers_e2e", md)
-        (ROOT / "benches" / "RESULTS_peers_e2e.json").write_text(json.dumps(res, indent=1))
+        saved.write_text(json.dumps(res, indent=1))
         plots(rows, ROOT / "benches" / "plots")
 
 
