@@ -53,6 +53,8 @@ MAX_TOKENS = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128}
 METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc", "tasc-nocut"]
 LEVELS = [1, 4, 16]
 K = 8
+#: Runs per cell of ``bench_vllm.py proposer`` (their steps pooled: one run is noisy here).
+REPEATS = 3
 ENGINE: dict[str, Any] = {
     "dtype": "float32",
     "enforce_eager": True,
@@ -355,7 +357,8 @@ def proposer_cost(write: bool) -> None:
         f"Machine: {machine()}. Command: `$PY benches/bench_vllm.py proposer --write`.",
         "",
         "One step for the whole batch (each row gains one token per step), median and p99 "
-        "over 60 steps after 5 warm-up steps; k = 8; tasc-rs tuned settings, drafter from "
+        f"over {REPEATS} runs of 60 steps after 5 warm-up steps, fresh proposers each run; "
+        "k = 8; tasc-rs tuned settings, drafter from "
         "3,000 medquad answers; vLLM `ngram` with prompt lookup 2-5 (numba, its own thread "
         "setting). `full chains`: the proposer as a GPU engine runs it (no batch cut, every "
         "row drafts up to k tokens); `CPU cut`: as vLLM's CPU backend runs it (step overhead "
@@ -373,32 +376,33 @@ def proposer_cost(write: bool) -> None:
         junk = np.zeros(64 << 20, dtype=np.uint8) if cold else None
         for ctx in contexts:
             for b in batches:
-                proposers = {}
-                for name, overhead in (("full", None), ("cut", 22)):
-                    os.environ["TASC_VLLM_CONFIG"] = json.dumps(
-                        {"drafter": str(drafter), "step_overhead": overhead or "auto"}
-                    )
-                    proposers[name] = TascProposer(configs[name])
                 buf = np.zeros((max(batches), max_len), dtype=np.int32)
                 starts = rng.integers(0, len(stream) - ctx - 200, size=b)
                 for i, s in enumerate(starts):
                     buf[i, : ctx + 100] = stream[s : s + ctx + 100]
-                num = np.zeros(max(batches), dtype=np.int32)
-                num[:b] = ctx
                 timings: dict[str, list[float]] = {"full": [], "cut": [], "ngram": []}
-                for step in range(65):
-                    sampled = [[int(buf[i, num[i] - 1])] for i in range(b)]
-                    for name in timings:
-                        if junk is not None:
-                            junk += 1
-                        t = time.perf_counter()
-                        if name == "ngram":
-                            ngram.propose(K, sampled, num, buf)
-                        else:
-                            proposers[name].propose(sampled, num, buf)
-                        if step >= 5:
-                            timings[name].append((time.perf_counter() - t) * 1e6)
-                    num[:b] += 1
+                for _ in range(REPEATS):  # fresh proposers, the same rows
+                    proposers = {}
+                    for name, overhead in (("full", None), ("cut", 22)):
+                        os.environ["TASC_VLLM_CONFIG"] = json.dumps(
+                            {"drafter": str(drafter), "step_overhead": overhead or "auto"}
+                        )
+                        proposers[name] = TascProposer(configs[name])
+                    num = np.zeros(max(batches), dtype=np.int32)
+                    num[:b] = ctx
+                    for step in range(65):
+                        sampled = [[int(buf[i, num[i] - 1])] for i in range(b)]
+                        for name in timings:
+                            if junk is not None:
+                                junk += 1
+                            t = time.perf_counter()
+                            if name == "ngram":
+                                ngram.propose(K, sampled, num, buf)
+                            else:
+                                proposers[name].propose(sampled, num, buf)
+                            if step >= 5:
+                                timings[name].append((time.perf_counter() - t) * 1e6)
+                        num[:b] += 1
                 med = {m: statistics.median(v) for m, v in timings.items()}
                 cells = " | ".join(
                     f"{med[m]:.1f} / {pct(v, 0.99):.1f} us" for m, v in timings.items()

@@ -155,6 +155,10 @@ def test_step_overhead_cuts_a_cpu_batch(
     on_cpu = TascProposer(cfg)
     cpu = on_cpu.propose(sampled, num, buf)
     assert sum(map(len, cpu)) < sum(map(len, gpu)) == 16 * 4
+    # the CPU backend drafts on the engine's thread; a GPU engine's idle cores may draft
+    assert "threads=1)" in repr(on_cpu._batch)
+    default = repr(on_gpu.drafter.batch_proposer()).rsplit("threads=", 1)[1]
+    assert repr(on_gpu._batch).endswith(f"threads={default}")
     # the CPU cut starts from the fitted constant and times the engine's steps from there
     assert on_gpu.stats()["step_overhead"] is None
     assert on_cpu.stats()["step_overhead"] == CPU_STEP_OVERHEAD

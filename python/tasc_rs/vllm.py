@@ -99,9 +99,11 @@ class ProposerSettings:
             ``None`` (no batch cut: on a GPU verifying k positions per row costs little more
             than one). A number: that overhead, fixed.
         measure_step_cost: Whether the overhead is measured (``None``: only with ``"auto"``).
-        threads: Threads that draft batches of 32 rows or more in parallel (``None``: the
-            machine's cores, at most 8; 1: the engine's thread only). They run only while the
-            engine waits for the drafts.
+        threads: Threads that draft batches of 32 rows or more in parallel (``None``: on a
+            GPU the machine's cores, at most 8; on vLLM's CPU backend 1, the engine's thread
+            only: the batch cut keeps chains short there, and the model's own threads, still
+            spinning after the forward pass, would compete with a pool). They run only while
+            the engine waits for the drafts.
     """
 
     drafter: Path
@@ -409,7 +411,7 @@ class TascProposer:
             verify_cost=settings.verify_cost,
             step_overhead=None if overhead is None else float(overhead),
             measure_step_cost=measure,
-            threads=settings.threads,
+            threads=1 if settings.threads is None and device == "cpu" else settings.threads,
         )
         self._failures = 0
         if device == "cpu":
@@ -420,7 +422,7 @@ class TascProposer:
             )
         _logger().info(
             "tasc_rs: drafting with %s (from %s): k=%d, min_prob=%s, mixing=%s, "
-            "online_capacity=%d, step_overhead=%s (measured: %s), stop ids %s",
+            "online_capacity=%d, step_overhead=%s (measured: %s), stop ids %s; %r",
             settings.drafter,
             origin,
             self.k,
@@ -430,6 +432,7 @@ class TascProposer:
             overhead,
             measure,
             sorted(stop),
+            self._batch,
         )
 
     def propose(

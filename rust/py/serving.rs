@@ -281,13 +281,14 @@ impl PyBatchProposer {
             let c = t.config();
             format!(
                 "BatchProposer(live={}, max_requests={}, stale_steps={}, corpus_weight={}, \
-                 min_prob={}, mixing={:?})",
+                 min_prob={}, mixing={:?}, threads={})",
                 t.live(),
                 c.max_requests,
                 c.stale_steps,
                 c.corpus_weight,
                 c.min_prob,
-                c.mixing.name()
+                c.mixing.name(),
+                c.threads.max(1)
             )
         })
     }
