@@ -1,12 +1,18 @@
-//! criterion benches for the core: store build throughput and proposal latency.
+//! criterion benches for the core: store build throughput, proposal latency, and one engine
+//! step of the serving table for a batch.
 //!
 //! Corpus: synthetic task outputs (templates with slot substitutions over a 49,152-token
-//! vocabulary), 1M tokens; context: 2,048 tokens from the same distribution.
-//! Run: `cargo bench --bench core`.
+//! vocabulary), 1M tokens; contexts: tokens from the same distribution.
+//! Run: `cargo bench --bench core` (`-- "engine step"` for the serving benches only; under
+//! `valgrind --tool=callgrind` they count instructions repeatably).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use tasc_rs::{propose, ContextIndex, Corpus, DrafterConfig, NgramStore};
+use std::time::{Duration, Instant};
+use tasc_rs::{
+    propose, ContextIndex, Corpus, DrafterConfig, Mixing, NgramStore, RequestTable, Row,
+    ServingConfig,
+};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -74,6 +80,77 @@ fn benches(c: &mut Criterion) {
     c.bench_function("context index 2k tokens", |b| {
         b.iter(|| ContextIndex::new(4, black_box(&context)))
     });
+    engine_steps(c, &seqs);
+}
+
+/// Engine steps of a [`RequestTable`]: `rows` requests of `context` tokens, each gaining one
+/// token a step, drafted with full chains (a GPU engine) and with the CPU batch cut.
+fn engine_steps(c: &mut Criterion, seqs: &[Vec<u32>]) {
+    const STEPS: usize = 200;
+    let corpus = Corpus::from_sequences(seqs, Some(49_152)).unwrap();
+    let config = DrafterConfig {
+        n_max: 8,
+        min_count: 2,
+        ..DrafterConfig::default()
+    };
+    let store = NgramStore::build(&corpus, &config).unwrap();
+    let stream: Vec<i32> = task_like(300_000, 5)
+        .concat()
+        .into_iter()
+        .map(|t| t as i32)
+        .collect();
+    let mut group = c.benchmark_group("engine step");
+    group.sample_size(20);
+    for (rows, context) in [(16usize, 512usize), (64, 512), (64, 2048)] {
+        let buffers: Vec<&[i32]> = (0..rows)
+            .map(|r| &stream[r * 3_000..r * 3_000 + context + STEPS])
+            .collect();
+        for (name, overhead) in [("full chains", None), ("CPU cut", Some(22.0))] {
+            let serving = ServingConfig {
+                max_requests: 4 * rows,
+                stale_steps: 2,
+                stop_tokens: vec![],
+                corpus_weight: 0.9,
+                min_prob: 0.3,
+                mixing: Mixing::LongerMatch,
+                verify_cost: None,
+                step_overhead: overhead,
+                measure_step_cost: false,
+                threads: 1,
+            };
+            let id = format!("{rows} rows x {context} tokens, {name}");
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut done = 0u64;
+                    while done < iters {
+                        // a fresh table each STEPS steps, its first (creating) step untimed
+                        let mut table = RequestTable::new(store.n_max(), serving.clone());
+                        for step in 0..=STEPS.min((iters - done) as usize) {
+                            let views: Vec<Row<'_>> = buffers
+                                .iter()
+                                .map(|buf| Row {
+                                    tokens: &buf[..context + step],
+                                    new_tokens: if step == 0 { context } else { 1 },
+                                    max_draft: 8,
+                                })
+                                .collect();
+                            let start = Instant::now();
+                            table.observe(&views);
+                            let drafts = table.propose(&store, None, &views).unwrap();
+                            table.record_drafts(black_box(&drafts));
+                            if step > 0 {
+                                total += start.elapsed();
+                                done += 1;
+                            }
+                        }
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
 }
 
 criterion_group!(core, benches);
