@@ -11,6 +11,8 @@ use crate::followers::Followers;
 
 /// Marks "no token" / "end of list".
 const NONE: u32 = u32::MAX;
+/// Nodes with at most this many followers find a follower by walking their list.
+const SMALL: u32 = 4;
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -41,7 +43,9 @@ pub struct ContextIndex {
     nodes: Vec<Node>,
     /// (node, token read backwards) -> child node.
     children: FxHashMap<u64, u32>,
-    /// (node, next token) -> index in `followers`.
+    /// (node, next token) -> index in `followers`, for nodes with more than [`SMALL`]
+    /// followers only: a smaller node's list is walked instead (most nodes past the first
+    /// levels have one or two followers, and the walk reads what a probe would).
     slots: FxHashMap<u64, u32>,
     followers: Vec<Follower>,
 }
@@ -72,7 +76,6 @@ impl ContextIndex {
     /// Appends tokens, indexing each under all of its preceding contexts.
     pub fn extend(&mut self, tokens: &[u32]) {
         self.children.reserve(tokens.len() * (self.n_max - 1));
-        self.slots.reserve(tokens.len() * self.n_max);
         for &token in tokens {
             self.push(token);
         }
@@ -104,11 +107,28 @@ impl ContextIndex {
         child
     }
 
+    /// The slot of `token` among `node`'s followers, `NONE` if it has not followed it.
+    fn slot(&self, node: u32, token: u32) -> u32 {
+        let n = &self.nodes[node as usize];
+        if n.len > SMALL {
+            return self.slots.get(&key(node, token)).copied().unwrap_or(NONE);
+        }
+        let mut slot = n.head;
+        while slot != NONE {
+            let f = &self.followers[slot as usize];
+            if f.token == token {
+                return slot;
+            }
+            slot = f.next;
+        }
+        NONE
+    }
+
     fn record(&mut self, node: u32, token: u32) {
-        let next_slot = self.followers.len() as u32;
-        let slot = *self.slots.entry(key(node, token)).or_insert(next_slot);
-        let n = &mut self.nodes[node as usize];
-        let count = if slot == next_slot {
+        let slot = self.slot(node, token);
+        let count = if slot == NONE {
+            let slot = self.followers.len() as u32;
+            let n = &mut self.nodes[node as usize];
             self.followers.push(Follower {
                 token,
                 count: 1,
@@ -116,12 +136,24 @@ impl ContextIndex {
             });
             n.head = slot;
             n.len += 1;
+            if n.len == SMALL + 1 {
+                // the node outgrew its list: every follower goes to the map
+                let mut s = slot;
+                while s != NONE {
+                    let f = self.followers[s as usize];
+                    self.slots.insert(key(node, f.token), s);
+                    s = f.next;
+                }
+            } else if n.len > SMALL {
+                self.slots.insert(key(node, token), slot);
+            }
             1
         } else {
             let f = &mut self.followers[slot as usize];
             f.count += 1;
             f.count
         };
+        let n = &mut self.nodes[node as usize];
         n.total += 1;
         if token == n.best_token {
             n.best_count = count;
@@ -219,10 +251,10 @@ impl Followers for ContextFollowers<'_> {
         self.index.nodes[self.node as usize].len as usize
     }
     fn count(&self, token: u32) -> u32 {
-        self.index
-            .slots
-            .get(&key(self.node, token))
-            .map_or(0, |&s| self.index.followers[s as usize].count)
+        match self.index.slot(self.node, token) {
+            NONE => 0,
+            s => self.index.followers[s as usize].count,
+        }
     }
     fn for_each(&self, mut f: impl FnMut(u32, u32)) {
         let mut slot = self.index.nodes[self.node as usize].head;
