@@ -24,6 +24,17 @@ struct Node {
     /// Head of this node's follower list in `ContextIndex::followers`.
     head: u32,
     len: u32,
+    /// Head of this node's child list in `ContextIndex::links`, and its length.
+    child_head: u32,
+    child_len: u32,
+}
+
+/// A trie edge: the child reached by reading `token` (one more token back).
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    token: u32,
+    child: u32,
+    next: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +52,10 @@ pub struct ContextIndex {
     /// Contexts never reach before this position (see `start_sequence`).
     seq_start: usize,
     nodes: Vec<Node>,
-    /// (node, token read backwards) -> child node.
+    /// (node, token read backwards) -> child node, for nodes with more than [`SMALL`]
+    /// children only (the root, the first level); smaller nodes walk their `links`.
     children: FxHashMap<u64, u32>,
+    links: Vec<Link>,
     /// (node, next token) -> index in `followers`, for nodes with more than [`SMALL`]
     /// followers only: a smaller node's list is walked instead (most nodes past the first
     /// levels have one or two followers, and the walk reads what a probe would).
@@ -66,6 +79,7 @@ impl ContextIndex {
             seq_start: 0,
             nodes: vec![Node::empty()],
             children: FxHashMap::default(),
+            links: Vec::new(),
             slots: FxHashMap::default(),
             followers: Vec::new(),
         };
@@ -75,7 +89,6 @@ impl ContextIndex {
 
     /// Appends tokens, indexing each under all of its preceding contexts.
     pub fn extend(&mut self, tokens: &[u32]) {
-        self.children.reserve(tokens.len() * (self.n_max - 1));
         for &token in tokens {
             self.push(token);
         }
@@ -98,11 +111,53 @@ impl ContextIndex {
         self.tokens.push(token);
     }
 
+    /// The child of `node` by `token`, `NONE` if there is none.
+    fn child(&self, node: u32, token: u32) -> u32 {
+        let n = &self.nodes[node as usize];
+        if n.child_len > SMALL {
+            return self
+                .children
+                .get(&key(node, token))
+                .copied()
+                .unwrap_or(NONE);
+        }
+        let mut link = n.child_head;
+        while link != NONE {
+            let l = &self.links[link as usize];
+            if l.token == token {
+                return l.child;
+            }
+            link = l.next;
+        }
+        NONE
+    }
+
     fn child_or_insert(&mut self, node: u32, token: u32) -> u32 {
-        let next_id = self.nodes.len() as u32;
-        let child = *self.children.entry(key(node, token)).or_insert(next_id);
-        if child == next_id {
-            self.nodes.push(Node::empty());
+        let found = self.child(node, token);
+        if found != NONE {
+            return found;
+        }
+        let child = self.nodes.len() as u32;
+        self.nodes.push(Node::empty());
+        let link = self.links.len() as u32;
+        let n = &mut self.nodes[node as usize];
+        self.links.push(Link {
+            token,
+            child,
+            next: n.child_head,
+        });
+        n.child_head = link;
+        n.child_len += 1;
+        if n.child_len == SMALL + 1 {
+            // the node outgrew its list: every child goes to the map
+            let mut l = link;
+            while l != NONE {
+                let edge = self.links[l as usize];
+                self.children.insert(key(node, edge.token), edge.child);
+                l = edge.next;
+            }
+        } else if n.child_len > SMALL {
+            self.children.insert(key(node, token), child);
         }
         child
     }
@@ -191,12 +246,12 @@ impl ContextIndex {
         }
         let (mut node, mut depth) = (0u32, 0usize);
         for &token in history.iter().rev().take((self.n_max - 1).min(max_depth)) {
-            match self.children.get(&key(node, token)) {
-                Some(&child) => {
+            match self.child(node, token) {
+                NONE => break,
+                child => {
                     node = child;
                     depth += 1;
                 }
-                None => break,
             }
         }
         Some((depth, ContextFollowers { index: self, node }))
@@ -228,6 +283,8 @@ impl Node {
             second_count: 0,
             head: NONE,
             len: 0,
+            child_head: NONE,
+            child_len: 0,
         }
     }
 }
@@ -367,6 +424,51 @@ mod tests {
             });
             assert_eq!(f.second(), others, "after {end} tokens");
         }
+    }
+
+    #[test]
+    fn counts_match_a_brute_force_count_across_list_and_map_nodes() {
+        // alphabet 12: the root and first level outgrow their lists, deeper nodes do not
+        let mut x = 99u64;
+        let tokens: Vec<u32> = (0..3_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 12) as u32
+            })
+            .collect();
+        let mut index = ContextIndex::new(4, &tokens[..1_000]);
+        index.extend(&tokens[1_000..]);
+        let mut checked = [0usize; 4];
+        for end in 0..tokens.len() {
+            for m in 0..=end.min(3) {
+                let context = &tokens[end - m..end];
+                let Some((depth, f)) = index.longest_match_depth(context) else {
+                    continue;
+                };
+                if depth != m {
+                    continue;
+                }
+                let mut want = [0u32; 12];
+                for i in m..tokens.len() {
+                    if &tokens[i - m..i] == context {
+                        want[tokens[i] as usize] += 1;
+                    }
+                }
+                for t in 0..12u32 {
+                    assert_eq!(f.count(t), want[t as usize], "{context:?} then {t}");
+                }
+                let got = dist(f);
+                assert_eq!(got.len(), want.iter().filter(|&&c| c > 0).count());
+                checked[m] += 1;
+            }
+        }
+        assert!(checked.iter().all(|&c| c > 100), "{checked:?}");
+        assert!(index
+            .nodes
+            .iter()
+            .any(|n| n.len > SMALL && n.child_len <= SMALL));
     }
 
     #[test]
