@@ -72,8 +72,10 @@ pub struct ServingConfig {
 
 /// Most drafting threads a table uses.
 pub const MAX_THREADS: usize = 64;
-/// Fewest rows that make a step draft on the pool (when the table has one).
-pub const PARALLEL_ROWS: usize = 32;
+/// Fewest rows that make a step draft on the pool (when the table has one). Measured on 2
+/// cores (`BatchProposer.propose` alone, full chains): 64 rows drafted no faster on 2 threads
+/// than on one, 128 rows 1.6x faster, 256 rows 1.4-2.2x.
+pub const PARALLEL_ROWS: usize = 96;
 
 /// The default drafting threads: the machine's parallelism, at most 8 (the pool works only
 /// while the engine waits for the proposer, so it takes no cores from the model).

@@ -251,19 +251,19 @@ def test_bad_settings_raise(kw: dict) -> None:
 
 
 def test_threads_draft_a_large_batch_like_one_thread() -> None:
-    """Batches of 32 rows or more are drafted on a pool; the drafts (and the state they leave,
+    """Batches of 96 rows or more are drafted on a pool; the drafts (and the state they leave,
     seen through the following steps) are the same as with the calling thread alone."""
     drafter = NgramDrafter.from_corpus(corpus(), min_count=1)
     rng = random.Random(3)
-    reqs = [[rng.choice([5, 6, 7, 12, 13]) for _ in range(rng.randint(2, 9))] for _ in range(40)]
+    reqs = [[rng.choice([5, 6, 7, 12, 13]) for _ in range(rng.randint(2, 9))] for _ in range(100)]
     outs = {}
     for threads in (1, 4):
-        bp = drafter.batch_proposer(threads=threads, max_requests=64)
-        engine = Engine(rows=40)
+        bp = drafter.batch_proposer(threads=threads, max_requests=128)
+        engine = Engine(rows=100)
         engine.load([list(r) for r in reqs])
         steps = []
         for step in range(6):
-            sampled = [[1]] * 40 if step == 0 else [[r[-1]] for r in engine.reqs]
+            sampled = [[1]] * 100 if step == 0 else [[r[-1]] for r in engine.reqs]
             drafts = bp.propose(sampled, engine.num, engine.buf, 4)
             steps.append(drafts)
             for i, r in enumerate(engine.reqs):  # every row accepts its first drafted token
@@ -271,7 +271,7 @@ def test_threads_draft_a_large_batch_like_one_thread() -> None:
                 engine.buf[i, len(r) - 1] = r[-1]
                 engine.num[i] = len(r)
         outs[threads] = steps
-        assert bp.stats()["rows"] == 240
+        assert bp.stats()["rows"] == 600
     assert outs[1] == outs[4]
     assert any(d for step in outs[1] for d in step)
 

@@ -264,7 +264,7 @@ class NgramDrafter:
         times the engine itself (the time between calls is one step, fitted against the
         positions it verified, counting only steps where no request started or vanished) and,
         after 32 such steps spread over different draft lengths, cuts with the fitted
-        overhead; ``step_overhead`` is then the prior. A batch of 32 rows or more is drafted
+        overhead; ``step_overhead`` is then the prior. A batch of 96 rows or more is drafted
         by ``threads`` threads in parallel (default ``None``: the machine's cores, at most 8; 1:
         the calling thread only); the pool is built on the first such batch and idles between
         steps. ``tasc_rs.vllm.TascProposer`` drives one inside vLLM.

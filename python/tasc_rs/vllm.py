@@ -99,7 +99,7 @@ class ProposerSettings:
             ``None`` (no batch cut: on a GPU verifying k positions per row costs little more
             than one). A number: that overhead, fixed.
         measure_step_cost: Whether the overhead is measured (``None``: only with ``"auto"``).
-        threads: Threads that draft batches of 32 rows or more in parallel (``None``: on a
+        threads: Threads that draft batches of 96 rows or more in parallel (``None``: on a
             GPU the machine's cores, at most 8; on vLLM's CPU backend 1, the engine's thread
             only: the batch cut keeps chains short there, and the model's own threads, still
             spinning after the forward pass, would compete with a pool). They run only while

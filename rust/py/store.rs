@@ -134,7 +134,7 @@ impl PyNgramStore {
     /// A proposer for a serving engine's batch (see `BatchProposer`), drafting with this
     /// store's defaults unless overridden. `max_requests` request states are kept (the least
     /// recently seen go first); a request unseen for `stale_steps` engine steps, or whose last
-    /// token is in `stop_tokens`, is finished and learned (online learning). Batches of 32 rows
+    /// token is in `stop_tokens`, is finished and learned (online learning). Batches of 96 rows
     /// or more are drafted by `threads` threads (default: the machine's cores, at most 8;
     /// 1: the calling thread only). With `measure_step_cost`, the time between calls refines
     /// `step_overhead` (see `BatchProposer.stats`).
