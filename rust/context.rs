@@ -11,7 +11,7 @@ use crate::followers::Followers;
 
 /// Marks "no token" / "end of list".
 const NONE: u32 = u32::MAX;
-/// Nodes with at most this many followers find a follower by walking their list.
+/// Nodes with at most this many entries in a list find one by walking it.
 const SMALL: u32 = 4;
 
 #[derive(Debug, Clone)]
@@ -21,27 +21,91 @@ struct Node {
     best_count: u32,
     /// The highest count of a token other than `best_token` (0 if none).
     second_count: u32,
-    /// Head of this node's follower list in `ContextIndex::followers`.
+    /// This node's followers in `ContextIndex::followers` (values: counts).
+    followers: List,
+    /// This node's children in `ContextIndex::edges` (values: child nodes).
+    children: List,
+}
+
+/// One entry of a node's list: a token and its value (a count or a child node).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    token: u32,
+    value: u32,
+    next: u32,
+}
+
+/// A node's list in a [`Lists`]: its first entry and its length.
+#[derive(Debug, Clone, Copy)]
+struct List {
     head: u32,
     len: u32,
-    /// Head of this node's child list in `ContextIndex::links`, and its length.
-    child_head: u32,
-    child_len: u32,
 }
 
-/// A trie edge: the child reached by reading `token` (one more token back).
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    token: u32,
-    child: u32,
-    next: u32,
+/// Every node's list of (token, value) entries. A list of at most [`SMALL`] entries is walked;
+/// a longer one (the root's, the first level's) is also indexed by (node, token). Most nodes
+/// past the first levels have one or two entries, and the walk reads what a probe would.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    entries: Vec<Entry>,
+    /// (node, token) -> index in `entries`, for lists longer than [`SMALL`] only.
+    long: FxHashMap<u64, u32>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Follower {
-    token: u32,
-    count: u32,
-    next: u32,
+impl Lists {
+    /// The entry of `token` in `node`'s `list`, `NONE` if there is none.
+    fn find(&self, node: u32, list: List, token: u32) -> u32 {
+        if list.len > SMALL {
+            return self.long.get(&key(node, token)).copied().unwrap_or(NONE);
+        }
+        let mut at = list.head;
+        while at != NONE {
+            let e = &self.entries[at as usize];
+            if e.token == token {
+                return at;
+            }
+            at = e.next;
+        }
+        NONE
+    }
+
+    /// Adds `token` (not yet in it) to `node`'s `list` with `value`; returns the entry.
+    fn push(&mut self, node: u32, list: &mut List, token: u32, value: u32) -> u32 {
+        let at = self.entries.len() as u32;
+        self.entries.push(Entry {
+            token,
+            value,
+            next: list.head,
+        });
+        list.head = at;
+        list.len += 1;
+        if list.len == SMALL + 1 {
+            // the list outgrew walking: all its entries get indexed
+            let mut e = at;
+            while e != NONE {
+                let entry = self.entries[e as usize];
+                self.long.insert(key(node, entry.token), e);
+                e = entry.next;
+            }
+        } else if list.len > SMALL {
+            self.long.insert(key(node, token), at);
+        }
+        at
+    }
+
+    /// Every (token, value) of `list`.
+    fn for_each(&self, list: List, mut f: impl FnMut(u32, u32)) {
+        let mut at = list.head;
+        while at != NONE {
+            let e = self.entries[at as usize];
+            f(e.token, e.value);
+            at = e.next;
+        }
+    }
+}
+
+impl List {
+    const EMPTY: Self = Self { head: NONE, len: 0 };
 }
 
 /// Incremental n-gram index over one request's tokens.
@@ -52,15 +116,10 @@ pub struct ContextIndex {
     /// Contexts never reach before this position (see `start_sequence`).
     seq_start: usize,
     nodes: Vec<Node>,
-    /// (node, token read backwards) -> child node, for nodes with more than [`SMALL`]
-    /// children only (the root, the first level); smaller nodes walk their `links`.
-    children: FxHashMap<u64, u32>,
-    links: Vec<Link>,
-    /// (node, next token) -> index in `followers`, for nodes with more than [`SMALL`]
-    /// followers only: a smaller node's list is walked instead (most nodes past the first
-    /// levels have one or two followers, and the walk reads what a probe would).
-    slots: FxHashMap<u64, u32>,
-    followers: Vec<Follower>,
+    /// Trie edges: (node, token read backwards) -> child node.
+    edges: Lists,
+    /// Next-token counts: (node, next token) -> count.
+    followers: Lists,
 }
 
 /// The next-token distribution of one context in the index.
@@ -78,10 +137,8 @@ impl ContextIndex {
             tokens: Vec::with_capacity(tokens.len() + 64),
             seq_start: 0,
             nodes: vec![Node::empty()],
-            children: FxHashMap::default(),
-            links: Vec::new(),
-            slots: FxHashMap::default(),
-            followers: Vec::new(),
+            edges: Lists::default(),
+            followers: Lists::default(),
         };
         index.extend(tokens);
         index
@@ -113,23 +170,11 @@ impl ContextIndex {
 
     /// The child of `node` by `token`, `NONE` if there is none.
     fn child(&self, node: u32, token: u32) -> u32 {
-        let n = &self.nodes[node as usize];
-        if n.child_len > SMALL {
-            return self
-                .children
-                .get(&key(node, token))
-                .copied()
-                .unwrap_or(NONE);
+        let list = self.nodes[node as usize].children;
+        match self.edges.find(node, list, token) {
+            NONE => NONE,
+            e => self.edges.entries[e as usize].value,
         }
-        let mut link = n.child_head;
-        while link != NONE {
-            let l = &self.links[link as usize];
-            if l.token == token {
-                return l.child;
-            }
-            link = l.next;
-        }
-        NONE
     }
 
     fn child_or_insert(&mut self, node: u32, token: u32) -> u32 {
@@ -139,74 +184,29 @@ impl ContextIndex {
         }
         let child = self.nodes.len() as u32;
         self.nodes.push(Node::empty());
-        let link = self.links.len() as u32;
-        let n = &mut self.nodes[node as usize];
-        self.links.push(Link {
-            token,
-            child,
-            next: n.child_head,
-        });
-        n.child_head = link;
-        n.child_len += 1;
-        if n.child_len == SMALL + 1 {
-            // the node outgrew its list: every child goes to the map
-            let mut l = link;
-            while l != NONE {
-                let edge = self.links[l as usize];
-                self.children.insert(key(node, edge.token), edge.child);
-                l = edge.next;
-            }
-        } else if n.child_len > SMALL {
-            self.children.insert(key(node, token), child);
-        }
+        let list = &mut self.nodes[node as usize].children;
+        self.edges.push(node, list, token, child);
         child
     }
 
-    /// The slot of `token` among `node`'s followers, `NONE` if it has not followed it.
+    /// The entry of `token` among `node`'s followers, `NONE` if it has not followed it.
     fn slot(&self, node: u32, token: u32) -> u32 {
-        let n = &self.nodes[node as usize];
-        if n.len > SMALL {
-            return self.slots.get(&key(node, token)).copied().unwrap_or(NONE);
-        }
-        let mut slot = n.head;
-        while slot != NONE {
-            let f = &self.followers[slot as usize];
-            if f.token == token {
-                return slot;
-            }
-            slot = f.next;
-        }
-        NONE
+        self.followers
+            .find(node, self.nodes[node as usize].followers, token)
     }
 
     fn record(&mut self, node: u32, token: u32) {
-        let slot = self.slot(node, token);
-        let count = if slot == NONE {
-            let slot = self.followers.len() as u32;
-            let n = &mut self.nodes[node as usize];
-            self.followers.push(Follower {
-                token,
-                count: 1,
-                next: n.head,
-            });
-            n.head = slot;
-            n.len += 1;
-            if n.len == SMALL + 1 {
-                // the node outgrew its list: every follower goes to the map
-                let mut s = slot;
-                while s != NONE {
-                    let f = self.followers[s as usize];
-                    self.slots.insert(key(node, f.token), s);
-                    s = f.next;
-                }
-            } else if n.len > SMALL {
-                self.slots.insert(key(node, token), slot);
+        let count = match self.slot(node, token) {
+            NONE => {
+                let list = &mut self.nodes[node as usize].followers;
+                self.followers.push(node, list, token, 1);
+                1
             }
-            1
-        } else {
-            let f = &mut self.followers[slot as usize];
-            f.count += 1;
-            f.count
+            slot => {
+                let f = &mut self.followers.entries[slot as usize];
+                f.value += 1;
+                f.value
+            }
         };
         let n = &mut self.nodes[node as usize];
         n.total += 1;
@@ -281,10 +281,8 @@ impl Node {
             best_token: NONE,
             best_count: 0,
             second_count: 0,
-            head: NONE,
-            len: 0,
-            child_head: NONE,
-            child_len: 0,
+            followers: List::EMPTY,
+            children: List::EMPTY,
         }
     }
 }
@@ -305,21 +303,17 @@ impl Followers for ContextFollowers<'_> {
         self.index.nodes[self.node as usize].second_count
     }
     fn len(&self) -> usize {
-        self.index.nodes[self.node as usize].len as usize
+        self.index.nodes[self.node as usize].followers.len as usize
     }
     fn count(&self, token: u32) -> u32 {
         match self.index.slot(self.node, token) {
             NONE => 0,
-            s => self.index.followers[s as usize].count,
+            s => self.index.followers.entries[s as usize].value,
         }
     }
-    fn for_each(&self, mut f: impl FnMut(u32, u32)) {
-        let mut slot = self.index.nodes[self.node as usize].head;
-        while slot != NONE {
-            let entry = self.index.followers[slot as usize];
-            f(entry.token, entry.count);
-            slot = entry.next;
-        }
+    fn for_each(&self, f: impl FnMut(u32, u32)) {
+        let list = self.index.nodes[self.node as usize].followers;
+        self.index.followers.for_each(list, f);
     }
 }
 
@@ -468,7 +462,7 @@ mod tests {
         assert!(index
             .nodes
             .iter()
-            .any(|n| n.len > SMALL && n.child_len <= SMALL));
+            .any(|n| n.followers.len > SMALL && n.children.len <= SMALL));
     }
 
     #[test]
