@@ -71,3 +71,4 @@ bench-all: bench
 			$$rows --write || exit 1; \
 	done
 	$(MAKE) bench-peers
+	$(PYTHON) benches/bench_trees.py --limit 30 --write $(FINETUNED)
