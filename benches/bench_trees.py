@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from _results import DATA, TASKS, machine, write_section
+from e2e_peers import task_data
 from e2e_spec import INSTRUCTIONS
 
 from tasc_rs import NgramDrafter
@@ -37,11 +38,9 @@ from tasc_rs.embedded import load_model
 from tasc_rs.ft.cli import finetuned_prompt
 from tasc_rs.hf import calibrate, generate
 from tasc_rs.hf.adaptive import CANDIDATE_K
-from tasc_rs.hf.corpus import tokenize_outputs
 from tasc_rs.hf.stats import SpecStats
 from tasc_rs.hf.task import TaskPrompt, load_rows
 
-MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 FLAT = (1.0,) * (max(CANDIDATE_K) + 1)
 PROFILES: dict[str, Any] = {"measured": "auto", "flat": FLAT}
 
@@ -49,10 +48,7 @@ PROFILES: dict[str, Any] = {"measured": "auto", "flat": FLAT}
 def bench(
     model: Any, tokenizer: Any, task: str, label: str, prompt: TaskPrompt, limit: int
 ) -> list[dict[str, Any]]:
-    train = load_rows(DATA / task / "train.jsonl")
-    test = load_rows(DATA / task / "test.jsonl", limit=limit)
-    corpus = tokenize_outputs(tokenizer, [r["output"] for r in train], progress=False)
-    common = {"max_new_tokens": MAX_NEW[task], "do_sample": False}
+    test, corpus, common = task_data(tokenizer, task, limit)
     methods = [(p, w) for p in PROFILES for w in (1, DEFAULT_TREE_WIDTH)]
     # A fresh drafter per method: online learning never crosses methods.
     drafters = {m: NgramDrafter.from_corpus(corpus) for m in methods}

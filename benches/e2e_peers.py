@@ -74,14 +74,22 @@ def methods(model: Any, corpus: list[Any]) -> dict[str, tuple[Any, int | None, A
     return out
 
 
-def bench(
-    model: Any, tokenizer: Any, task: str, label: str, prompt: TaskPrompt, limit: int
-) -> list[dict[str, Any]]:
+def task_data(
+    tokenizer: Any, task: str, limit: int
+) -> tuple[list[dict[str, Any]], list[Any], dict[str, Any]]:
+    """The first ``limit`` test rows of ``task``, its train outputs tokenized (the drafters'
+    corpus), and the greedy settings every method of a row shares."""
     train = load_rows(DATA / task / "train.jsonl")
     test = load_rows(DATA / task / "test.jsonl", limit=limit)
     corpus = tokenize_outputs(tokenizer, [r["output"] for r in train], progress=False)
+    return test, corpus, {"max_new_tokens": MAX_NEW[task], "do_sample": False}
+
+
+def bench(
+    model: Any, tokenizer: Any, task: str, label: str, prompt: TaskPrompt, limit: int
+) -> list[dict[str, Any]]:
+    test, corpus, common = task_data(tokenizer, task, limit)
     table = methods(model, corpus)
-    common = {"max_new_tokens": MAX_NEW[task], "do_sample": False}
     names = ["plain", "hf-lookup (own loop)", *table]
     times: dict[str, list[float]] = {n: [] for n in names}
     same = dict.fromkeys(names, 0)
