@@ -320,6 +320,7 @@ impl Followers for ContextFollowers<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::draft::tests::xorshift;
 
     fn dist(f: ContextFollowers<'_>) -> Vec<(u32, u32)> {
         let mut v = Vec::new();
@@ -377,18 +378,12 @@ mod tests {
 
     #[test]
     fn a_lookup_one_deeper_than_the_last_equals_a_full_one() {
-        let mut x = 12345u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 4) as u32
-        };
-        let tokens: Vec<u32> = (0..300).map(|_| next()).collect();
+        let mut next = xorshift(12345);
+        let tokens: Vec<u32> = (0..300).map(|_| next(4) as u32).collect();
         let mut index = ContextIndex::new(6, &tokens[..150]);
         index.start_sequence();
         index.extend(&tokens[150..]);
-        let history: Vec<u32> = (0..400).map(|_| next()).collect();
+        let history: Vec<u32> = (0..400).map(|_| next(4) as u32).collect();
         let mut prev: Option<usize> = None;
         for end in 0..=history.len() {
             let suffix = &history[end.saturating_sub(5)..end];
@@ -423,15 +418,8 @@ mod tests {
     #[test]
     fn counts_match_a_brute_force_count_across_list_and_map_nodes() {
         // alphabet 12: the root and first level outgrow their lists, deeper nodes do not
-        let mut x = 99u64;
-        let tokens: Vec<u32> = (0..3_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 12) as u32
-            })
-            .collect();
+        let mut next = xorshift(99);
+        let tokens: Vec<u32> = (0..3_000).map(|_| next(12) as u32).collect();
         let mut index = ContextIndex::new(4, &tokens[..1_000]);
         index.extend(&tokens[1_000..]);
         let mut checked = [0usize; 4];

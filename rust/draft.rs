@@ -646,7 +646,7 @@ pub(crate) mod tests {
     use crate::corpus::Corpus;
 
     /// A seeded xorshift generator: `next(n)` is a pseudo-random number below `n`.
-    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+    pub(crate) fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
         move |n| {
             state ^= state << 13;
             state ^= state >> 7;

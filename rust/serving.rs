@@ -936,6 +936,7 @@ mod tests {
     use crate::config::DrafterConfig;
     use crate::corpus::Corpus;
     use crate::draft::propose_with;
+    use crate::draft::tests::xorshift;
     use crate::followers::Followers;
 
     /// A store that keeps every n-gram of `seqs` (min_count 1).
@@ -1110,7 +1111,7 @@ mod tests {
         let mut t = table(8, 100);
         let mut rows: Vec<Vec<i32>> = vec![vec![1, 2], vec![3, 1, 4, 1, 5], vec![2; 40]];
         let mut gained = vec![2usize, 5, 40];
-        let mut x = 17u64;
+        let mut next = xorshift(17);
         for step in 0..60 {
             // the second store from step 40 on: matches kept from the first are dropped
             let store = &stores[usize::from(step >= 40)];
@@ -1135,13 +1136,11 @@ mod tests {
             }
             // each row gains part of its draft and a token of its own (1-3 tokens)
             for (i, r) in rows.iter_mut().enumerate() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let take = (x % 3) as usize;
+                let v = next(27);
+                let take = (v % 3) as usize;
                 let before = r.len();
                 r.extend(drafts.full[i].tokens.iter().take(take).map(|&v| v as i32));
-                r.push(1 + (x % 9) as i32);
+                r.push(1 + (v / 3) as i32);
                 gained[i] = r.len() - before;
             }
         }

@@ -213,16 +213,17 @@ impl NgramStore {
             let deeper = p.depth + 1;
             if deeper <= max_order {
                 let (start, end) = self.levels[p.depth].children(p.node as usize);
-                let child = self.levels[deeper].tokens.search(start, end, last);
-                if let Some(f) = child.and_then(|c| self.followers(deeper, c as u32)) {
-                    let node = child.map_or(0, |c| c as u32);
-                    return Some((
-                        StoreMatch {
-                            depth: deeper,
-                            node,
-                        },
-                        f,
-                    ));
+                if let Some(c) = self.levels[deeper].tokens.search(start, end, last) {
+                    let node = c as u32;
+                    if let Some(f) = self.followers(deeper, node) {
+                        return Some((
+                            StoreMatch {
+                                depth: deeper,
+                                node,
+                            },
+                            f,
+                        ));
+                    }
                 }
                 top = p.depth;
             }
@@ -326,6 +327,7 @@ impl NgramStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::draft::tests::xorshift;
 
     fn store(seqs: &[Vec<u32>], n_max: usize, min_count: u32) -> NgramStore {
         let corpus = Corpus::from_sequences(seqs, None).unwrap();
@@ -345,15 +347,9 @@ mod tests {
 
     /// Histories drawn from a small alphabet so that matches of every depth occur.
     fn histories(seed: u64, count: usize, alphabet: u64) -> Vec<Vec<u32>> {
-        let mut x = seed;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % alphabet) as u32
-        };
+        let mut next = xorshift(seed);
         (0..count)
-            .map(|_| (0..12).map(|_| next()).collect())
+            .map(|_| (0..12).map(|_| next(alphabet) as u32).collect())
             .collect()
     }
 

@@ -91,16 +91,11 @@ fn finish_parent(level: &mut Level, child_start: Vec<u32>, child_counts: &[u32])
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::draft::tests::xorshift;
 
     /// xorshift: deterministic corpora without a dev-dependency.
     fn corpus(seed: u64, vocab: u64, seqs: usize) -> Corpus {
-        let mut x = seed | 1;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = xorshift(seed | 1);
         let seqs: Vec<Vec<u32>> = (0..seqs)
             .map(|_| (0..next(12)).map(|_| next(vocab) as u32).collect())
             .collect();
