@@ -72,8 +72,16 @@ def pct(values: list[float], q: float) -> float:
 class Row:
     """One benchmark row: a model, its prompts, and the drafter files for the tasc methods."""
 
-    def __init__(self, name: str, task: str, model: str, tokenizer: Any, finetuned: bool,
-                 prompts: int, work: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        task: str,
+        model: str,
+        tokenizer: Any,
+        finetuned: bool,
+        prompts: int,
+        work: Path,
+    ) -> None:
         self.name, self.task, self.model = name, task, model
         train = load_rows(DATA / task / "train.jsonl")
         test = load_rows(DATA / task / "test.jsonl")
@@ -93,8 +101,9 @@ class Row:
         build_drafter(tokenizer, corpus, preset="paper", progress=False).save(
             self.drafters["tasc-paper"]
         )
-        build_drafter(tokenizer, corpus, n_max=8, min_count=2, corpus_weight=0.9,
-                      progress=False).save(self.drafters["tasc"])
+        build_drafter(
+            tokenizer, corpus, n_max=8, min_count=2, corpus_weight=0.9, progress=False
+        ).save(self.drafters["tasc"])
         self.max_tokens = MAX_TOKENS[task]
 
 
@@ -113,8 +122,12 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
     if method == "none":
         return None, {}
     if method == "ngram":
-        return {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_min": 2,
-                "prompt_lookup_max": 5}, {}
+        return {
+            "method": "ngram",
+            "num_speculative_tokens": K,
+            "prompt_lookup_min": 2,
+            "prompt_lookup_max": 5,
+        }, {}
     if method == "suffix":
         return {"method": "suffix", "num_speculative_tokens": K}, {}
     base, _, variant = method.partition("-")
@@ -129,8 +142,11 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
         config["step_overhead"] = float(variant[1:])
     elif variant.startswith("s"):  # tasc-s<N>: a request unseen for N steps has finished
         config["stale_steps"] = int(variant[1:])
-    spec = {"method": "custom_class", "model": "tasc_rs.vllm.TascProposer",
-            "num_speculative_tokens": K}
+    spec = {
+        "method": "custom_class",
+        "model": "tasc_rs.vllm.TascProposer",
+        "num_speculative_tokens": K,
+    }
     return spec, {"TASC_VLLM_CONFIG": json.dumps(config)}
 
 
@@ -179,8 +195,13 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
         counts = {k: after[k] - before[k] for k in after}
         before = after
         result["levels"][c] = {
-            "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall, "outputs": outputs,
-            "latency_p50": pct(times, 0.5), "latency_p99": pct(times, 0.99), **counts,
+            "tokens": tokens,
+            "wall_s": wall,
+            "tok_s": tokens / wall,
+            "outputs": outputs,
+            "latency_p50": pct(times, 0.5),
+            "latency_p99": pct(times, 0.99),
+            **counts,
         }
         accepted = f"accepted {counts['accepted']}/{counts['drafted']} drafted" if spec else ""
         if made:  # --proposer-stats: the tasc-rs proposer's own view after this level
@@ -191,8 +212,9 @@ def run_engine(row: Row, method: str, prompts: int) -> dict[str, Any]:
                 f" step overhead {stats['step_overhead']}"
                 f" ({stats['step_cost_samples']} steps timed)"
             )
-        print(f"  {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s {accepted}",
-              flush=True)
+        print(
+            f"  {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s {accepted}", flush=True
+        )
     llm.llm_engine.engine_core.shutdown()
     return result
 
@@ -216,9 +238,11 @@ def _record_proposers() -> None:
 
 def spec_counts(llm: Any) -> dict[str, int]:
     """vLLM's speculative-decoding counters so far: drafts, drafted and accepted tokens."""
-    names = {"vllm:spec_decode_num_drafts": "drafts",
-             "vllm:spec_decode_num_draft_tokens": "drafted",
-             "vllm:spec_decode_num_accepted_tokens": "accepted"}
+    names = {
+        "vllm:spec_decode_num_drafts": "drafts",
+        "vllm:spec_decode_num_draft_tokens": "drafted",
+        "vllm:spec_decode_num_accepted_tokens": "accepted",
+    }
     counts = dict.fromkeys(names.values(), 0)
     for metric in llm.get_metrics():
         if metric.name in names:
@@ -228,23 +252,42 @@ def spec_counts(llm: Any) -> dict[str, int]:
 
 def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, Any]:
     spec, env = spec_config(method, row)
-    args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "4096", "--seed", "0",
-            "--max-num-seqs", "16"]
+    args = [
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "4096",
+        "--seed",
+        "0",
+        "--max-num-seqs",
+        "16",
+    ]
     if spec:
         args += ["--speculative-config", json.dumps(spec)]
     log = log_dir / f"server-{row.task}-{method}.log"
     with serving(row.model, args, env, log, timeout=600) as url:
 
         def chat(messages: list[dict[str, str]]) -> tuple[str, int, float]:
-            body = json.dumps({"model": row.model, "messages": messages, "temperature": 0,
-                               "max_tokens": row.max_tokens}).encode()
-            req = urllib.request.Request(f"{url}/v1/chat/completions", body,
-                                         {"Content-Type": "application/json"})
+            body = json.dumps(
+                {
+                    "model": row.model,
+                    "messages": messages,
+                    "temperature": 0,
+                    "max_tokens": row.max_tokens,
+                }
+            ).encode()
+            req = urllib.request.Request(
+                f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"}
+            )
             t = time.perf_counter()
             with urllib.request.urlopen(req, timeout=600) as r:
                 data = json.loads(r.read())
-            return (data["choices"][0]["message"]["content"],
-                    int(data["usage"]["completion_tokens"]), time.perf_counter() - t)
+            return (
+                data["choices"][0]["message"]["content"],
+                int(data["usage"]["completion_tokens"]),
+                time.perf_counter() - t,
+            )
 
         [chat(m) for m in row.messages[-2:]]  # warm-up
         result: dict[str, Any] = {"levels": {}}
@@ -257,12 +300,18 @@ def run_server(row: Row, method: str, prompts: int, log_dir: Path) -> dict[str, 
             tokens = sum(a[1] for a in answers)
             lat = [a[2] for a in answers]
             result["levels"][c] = {
-                "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall,
+                "tokens": tokens,
+                "wall_s": wall,
+                "tok_s": tokens / wall,
                 "outputs": [a[0] for a in answers],
-                "latency_p50": pct(lat, 0.5), "latency_p99": pct(lat, 0.99),
+                "latency_p50": pct(lat, 0.5),
+                "latency_p99": pct(lat, 0.99),
             }
-            print(f"  server {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s "
-                  f"p50 {pct(lat, 0.5):.2f} s", flush=True)
+            print(
+                f"  server {row.name} {method:<10} c={c:<2} {tokens / wall:7.1f} tok/s "
+                f"p50 {pct(lat, 0.5):.2f} s",
+                flush=True,
+            )
         return result
 
 
@@ -304,9 +353,11 @@ def fake_vllm_config(
     max_num_seqs: int,
     vocab_size: int | None = None,
     device: str | None = None,
+    tokenizer: str | None = None,
 ) -> Any:
     """The parts of a ``VllmConfig`` that ``TascProposer`` and vLLM's ``NgramProposer`` read, to
-    build them outside an engine: k = 8, prompt lookup 2-5, SmolLM2's EOS (2)."""
+    build them outside an engine: k = 8, prompt lookup 2-5, SmolLM2's EOS (2); ``tokenizer``:
+    the folder of the served model's tokenizer (read for its vocabulary and token aliases)."""
     from types import SimpleNamespace
 
     return SimpleNamespace(
@@ -315,7 +366,7 @@ def fake_vllm_config(
         ),
         model_config=SimpleNamespace(
             model=str(model_dir),
-            tokenizer=None,
+            tokenizer=tokenizer,
             max_model_len=max_len,
             hf_config=SimpleNamespace(eos_token_id=2),
             try_get_generation_config=dict,
@@ -347,10 +398,19 @@ def proposer_cost(write: bool) -> None:
     batches = [1, 4, 16, 64]
     max_len = max(contexts) + 512
     configs = {
-        "full": fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok)),
+        "full": fake_vllm_config(
+            work, max_len, max(batches), vocab_size=len(tok), tokenizer=str(embedded_model_dir())
+        ),
         # The CPU engine's proposer cuts the batch's drafts with a step overhead (a fixed 22
         # here, as `bench_vllm.py stepcost` measured, so that no timing feeds back).
-        "cut": fake_vllm_config(work, max_len, max(batches), vocab_size=len(tok), device="cpu"),
+        "cut": fake_vllm_config(
+            work,
+            max_len,
+            max(batches),
+            vocab_size=len(tok),
+            device="cpu",
+            tokenizer=str(embedded_model_dir()),
+        ),
     }
     ngram = NgramProposer(configs["full"])
     lines = [
@@ -431,12 +491,17 @@ def step_cost(write: bool, levels: list[int], lengths: list[int]) -> None:
     from tasc_rs.embedded import embedded_model_dir
 
     model = str(embedded_model_dir())
-    spec = {"method": "custom_class", "model": "_vllm_fixed.FixedDraft",
-            "num_speculative_tokens": max(lengths)}
+    spec = {
+        "method": "custom_class",
+        "model": "_vllm_fixed.FixedDraft",
+        "num_speculative_tokens": max(lengths),
+    }
     llm = LLM(model=model, speculative_config=spec, **ENGINE)
     n1, n2 = 8, 40
-    prompts = [{"prompt_token_ids": [1] + [(7 * i + 11 * j) % 5000 + 100 for j in range(200)]}
-               for i in range(max(levels))]
+    prompts = [
+        {"prompt_token_ids": [1] + [(7 * i + 11 * j) % 5000 + 100 for j in range(200)]}
+        for i in range(max(levels))
+    ]
 
     def timed(c: int, n: int) -> float:
         params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
@@ -483,8 +548,9 @@ def step_cost(write: bool, levels: list[int], lengths: list[int]) -> None:
     text = "## vLLM CPU step cost by rows and draft length (issue 14)\n\n" + "\n".join(lines)
     print(text)
     out = Path(__file__).resolve().parent / "RESULTS_vllm_stepcost.json"
-    out.write_text(json.dumps({str(c): {str(d): v for d, v in r.items()}
-                               for c, r in table.items()}, indent=1))
+    out.write_text(
+        json.dumps({str(c): {str(d): v for d, v in r.items()} for c, r in table.items()}, indent=1)
+    )
     if write:
         write_section("vllm_stepcost", text)
 
@@ -492,12 +558,19 @@ def step_cost(write: bool, levels: list[int], lengths: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["engine", "server", "proposer", "stepcost"])
-    parser.add_argument("--finetuned", default=str(Path.home() / ".cache/tasc_rs/ft/slurp"),
-                        help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)")
+    parser.add_argument(
+        "--finetuned",
+        default=str(Path.home() / ".cache/tasc_rs/ft/slurp"),
+        help="SmolLM2 fine-tuned on slurp (benches/finetune_task.py)",
+    )
     parser.add_argument("--tasks", nargs="+", default=["slurp-ft", "e2e_nlg", "spider_dev"])
-    parser.add_argument("--methods", nargs="+", default=METHODS[:-1],
-                        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N) "
-                        "or tasc-s<N> (stale_steps N)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=METHODS[:-1],
+        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N) "
+        "or tasc-s<N> (stale_steps N)",
+    )
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
     parser.add_argument(
@@ -505,10 +578,16 @@ def main() -> None:
         action="store_true",
         help="engine/server: rewrite the RESULTS.md table from the JSON, running nothing",
     )
-    parser.add_argument("--levels", nargs="+", type=int, default=[1, 2, 4, 8, 16],
-                        help="stepcost: rows per step")
-    parser.add_argument("--lengths", nargs="+", type=int, default=[0, 1, 2, 4, 8],
-                        help="stepcost: drafted tokens per row")
+    parser.add_argument(
+        "--levels", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="stepcost: rows per step"
+    )
+    parser.add_argument(
+        "--lengths",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2, 4, 8],
+        help="stepcost: drafted tokens per row",
+    )
     parser.add_argument(
         "--proposer-stats",
         action="store_true",
@@ -554,8 +633,10 @@ def main() -> None:
             merged.setdefault(label, {}).update(methods)
         # variants (tasc-o<N>, tasc-s<N>) after the named methods, in the order they ran
         order = {m: i for i, m in enumerate(METHODS)}
-        results = {k: dict(sorted(v.items(), key=lambda m: order.get(m[0], len(METHODS))))
-                   for k, v in merged.items()}
+        results = {
+            k: dict(sorted(v.items(), key=lambda m: order.get(m[0], len(METHODS))))
+            for k, v in merged.items()
+        }
     out.write_text(json.dumps(results, indent=1))
     what = "offline engine (`vllm.LLM`)" if args.what == "engine" else "OpenAI server"
     shown = [

@@ -117,6 +117,7 @@ fn engine_steps(c: &mut Criterion, seqs: &[Vec<u32>]) {
                 step_overhead: overhead,
                 measure_step_cost: false,
                 threads: 1,
+                aliases: None,
             };
             let id = format!("{rows} rows x {context} tokens, {name}");
             group.bench_function(id, |b| {

@@ -50,8 +50,11 @@ Proposer = Callable[[list[list[int]], np.ndarray, np.ndarray, list[int]], list[l
 
 
 def vllm_config(work: Path) -> Any:
-    """A CPU engine's config as the proposers see it (bench_vllm.py's stand-in)."""
-    return fake_vllm_config(work, MAX_LEN, 64, device="cpu")
+    """A CPU engine's config as the proposers see it (bench_vllm.py's stand-in), with
+    SmolLM2's tokenizer (every row's model has it)."""
+    from tasc_rs.embedded import embedded_model_dir
+
+    return fake_vllm_config(work, MAX_LEN, 64, device="cpu", tokenizer=str(embedded_model_dir()))
 
 
 def tasc(drafter_path: Path, work: Path, settings: dict[str, Any]) -> tuple[Proposer, Any]:

@@ -5,8 +5,11 @@
 //! token costs `n_max` hash updates whatever the context length, and looking up the longest
 //! matching suffix is a single walk from the root.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
+use crate::aliases::TokenAliases;
 use crate::followers::Followers;
 
 /// Marks "no token" / "end of list".
@@ -120,6 +123,8 @@ pub struct ContextIndex {
     edges: Lists,
     /// Next-token counts: (node, next token) -> count.
     followers: Lists,
+    /// Read where a walk finds no context by a token (see [`TokenAliases`]).
+    aliases: Option<Arc<TokenAliases>>,
 }
 
 /// The next-token distribution of one context in the index.
@@ -139,9 +144,16 @@ impl ContextIndex {
             nodes: vec![Node::empty()],
             edges: Lists::default(),
             followers: Lists::default(),
+            aliases: None,
         };
         index.extend(tokens);
         index
+    }
+
+    /// Lookups that find no context by a token read the context by its alias instead
+    /// (`None`: exact tokens only).
+    pub fn set_aliases(&mut self, aliases: Option<Arc<TokenAliases>>) {
+        self.aliases = aliases.filter(|a| !a.is_empty());
     }
 
     /// Appends tokens, indexing each under all of its preceding contexts.
@@ -235,7 +247,8 @@ impl ContextIndex {
     /// [`longest_match_depth`](Self::longest_match_depth) matching at most `max_depth` tokens.
     /// A history one token longer than one that matched `d` tokens matches at most `d + 1`
     /// (a context followed by something contains a shorter one followed by its last token), so
-    /// a drafting step bounds its lookup by the previous step's.
+    /// a drafting step bounds its lookup by the previous step's. A token with no context reads
+    /// its alias's (see [`set_aliases`](Self::set_aliases)); with aliases the bound is unused.
     pub fn longest_match_within(
         &self,
         history: &[u32],
@@ -245,14 +258,24 @@ impl ContextIndex {
             return None;
         }
         let (mut node, mut depth) = (0u32, 0usize);
-        for &token in history.iter().rev().take((self.n_max - 1).min(max_depth)) {
-            match self.child(node, token) {
-                NONE => break,
-                child => {
-                    node = child;
-                    depth += 1;
+        // With aliases a walk can take another path than the previous step's, so the bound
+        // one step gives the next does not hold: walk the whole order.
+        let limit = match self.aliases {
+            Some(_) => self.n_max - 1,
+            None => (self.n_max - 1).min(max_depth),
+        };
+        for &token in history.iter().rev().take(limit) {
+            let mut child = self.child(node, token);
+            if child == NONE {
+                if let Some(alias) = self.aliases.as_ref().and_then(|a| a.partner(token)) {
+                    child = self.child(node, alias);
                 }
             }
+            if child == NONE {
+                break;
+            }
+            node = child;
+            depth += 1;
         }
         Some((depth, ContextFollowers { index: self, node }))
     }
@@ -456,5 +479,27 @@ mod tests {
     #[test]
     fn empty_context_has_no_distribution() {
         assert!(ContextIndex::new(4, &[]).longest_match(&[1]).is_none());
+    }
+
+    #[test]
+    fn aliases_stand_in_for_tokens_without_context() {
+        // the prompt spells " mon" (5) "a" " t" "uesday"; the answer writes "mon" (4)
+        let mut index = ContextIndex::new(4, &[3, 5, 6, 7, 8]);
+        assert_eq!(index.longest_match_depth(&[9, 4]).map(|(d, _)| d), Some(0));
+        let aliases = TokenAliases::from_pairs(&[(4, 5)], 100).unwrap();
+        index.set_aliases(Some(Arc::new(aliases)));
+        let (depth, f) = index.longest_match_depth(&[9, 4]).unwrap();
+        assert_eq!((depth, dist(f)), (1, vec![(6, 1)]));
+        // deeper in the history too, and an exact match is preferred to the alias
+        let (depth, f) = index.longest_match_depth(&[4, 6]).unwrap();
+        assert_eq!((depth, dist(f)), (2, vec![(7, 1)]));
+        assert_eq!(
+            index.longest_match_within(&[4, 6, 7], 1).map(|(d, _)| d),
+            Some(3)
+        );
+        let (depth, f) = index.longest_match_depth(&[5]).unwrap();
+        assert_eq!((depth, dist(f)), (1, vec![(6, 1)]));
+        index.set_aliases(None);
+        assert_eq!(index.longest_match_depth(&[4, 6]).map(|(d, _)| d), Some(1));
     }
 }

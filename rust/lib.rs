@@ -6,6 +6,7 @@
 //! - [`followers`]: the next-token distribution interface both sides of the mixture implement.
 //! - [`store`]: the immutable task n-gram store (a pruned, level-ordered trie), `p_corp`.
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
+//! - [`aliases`]: token pairs spelling one word (with and without its space), read by the context.
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`tree`]: token trees, several continuations drafted best first under a node budget.
@@ -23,6 +24,7 @@
 //! assert_eq!(draft.tokens[0], 3);
 //! ```
 
+pub mod aliases;
 mod build;
 pub mod config;
 pub mod context;
@@ -41,6 +43,7 @@ pub mod tree;
 #[cfg(feature = "python")]
 mod py;
 
+pub use aliases::TokenAliases;
 pub use config::{ConfigError, DrafterConfig};
 pub use context::ContextIndex;
 pub use corpus::{Corpus, InputError};

@@ -28,8 +28,9 @@
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use crate::aliases::TokenAliases;
 use crate::context::ContextIndex;
 use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
 use crate::error::Error;
@@ -68,6 +69,8 @@ pub struct ServingConfig {
     /// the calling thread alone). Batches under [`PARALLEL_ROWS`] rows always draft on the
     /// calling thread: waking the pool would cost more than it saves.
     pub threads: usize,
+    /// Token aliases every request's context index reads (see [`TokenAliases`]).
+    pub aliases: Option<Arc<TokenAliases>>,
 }
 
 /// Most drafting threads a table uses.
@@ -695,7 +698,17 @@ impl RequestTable {
                 .map(draft_row)
                 .collect::<Result<_, _>>()?,
         };
-        let (full, anchors): (Vec<Draft>, Vec<Anchor>) = drafted.into_iter().unzip();
+        let (mut full, anchors): (Vec<Draft>, Vec<Anchor>) = drafted.into_iter().unzip();
+        // The engine ends a response at its stop token and drops what follows: a draft that
+        // runs past one only spends verified positions (and the batch cut's budget) on them.
+        if !c.stop_tokens.is_empty() {
+            for d in &mut full {
+                if let Some(at) = d.tokens.iter().position(|t| c.stop_tokens.contains(t)) {
+                    d.tokens.truncate(at + 1);
+                    d.probs.truncate(at + 1);
+                }
+            }
+        }
         let mut kept: Vec<usize> = match &c.verify_cost {
             Some(cost) => full.iter().map(|d| cost.best_length(&d.probs)).collect(),
             None => full.iter().map(|d| d.tokens.len()).collect(),
@@ -815,7 +828,11 @@ impl RequestTable {
             key: hash_prefix(ids.iter().copied()),
             full_key,
             prompt_len: ids.len().saturating_sub(row.new_tokens),
-            index: ContextIndex::new(self.n_max, &ids),
+            index: {
+                let mut index = ContextIndex::new(self.n_max, &ids);
+                index.set_aliases(self.config.aliases.clone());
+                index
+            },
             last_step: self.step,
             learned: false,
             pending: None,
@@ -963,6 +980,7 @@ mod tests {
                 step_overhead: None,
                 measure_step_cost: false,
                 threads: 1,
+                aliases: None,
             },
         )
     }
@@ -1075,6 +1093,28 @@ mod tests {
         let bad = vec![1, -5, 3];
         t.observe(&[row(&bad, 1)]);
         assert_eq!(t.stats().invalid_rows, 1);
+    }
+
+    #[test]
+    fn drafts_end_at_a_stop_token() {
+        // the store continues 1 2 with 3 0 5 6: the engine would drop what follows the stop
+        // token (0), so the draft ends with it
+        let store = store_of(&[vec![1, 2, 3, 0, 5, 6]]);
+        let mut t = table(8, 100);
+        let a: Vec<i32> = vec![9, 9, 1, 2];
+        let rows = [row(&a, 1)];
+        t.observe(&rows);
+        let drafts = t.propose(&store, None, &rows).unwrap();
+        assert_eq!(drafts.row(0), &[3, 0]);
+        assert_eq!(drafts.full[0].probs.len(), 2);
+        // without stop tokens the same draft runs on
+        let mut open = table(8, 100);
+        open.config.stop_tokens.clear();
+        open.observe(&rows);
+        assert_eq!(
+            open.propose(&store, None, &rows).unwrap().row(0),
+            &[3, 0, 5, 6]
+        );
     }
 
     #[test]

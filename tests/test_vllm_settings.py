@@ -142,7 +142,11 @@ def test_step_overhead_cuts_a_cpu_batch(
     monkeypatch: pytest.MonkeyPatch, drafter_file: Path
 ) -> None:
     """'auto' turns the batch cut on for vLLM's CPU backend: a big batch drafts less."""
-    config = {"drafter": str(drafter_file), "min_prob": 0.0, "step_overhead": "auto"}
+    # after 1 2 the task goes three ways: a GPU engine drafts every chain, the CPU cut not
+    branching = drafter_file.with_name("branching.tasc")
+    corpus = [[1, 2, 3, 4, 5, 6, 0], [1, 2, 7, 8, 9, 10, 0], [1, 2, 11, 12, 13, 14, 0]]
+    NgramDrafter.from_corpus(corpus * 5, vocab_size=100).save(branching)
+    config = {"drafter": str(branching), "min_prob": 0.0, "step_overhead": "auto"}
     monkeypatch.setenv(CONFIG_ENV, json.dumps(config))
     cfg = vllm_config(k=4)
     buf = np.zeros((16, 64), dtype=np.int32)
@@ -220,3 +224,40 @@ def test_start_up_errors_are_clear(
     monkeypatch.setenv(DRAFTER_ENV, str(drafter_file))
     with pytest.raises(InvalidConfigError, match="vocabulary of 100 tokens"):
         TascProposer(vllm_config(vocab=50))
+
+
+def test_drafts_end_with_the_eos(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:
+    """The engine drops what follows an EOS: a draft never runs past one."""
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file), "min_prob": 0.0}))
+    p = TascProposer(vllm_config(k=6))
+    buf = np.zeros((1, 64), dtype=np.int32)
+    buf[0, :3] = [9, 1, 2]
+    assert p.propose([[2]], np.array([3], dtype=np.int32), buf) == [[3, 4, 0]]
+
+
+def test_token_aliases_come_from_the_served_tokenizer(
+    monkeypatch: pytest.MonkeyPatch,
+    drafter_file: Path,
+    tiny_model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tasc_rs import space_aliases
+
+    transformers = pytest.importorskip("transformers")
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    path = drafter_file.with_name("smollm2.tasc")
+    NgramDrafter.from_corpus([[1, 2, 3, 4, 0]] * 5, vocab_size=len(tok)).save(path)
+    cfg = vllm_config(model=str(tiny_model_dir), vocab=len(tok))
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path)}))
+    p = TascProposer(cfg)
+    assert p.drafter.token_aliases == space_aliases(tok) != []
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "token_aliases": False}))
+    assert TascProposer(cfg).drafter.token_aliases == []
+    # a tokenizer that cannot be loaded here: drafting goes on without aliases, and says so
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file)}))
+    with caplog.at_level("WARNING", logger="vllm.tasc_rs"):
+        assert TascProposer(vllm_config()).drafter.token_aliases == []
+    assert "without token aliases" in caplog.text
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "token_aliases": "yes"}))
+    with pytest.raises(InvalidConfigError, match="token_aliases has the wrong type"):
+        TascProposer(cfg)

@@ -21,6 +21,7 @@ from tasc_rs._core import (
     NgramStore,
     __version__,
 )
+from tasc_rs.aliases import space_aliases
 from tasc_rs.drafter import NgramDrafter, TokenIds
 from tasc_rs.errors import (
     ArgumentTypeError,
@@ -52,4 +53,5 @@ __all__ = [
     "TokenIds",
     "UnsupportedModelError",
     "__version__",
+    "space_aliases",
 ]

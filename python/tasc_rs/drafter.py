@@ -322,6 +322,24 @@ class NgramDrafter:
     def online_capacity(self, capacity: int) -> None:
         self._store.online_capacity = capacity
 
+    @property
+    def token_aliases(self) -> list[tuple[int, int]]:
+        """Pairs of token ids spelling one word (with and without its leading space, see
+        :func:`tasc_rs.space_aliases`) that sessions and batch proposers read both ways: where
+        the request's context has no match by a token, its partner's is read, so a span the
+        answer copies from the prompt after ``=``, a quote or a newline is still found. Empty:
+        exact tokens only (the default). Applies to sessions and proposers made afterwards;
+        carried by pickling, not saved with the drafter.
+
+        Raises:
+            InvalidInputError: on setting ids that are negative or outside the vocabulary.
+        """
+        return self._store.token_aliases
+
+    @token_aliases.setter
+    def token_aliases(self, pairs: Iterable[tuple[int, int]] | None) -> None:
+        self._store.set_token_aliases(None if pairs is None else [tuple(p) for p in pairs])
+
     def learn(self, output_ids: TokenIds) -> None:
         """Adds one finished response to the online index (no-op while it is off)."""
         self._store.learn(output_ids)
@@ -402,11 +420,16 @@ class NgramDrafter:
     def vocab_size(self) -> int | None:
         return self._store.vocab_size
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes, str, int]]:
+    def __reduce__(
+        self,
+    ) -> tuple[Any, tuple[bytes, str, int, list[tuple[int, int]]]]:
         # A module-level reconstructor: a restricted Unpickler.find_class that allows
         # ("tasc_rs.drafter", "restore_drafter") needs nothing else (no builtins.getattr).
         # The settings travel with it; the learned responses do not.
-        return (restore_drafter, (self.to_bytes(), self.mixing, self.online_capacity))
+        return (
+            restore_drafter,
+            (self.to_bytes(), self.mixing, self.online_capacity, self.token_aliases),
+        )
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -418,7 +441,10 @@ class NgramDrafter:
 
 
 def restore_drafter(
-    data: bytes, mixing: str | None = None, online_capacity: int | None = None
+    data: bytes,
+    mixing: str | None = None,
+    online_capacity: int | None = None,
+    token_aliases: Iterable[tuple[int, int]] | None = None,
 ) -> NgramDrafter:
     """Rebuilds a drafter from :meth:`NgramDrafter.to_bytes` output and the settings not saved
     in it (default: the tuned preset's): what unpickling calls.
@@ -431,4 +457,7 @@ def restore_drafter(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DtypeError(f"restore_drafter expects bytes, got {type(data).__name__}")
-    return NgramDrafter.from_bytes(bytes(data), mixing=mixing, online_capacity=online_capacity)
+    drafter = NgramDrafter.from_bytes(bytes(data), mixing=mixing, online_capacity=online_capacity)
+    if token_aliases:
+        drafter.token_aliases = token_aliases
+    return drafter

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tasc_rs.aliases import space_aliases
 from tasc_rs.drafter import NgramDrafter
 from tasc_rs.errors import InvalidConfigError, TascError
 
@@ -71,7 +72,10 @@ class ProposerSettings:
 
     Attributes:
         drafter: Path of the drafter file (``NgramDrafter.save``).
-        min_prob: A draft stops before its first token whose mixed probability is lower.
+        min_prob: A draft stops before its first token whose mixed probability is lower (0.1,
+            as vLLM's suffix decoding: on the CPU backend the batch cut, which knows what a
+            position costs, shortens drafts further). A draft also ends with a stop token:
+            the engine drops whatever follows one.
         corpus_weight: lambda, the task side's weight (``None``: the drafter's own).
         mixing: ``"longer_match"`` (the side with the longer matched context gets the larger
             weight) or ``"fixed"`` (the paper's).
@@ -98,6 +102,11 @@ class ProposerSettings:
             against the positions verified), starting from :data:`CPU_STEP_OVERHEAD`; else
             ``None`` (no batch cut: on a GPU verifying k positions per row costs little more
             than one). A number: that overhead, fixed.
+        token_aliases: Whether each request's context reads a word's token with and without its
+            leading space as one (:func:`tasc_rs.space_aliases` of the served model's
+            tokenizer): an answer that copies a span of the prompt after ``=`` or a quote
+            writes its first word without the space, and the rest of the span is then still
+            found in the prompt. Needs the tokenizer on this machine (vLLM has fetched it).
         measure_step_cost: Whether the overhead is measured (``None``: only with ``"auto"``).
         threads: Threads that draft batches of 96 rows or more in parallel (``None``: on a
             GPU the machine's cores, at most 8; on vLLM's CPU backend 1, the engine's thread
@@ -107,7 +116,7 @@ class ProposerSettings:
     """
 
     drafter: Path
-    min_prob: float = 0.3
+    min_prob: float = 0.1
     corpus_weight: float | None = None
     mixing: str = "longer_match"
     online_capacity: int = 1 << 20
@@ -116,6 +125,7 @@ class ProposerSettings:
     stop_token_ids: tuple[int, ...] = ()
     verify_cost: tuple[float, ...] | None = field(default=None)
     step_overhead: float | str | None = "auto"
+    token_aliases: bool = True
     measure_step_cost: bool | None = None
     threads: int | None = None
 
@@ -137,6 +147,7 @@ PAPER: dict[str, Any] = {
     "mixing": "fixed",
     "online_capacity": 0,
     "step_overhead": None,
+    "token_aliases": False,
 }
 
 
@@ -171,6 +182,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "stale_steps": (int, False),
         "threads": (int, True),
         "measure_step_cost": (bool, True),
+        "token_aliases": (bool, False),
     }
     for name, (types, nullable) in checks.items():
         if name not in values:
@@ -312,8 +324,8 @@ def _stop_ids(model_config: Any) -> set[int]:
     return ids
 
 
-def _tokenizer_size(model_config: Any) -> int | None:
-    """``len(tokenizer)`` of the served model, or ``None`` if it cannot be loaded here."""
+def _tokenizer(model_config: Any) -> Any | None:
+    """The served model's tokenizer, or ``None`` if it cannot be loaded here."""
     name = getattr(model_config, "tokenizer", None) or getattr(model_config, "model", None)
     if not name:
         return None
@@ -321,18 +333,19 @@ def _tokenizer_size(model_config: Any) -> int | None:
         from transformers import AutoTokenizer
 
         # vLLM has fetched the tokenizer by now; never reach out to a hub from here
-        tok = AutoTokenizer.from_pretrained(
+        return AutoTokenizer.from_pretrained(
             name,
             local_files_only=True,
             revision=getattr(model_config, "tokenizer_revision", None),
             trust_remote_code=bool(getattr(model_config, "trust_remote_code", False)),
         )
-        return len(tok)
     except Exception:
         return None
 
 
-def check_vocabulary(drafter: NgramDrafter, model_config: Any, where: str) -> None:
+def check_vocabulary(
+    drafter: NgramDrafter, model_config: Any, where: str, tokenizer: Any | None = None
+) -> None:
     """Refuses a drafter built with another vocabulary than the served model's.
 
     Raises:
@@ -347,7 +360,8 @@ def check_vocabulary(drafter: NgramDrafter, model_config: Any, where: str) -> No
             where,
         )
         return
-    tokens = _tokenizer_size(model_config)
+    tok = tokenizer if tokenizer is not None else _tokenizer(model_config)
+    tokens = None if tok is None else len(tok)
     if tokens is not None and own != tokens:
         raise InvalidConfigError(
             f"the drafter {where} was built with a vocabulary of {own} tokens, but the served "
@@ -388,8 +402,17 @@ class TascProposer:
             drafter = NgramDrafter.load(settings.drafter)
         except TascError as e:
             raise type(e)(f"tasc_rs.vllm: cannot load the drafter ({origin}): {e}") from None
-        check_vocabulary(drafter, model_config, str(settings.drafter))
+        tokenizer = _tokenizer(model_config)
+        check_vocabulary(drafter, model_config, str(settings.drafter), tokenizer)
         drafter.online_capacity = settings.online_capacity
+        if settings.token_aliases:
+            if tokenizer is None:
+                _logger().warning(
+                    "tasc_rs: cannot load the served model's tokenizer here; drafting without "
+                    "token aliases"
+                )
+            else:
+                drafter.token_aliases = space_aliases(tokenizer)
         self.drafter = drafter
         max_num_seqs = int(getattr(vllm_config.scheduler_config, "max_num_seqs", 256) or 256)
         stop = _stop_ids(model_config) | set(settings.stop_token_ids)
@@ -422,7 +445,8 @@ class TascProposer:
             )
         _logger().info(
             "tasc_rs: drafting with %s (from %s): k=%d, min_prob=%s, mixing=%s, "
-            "online_capacity=%d, step_overhead=%s (measured: %s), stop ids %s; %r",
+            "online_capacity=%d, step_overhead=%s (measured: %s), stop ids %s, "
+            "%d token aliases; %r",
             settings.drafter,
             origin,
             self.k,
@@ -432,6 +456,7 @@ class TascProposer:
             overhead,
             measure,
             sorted(stop),
+            len(drafter.token_aliases),
             self._batch,
         )
 

@@ -9,6 +9,7 @@ use super::args;
 use super::convert::{draft_to_numpy, token_ids, tree_to_numpy, DraftArrays, TreeArrays};
 use super::errors::input_error;
 use super::store::{learn, read, SharedOnline};
+use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
 use crate::draft::{propose_with, Mixing, VerifyCost};
@@ -48,14 +49,16 @@ impl PyDraftSession {
         store: Arc<NgramStore>,
         online: SharedOnline,
         mixing: Mixing,
+        aliases: Option<Arc<TokenAliases>>,
         prompt: Vec<u32>,
     ) -> Self {
         let n_max = store.n_max();
-        let index = if prompt.len() > DETACH_TOKENS {
+        let mut index = if prompt.len() > DETACH_TOKENS {
             py.detach(|| ContextIndex::new(n_max, &prompt))
         } else {
             ContextIndex::new(n_max, &prompt)
         };
+        index.set_aliases(aliases);
         let config = store.config();
         Self {
             corpus_weight: config.corpus_weight,

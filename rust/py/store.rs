@@ -12,8 +12,10 @@ use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
 use super::serving::PyBatchProposer;
 use super::session::PyDraftSession;
+use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
+use crate::corpus::InputError;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
 use crate::serving::{default_threads, RequestTable, ServingConfig, MAX_THREADS};
@@ -72,6 +74,8 @@ pub struct PyNgramStore {
     online: SharedOnline,
     /// The mixing rule new sessions start with: `Mixing::LongerMatch` when set.
     longer_match: AtomicBool,
+    /// Token aliases new sessions and batch proposers read (`set_token_aliases`).
+    aliases: RwLock<Option<Arc<TokenAliases>>>,
 }
 
 impl PyNgramStore {
@@ -81,7 +85,15 @@ impl PyNgramStore {
             inner: Arc::new(store),
             online: Arc::new(RwLock::new(OnlineIndex::new(n_max, 0))),
             longer_match: AtomicBool::new(false),
+            aliases: RwLock::new(None),
         }
+    }
+
+    fn current_aliases(&self) -> Option<Arc<TokenAliases>> {
+        self.aliases
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn session_mixing(&self) -> Mixing {
@@ -127,6 +139,7 @@ impl PyNgramStore {
             Arc::clone(&self.inner),
             Arc::clone(&self.online),
             self.session_mixing(),
+            self.current_aliases(),
             prompt,
         ))
     }
@@ -207,6 +220,7 @@ impl PyNgramStore {
                 step_overhead,
                 measure_step_cost,
                 threads,
+                aliases: self.current_aliases(),
             },
         );
         Ok(PyBatchProposer::new(
@@ -350,6 +364,38 @@ impl PyNgramStore {
         d.set_item("responses", responses)?;
         d.set_item("learned", learned)?;
         Ok(d)
+    }
+
+    /// Pairs of token ids that spell the same word, such as ``mon`` and `` mon`` (with and
+    /// without the leading space), read both ways by every session and batch proposer made
+    /// afterwards: where the context has no match by a token, its partner's is read (see
+    /// `tasc_rs.space_aliases`). `None` or no pairs: exact tokens only. Not saved with the
+    /// store.
+    #[pyo3(signature = (pairs))]
+    fn set_token_aliases(&self, pairs: Option<Vec<(i64, i64)>>) -> PyResult<()> {
+        let limit = self.inner.config().id_limit();
+        let mut ids = Vec::new();
+        for (i, &(a, b)) in pairs.as_deref().unwrap_or_default().iter().enumerate() {
+            let mut pair = [0u32; 2];
+            for (side, (id, out)) in [a, b].into_iter().zip(&mut pair).enumerate() {
+                *out = u32::try_from(id).map_err(|_| InputError::NegativeToken {
+                    id: i128::from(id),
+                    position: 2 * i + side,
+                })?;
+            }
+            ids.push((pair[0], pair[1]));
+        }
+        let aliases = TokenAliases::from_pairs(&ids, limit)?;
+        *self.aliases.write().unwrap_or_else(|e| e.into_inner()) =
+            (!aliases.is_empty()).then(|| Arc::new(aliases));
+        Ok(())
+    }
+
+    /// The alias pairs set by `set_token_aliases` (pairs of a token with itself left out).
+    #[getter]
+    fn token_aliases(&self) -> Vec<(u32, u32)> {
+        self.current_aliases()
+            .map_or_else(Vec::new, |a| a.pairs().to_vec())
     }
 
     /// The mixing rule new sessions start with (`"fixed"` or `"longer_match"`, see
