@@ -656,9 +656,9 @@ def main() -> None:
         f"`accepted / drafted`: vLLM's own speculative-decoding counters over the level (engine "
         f"only); `identical`: outputs equal to no speculation's. A task's methods run "
         f"together; tasks may come from different runs (the JSON merges runs). On this 2-core "
-        f"machine the same cell varies by up to ~50% between runs (no speculation at c = 1 on "
-        f"fine-tuned slurp: 26-42 tok/s in four runs of one session); compare within a task.\n\n"
-        + table(results, args.what)
+        f"machine the same cell varies by up to ~50% between runs of one session, and the "
+        f"machine's speed between sessions (no speculation at c = 1 on fine-tuned slurp: 23-43 "
+        f"tok/s over this project's runs); compare within a task.\n\n" + table(results, args.what)
     )
     print(text)
     if args.write:

@@ -29,6 +29,7 @@ from tasc_rs._cli_types import (
     output_file,
 )
 from tasc_rs._core import MAX_K, MAX_N, MAX_WIDTH
+from tasc_rs.aliases import space_aliases
 from tasc_rs.drafter import DEFAULT_PRESET, DEFAULT_TREE_WIDTH, PRESETS
 from tasc_rs.errors import TascError
 from tasc_rs.ft.cli import add_subcommands
@@ -323,10 +324,12 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     sampling: dict[str, Any] = {"do_sample": args.temperature > 0}
     if args.temperature > 0:
         sampling.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    drafter = NgramDrafter.load(args.drafter)
+    drafter.token_aliases = space_aliases(tokenizer)
     out = generate(
         model,
         ids,
-        NgramDrafter.load(args.drafter),
+        drafter,
         max_new_tokens=args.max_new_tokens,
         num_draft_tokens=args.num_draft_tokens,
         min_prob=args.min_prob,
@@ -364,6 +367,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     model, tokenizer = _load(args)
     if args.drafter:
         drafter = NgramDrafter.load(args.drafter)
+        drafter.token_aliases = space_aliases(tokenizer)
     else:
         drafter = build_drafter(tokenizer, args.corpus, min_count=args.min_count)
     prompt = _task_prompt(args, tokenizer)

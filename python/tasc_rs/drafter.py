@@ -338,7 +338,7 @@ class NgramDrafter:
 
     @token_aliases.setter
     def token_aliases(self, pairs: Iterable[tuple[int, int]] | None) -> None:
-        self._store.set_token_aliases(None if pairs is None else [tuple(p) for p in pairs])
+        self._store.set_token_aliases(None if pairs is None else [(a, b) for a, b in pairs])
 
     def learn(self, output_ids: TokenIds) -> None:
         """Adds one finished response to the online index (no-op while it is off)."""

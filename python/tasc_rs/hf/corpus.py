@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tasc_rs._jsonl import checked_text, jsonl_values, text_field
+from tasc_rs.aliases import space_aliases
 from tasc_rs.errors import InvalidInputError
 
 _SENTINEL = "\u2402TASC\u2403"
@@ -137,6 +138,7 @@ def build_drafter(
     corpus_weight: float | None = None,
     min_prob: float | None = None,
     progress: bool | None = None,
+    token_aliases: bool = True,
 ) -> Any:
     """Build a ``tasc_rs.NgramDrafter`` from output texts or a JSONL file of outputs.
 
@@ -152,6 +154,9 @@ def build_drafter(
         corpus_weight: Weight of the corpus model against the live-context model.
         min_prob: Default drafting threshold of the drafter.
         progress: Progress bar (see :func:`tokenize_outputs`).
+        token_aliases: Give the drafter the tokenizer's space aliases
+            (:func:`tasc_rs.space_aliases`; not saved with the file: set them again after
+            ``NgramDrafter.load``).
 
     Returns:
         A ``tasc_rs.NgramDrafter``.
@@ -166,7 +171,7 @@ def build_drafter(
     corpus = tokenize_outputs(tokenizer, texts, wrap=wrap, progress=progress)
     if not corpus:
         raise InvalidInputError("the corpus is empty: give at least one output text")
-    return NgramDrafter.from_corpus(
+    drafter = NgramDrafter.from_corpus(
         corpus,
         preset=preset,
         n_max=n_max,
@@ -175,3 +180,6 @@ def build_drafter(
         min_prob=min_prob,
         vocab_size=len(tokenizer),
     )
+    if token_aliases:
+        drafter.token_aliases = space_aliases(tokenizer)
+    return drafter
