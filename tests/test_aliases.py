@@ -89,3 +89,13 @@ def test_smollm2_pairs(tiny_model_dir: Any) -> None:
     spaced = tok.convert_tokens_to_ids("\u0120mon")
     assert (word, spaced) in pairs
     assert all(tok.decode([b]) == " " + tok.decode([a]) for a, b in list(pairs)[:200])
+
+
+def test_build_drafter_gives_the_tokenizer_aliases(tiny_model_dir: Any) -> None:
+    transformers = pytest.importorskip("transformers")
+    from tasc_rs.hf.corpus import build_drafter
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    texts = ["intent: alarm_set; slots: time=seven am"] * 6
+    assert build_drafter(tok, texts, progress=False).token_aliases == space_aliases(tok)
+    assert build_drafter(tok, texts, progress=False, token_aliases=False).token_aliases == []
