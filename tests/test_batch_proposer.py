@@ -33,11 +33,16 @@ def corpus(seed: int = 0) -> list[list[int]]:
     return [s[: rng.randint(2, len(s))] for s in base for _ in range(4)] + base * 3
 
 
-def fresh_draft(drafter: NgramDrafter, tokens: list[int], k: int, **kw: object) -> list[int]:
+def fresh_draft(
+    drafter: NgramDrafter, tokens: list[int], k: int, stop: int | None = None, **kw: object
+) -> list[int]:
+    """A fresh session's draft, ended after its first ``stop`` token as a batch proposer
+    given that stop token ends it (the engine drops what follows one)."""
     session = drafter.session(tokens)
     for name, value in kw.items():
         setattr(session, name, value)
-    return session.propose(k)[0].tolist()
+    draft = session.propose(k)[0].tolist()
+    return draft[: draft.index(stop) + 1] if stop in draft else draft
 
 
 class Engine:
@@ -98,7 +103,7 @@ def test_rows_follow_their_requests_like_sessions(seed: int) -> None:
             if i in prefill:
                 assert out[i] == []
             else:
-                assert out[i] == fresh_draft(drafter, r, k), (i, r)
+                assert out[i] == fresh_draft(drafter, r, k, stop=STOP), (i, r)
         # each request gains 1-3 tokens: part of the draft, then the target's own token
         for i, r in enumerate(running):
             if i not in prefill:

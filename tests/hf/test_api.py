@@ -123,6 +123,10 @@ def test_verify_cost_profile_interpolates_the_measured_lengths() -> None:
         (1.0, 1.375, 1.75, 1.75, 1.75, 1.7625, 1.775, 1.7875, 1.8), abs=1e-4
     )
     assert list(noisy) == sorted(noisy)
+    # a length measured cheaper than one token (noise on a busy machine) never pulls d = 0,
+    # the reference, under 1.0
+    dip = AdaptiveDefaults(2, 0.2, {2: 0.9, 4: 1.2}).verify_cost
+    assert dip == pytest.approx((1.0, 1.0, 1.0, 1.1, 1.2))
 
 
 @pytest.mark.parametrize("bad", [[], [1.0, 0.0], [1.0, float("inf")], ["x"], "fast"])

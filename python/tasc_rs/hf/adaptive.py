@@ -72,8 +72,11 @@ class AdaptiveDefaults:
             return ()
         # Verifying more positions never costs less: a measured dip is noise (other processes,
         # frequency changes), so the measurements are fitted by the closest non-decreasing
-        # sequence (pool adjacent violators) before interpolating.
-        measured = sorted({0: 1.0, **self.relative_cost}.items())
+        # sequence (pool adjacent violators) before interpolating. d = 0 is the reference, so
+        # a length measured below it is noise too: without the floor the fit would pull d = 0
+        # under 1.0.
+        floored = {k: max(c, 1.0) for k, c in self.relative_cost.items()}
+        measured = sorted({0: 1.0, **floored}.items())
         points = list(
             zip([k for k, _ in measured], _monotone([c for _, c in measured]), strict=True)
         )
