@@ -90,6 +90,8 @@ def test_eos_in_the_middle_of_a_draft(arch: str, eos_at: int) -> None:
     )
     assert got == expected
     assert stats.new_tokens == len(expected) - len(prompt)
+    # drafts end with the EOS: nothing after it is ever verified
+    assert stats.drafted <= stats.new_tokens
 
 
 @pytest.mark.parametrize("max_new", [1, 2, 5, 11])

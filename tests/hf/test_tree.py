@@ -262,6 +262,9 @@ def test_tree_inputs_mask_and_positions() -> None:
     assert (cut.tokens, cut.parents) == ([5, 6], [-1, -1])
     shallow = tree.within(100, 2)
     assert (shallow.tokens, shallow.parents) == ([5, 6, 7], [-1, -1, 0])
+    # an end-of-sequence node keeps no children (the sequence ends there)
+    ended = tree.within(100, 4, frozenset({5}))
+    assert (ended.tokens, ended.parents) == ([5, 6], [-1, -1])
 
 
 # -- sampling ---------------------------------------------------------------------------------

@@ -94,6 +94,8 @@ class _Decoder:
     #: Children per node of drafted token trees (:mod:`tasc_rs.hf.tree`); 1 drafts chains.
     #: Trees need a session with ``propose_tree`` and a model :func:`supports_trees` accepts.
     tree_width: int = 1
+    #: End-of-sequence ids: a draft ends with one (what would follow is never generated).
+    stop_ids: frozenset[int] = frozenset()
 
     def new_cache(self) -> DynamicCache:
         try:
@@ -274,13 +276,14 @@ class _Decoder:
             return Tree([], [], np.zeros(0))
         ids, parents, probs = session.propose_tree(nodes, self.tree_width, min_prob)
         tree = Tree([int(t) for t in ids], [int(p) for p in parents], np.asarray(probs))
-        return tree.within(self.vocab, depth)
+        return tree.within(self.vocab, depth, self.stop_ids)
 
     def propose(
         self, session: DraftSession, budget: int, min_prob: float | None
     ) -> tuple[list[int], np.ndarray]:
         """Up to ``budget`` draft ids and their probabilities, cut before the first id outside
-        the model's vocabulary (a drafter built with another tokenizer never crashes it)."""
+        the model's vocabulary (a drafter built with another tokenizer never crashes it) and
+        after the first end-of-sequence id."""
         if budget <= 0:
             return [], np.zeros(0)
         ids, probs = session.propose(budget, min_prob)
@@ -288,6 +291,8 @@ class _Decoder:
         for i, t in enumerate(draft):
             if not 0 <= t < self.vocab:
                 return draft[:i], np.asarray(probs[:i], dtype=np.float64)
+            if t in self.stop_ids:
+                return draft[: i + 1], np.asarray(probs[: i + 1], dtype=np.float64)
         return draft, np.asarray(probs, dtype=np.float64)
 
     def stop_within(self, seq: torch.Tensor, n: int, emitted: list[int]) -> tuple[list[int], bool]:
@@ -373,6 +378,18 @@ def check_model(model: Any) -> tuple[str, bool]:
             "TASC-spec verifies drafts against a cache"
         )
     return cache_kw, "logits_to_keep" in params
+
+
+def _stop_ids(generation_config: GenerationConfig) -> frozenset[int]:
+    """The end-of-sequence ids generation stops at."""
+    eos = getattr(generation_config, "_eos_token_tensor", None)
+    if eos is None:
+        eos = generation_config.eos_token_id
+    if eos is None:
+        return frozenset()
+    if isinstance(eos, torch.Tensor):
+        return frozenset(int(t) for t in eos.reshape(-1).tolist())
+    return frozenset(int(t) for t in (eos if isinstance(eos, (list, tuple)) else [eos]))
 
 
 def _pad_id(generation_config: GenerationConfig) -> int:

@@ -44,6 +44,7 @@ from tasc_rs.hf.decoding import (
     Drafter,
     _Decoder,
     _pad_id,
+    _stop_ids,
     _validate,
     check_model,
 )
@@ -184,6 +185,7 @@ def speculative_decoding(
         streamer=tasc_streamer,
         vocab=int(model.get_output_embeddings().weight.shape[0]),
         tree_width=tree_width,
+        stop_ids=_stop_ids(generation_config),
     )
     mask = model_kwargs.get("attention_mask")
     starts = [_left_padding(mask, b) for b in range(input_ids.shape[0])]

@@ -65,14 +65,18 @@ class Tree:
             node = self.parents[node]
         return out[::-1]
 
-    def within(self, vocab: int, max_depth: int) -> Tree:
+    def within(self, vocab: int, max_depth: int, stop: frozenset[int] = frozenset()) -> Tree:
         """The tree without nodes whose id is outside ``[0, vocab)`` or that lie deeper than
-        ``max_depth``, and without their descendants."""
+        ``max_depth``, and without their descendants; a node whose id is in ``stop`` (an
+        end-of-sequence id) keeps no children."""
         keep: dict[int, int] = {-1: -1}
         depths = self.depths()
-        tokens, parents, probs = [], [], []
+        tokens: list[int] = []
+        parents: list[int] = []
+        probs: list[float] = []
         for i, (t, p) in enumerate(zip(self.tokens, self.parents, strict=True)):
-            if 0 <= t < vocab and depths[i] <= max_depth and p in keep:
+            ended = p >= 0 and self.tokens[p] in stop
+            if 0 <= t < vocab and depths[i] <= max_depth and p in keep and not ended:
                 keep[i] = len(tokens)
                 tokens.append(t)
                 parents.append(keep[p])
