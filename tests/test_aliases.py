@@ -73,10 +73,21 @@ def test_a_batch_proposer_reads_aliases() -> None:
     assert p.propose([[4]], np.array([len(tokens)], dtype=np.int32), row, 3) == [[6, 7, 8]]
 
 
-@pytest.mark.parametrize("pairs", [[(1, -2)], [(1, 20)], [(1,)], "ab"])
-def test_bad_pairs_are_refused(pairs: Any) -> None:
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [([(1, -2)], "negative"), ([(1, 20)], "out of range"), ([(3, 1 << 40)], "out of range")],
+)
+def test_bad_ids_are_refused(pairs: Any, message: str) -> None:
     d = drafter()
-    with pytest.raises((InvalidInputError, TypeError, ValueError)):
+    with pytest.raises(InvalidInputError, match=message):
+        d.token_aliases = pairs
+    assert d.token_aliases == []
+
+
+@pytest.mark.parametrize("pairs", [[(1,)], "ab", 5])
+def test_malformed_pairs_are_refused(pairs: Any) -> None:
+    d = drafter()
+    with pytest.raises((TypeError, ValueError)):
         d.token_aliases = pairs
     assert d.token_aliases == []
 

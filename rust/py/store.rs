@@ -378,10 +378,22 @@ impl PyNgramStore {
         for (i, &(a, b)) in pairs.as_deref().unwrap_or_default().iter().enumerate() {
             let mut pair = [0u32; 2];
             for (side, (id, out)) in [a, b].into_iter().zip(&mut pair).enumerate() {
-                *out = u32::try_from(id).map_err(|_| InputError::NegativeToken {
-                    id: i128::from(id),
-                    position: 2 * i + side,
-                })?;
+                let position = 2 * i + side;
+                *out = u32::try_from(id)
+                    .ok()
+                    .filter(|&t| t < limit)
+                    .ok_or(if id < 0 {
+                        InputError::NegativeToken {
+                            id: i128::from(id),
+                            position,
+                        }
+                    } else {
+                        InputError::TokenOutOfRange {
+                            id: i128::from(id),
+                            position,
+                            limit,
+                        }
+                    })?;
             }
             ids.push((pair[0], pair[1]));
         }
