@@ -44,6 +44,13 @@ def write_section(key: str, markdown: str) -> None:
     RESULTS.write_text(text.rstrip() + "\n\n" + block + "\n", encoding="utf-8")
 
 
+def write_results(key: str, markdown: str, data: object) -> None:
+    """Writes the section tagged ``key`` (:func:`write_section`) and its data, as
+    ``benches/RESULTS_<key>.json``."""
+    write_section(key, markdown)
+    (RESULTS.parent / f"RESULTS_{key}.json").write_text(json.dumps(data, indent=1))
+
+
 def load_tokenizer():  # type: ignore[no-untyped-def]
     """SmolLM2-135M-Instruct's tokenizer (the embedded default, fetched and cached on first use)."""
     from transformers import AutoTokenizer

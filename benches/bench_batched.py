@@ -20,14 +20,13 @@ same batch size, and checks that every output is identical to plain's.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _results import DATA, machine, write_section
+from _results import DATA, machine, write_results
 
 from tasc_rs import NgramDrafter
 from tasc_rs.embedded import load_model
@@ -250,9 +249,7 @@ def main() -> None:
     md = "\n".join(lines)
     print(md)
     if args.write:
-        write_section("hf_batched", md)
-        out = Path(__file__).resolve().parent / "RESULTS_hf_batched.json"
-        out.write_text(json.dumps(rows, indent=1))
+        write_results("hf_batched", md, rows)
 
 
 if __name__ == "__main__":

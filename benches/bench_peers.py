@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
 from _peers import PEERS, SuffixDrafter, available, status_lines, versions  # noqa: E402
-from _results import TASKS, load_tokenizer, machine, outputs, write_section  # noqa: E402
+from _results import TASKS, load_tokenizer, machine, outputs, write_results  # noqa: E402
 
 from tasc_rs import NgramDrafter  # noqa: E402
 
@@ -281,10 +281,8 @@ def main() -> None:
     md = markdown(res)
     print(md)
     if args.write:
-        here = ROOT / "benches"
-        write_section("peers_proposer", md)
-        (here / "RESULTS_peers_proposer.json").write_text(json.dumps(res, indent=1))
-        plot(res, here / "plots" / "proposer_latency.png")
+        write_results("peers_proposer", md, res)
+        plot(res, ROOT / "benches" / "plots" / "proposer_latency.png")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _results import DATA, TASKS, machine, write_section
+from _results import DATA, TASKS, machine, write_results
 from e2e_peers import task_data
 from e2e_spec import INSTRUCTIONS
 
@@ -146,9 +146,7 @@ def main() -> None:
     md = markdown(rows, args.limit, args.finetuned)
     print(md)
     if args.write:
-        write_section("trees", md)
-        out = Path(__file__).resolve().parent / "RESULTS_trees.json"
-        out.write_text(json.dumps(rows, indent=1))
+        write_results("trees", md, rows)
 
 
 if __name__ == "__main__":

@@ -145,3 +145,19 @@ def test_suffix_adapter_drafts_from_the_corpus() -> None:
     assert ids.tolist() == [4, 5, 6]
     session.close()
     assert drafter.cache.active_requests == set() or len(drafter.cache.active_requests) == 0
+
+
+def test_write_results_replaces_the_section_and_writes_its_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import _results
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# R\n\n<!-- begin:x -->\nold\n<!-- end:x -->\n\ntail\n")
+    monkeypatch.setattr(_results, "RESULTS", results)
+    monkeypatch.setattr(_results, "NOTES", tmp_path / "NOTES.md")
+    _results.write_results("x", "new table", [{"a": 1}])
+    assert results.read_text() == "# R\n\n<!-- begin:x -->\nnew table\n<!-- end:x -->\n\ntail\n"
+    assert json.loads((tmp_path / "RESULTS_x.json").read_text()) == [{"a": 1}]
