@@ -344,9 +344,10 @@ def _tokenizer(model_config: Any) -> Any | None:
 
 
 def check_vocabulary(
-    drafter: NgramDrafter, model_config: Any, where: str, tokenizer: Any | None = None
+    drafter: NgramDrafter, model_config: Any, where: str, tokenizer: Any | None
 ) -> None:
-    """Refuses a drafter built with another vocabulary than the served model's.
+    """Refuses a drafter built with another vocabulary than the served model's (``tokenizer``:
+    the served model's, ``None`` if it cannot be loaded here).
 
     Raises:
         InvalidConfigError: the drafter's ``vocab_size`` differs from the model tokenizer's
@@ -360,8 +361,7 @@ def check_vocabulary(
             where,
         )
         return
-    tok = tokenizer if tokenizer is not None else _tokenizer(model_config)
-    tokens = None if tok is None else len(tok)
+    tokens = None if tokenizer is None else len(tokenizer)
     if tokens is not None and own != tokens:
         raise InvalidConfigError(
             f"the drafter {where} was built with a vocabulary of {own} tokens, but the served "

@@ -15,7 +15,7 @@ use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
-use crate::corpus::InputError;
+use crate::corpus::to_token_ids;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
 use crate::serving::{default_threads, RequestTable, ServingConfig, MAX_THREADS};
@@ -374,29 +374,10 @@ impl PyNgramStore {
     #[pyo3(signature = (pairs))]
     fn set_token_aliases(&self, pairs: Option<Vec<(i64, i64)>>) -> PyResult<()> {
         let limit = self.inner.config().id_limit();
-        let mut ids = Vec::new();
-        for (i, &(a, b)) in pairs.as_deref().unwrap_or_default().iter().enumerate() {
-            let mut pair = [0u32; 2];
-            for (side, (id, out)) in [a, b].into_iter().zip(&mut pair).enumerate() {
-                let position = 2 * i + side;
-                *out = u32::try_from(id)
-                    .ok()
-                    .filter(|&t| t < limit)
-                    .ok_or(if id < 0 {
-                        InputError::NegativeToken {
-                            id: i128::from(id),
-                            position,
-                        }
-                    } else {
-                        InputError::TokenOutOfRange {
-                            id: i128::from(id),
-                            position,
-                            limit,
-                        }
-                    })?;
-            }
-            ids.push((pair[0], pair[1]));
-        }
+        let flat = pairs.iter().flatten().flat_map(|&(a, b)| [a, b]);
+        let mut checked = Vec::new();
+        to_token_ids(flat, limit, 0, &mut checked)?;
+        let ids: Vec<(u32, u32)> = checked.chunks_exact(2).map(|p| (p[0], p[1])).collect();
         let aliases = TokenAliases::from_pairs(&ids, limit)?;
         *self.aliases.write().unwrap_or_else(|e| e.into_inner()) =
             (!aliases.is_empty()).then(|| Arc::new(aliases));
