@@ -9,16 +9,21 @@
 //!
 //! [`ContextIndex`]: crate::context::ContextIndex
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use crate::corpus::InputError;
+use crate::respell::Respeller;
 
-/// A symmetric map from a token to its partner.
+/// A symmetric map from a token to its partner, and optionally a [`Respeller`] for words of
+/// several tokens (a context index given both counts the prompt's respelled words too).
 #[derive(Debug, Clone, Default)]
 pub struct TokenAliases {
     partner: FxHashMap<u32, u32>,
     /// The pairs as given (self-pairs left out), to hand the same aliases on.
     pairs: Vec<(u32, u32)>,
+    respeller: Option<Arc<Respeller>>,
 }
 
 impl TokenAliases {
@@ -51,7 +56,19 @@ impl TokenAliases {
         Ok(Self {
             partner,
             pairs: kept,
+            respeller: None,
         })
+    }
+
+    /// These aliases with `respeller` re-encoding the prompt's words (`None`: none).
+    pub fn with_respeller(mut self, respeller: Option<Arc<Respeller>>) -> Self {
+        self.respeller = respeller;
+        self
+    }
+
+    /// The respeller set by [`with_respeller`](Self::with_respeller).
+    pub fn respeller(&self) -> Option<&Arc<Respeller>> {
+        self.respeller.as_ref()
     }
 
     /// The partner of `token`, if it has one.
@@ -70,8 +87,9 @@ impl TokenAliases {
         self.partner.len()
     }
 
+    /// No pairs and no respeller: nothing to read.
     pub fn is_empty(&self) -> bool {
-        self.partner.is_empty()
+        self.partner.is_empty() && self.respeller.is_none()
     }
 }
 

@@ -151,9 +151,35 @@ impl ContextIndex {
     }
 
     /// Lookups that find no context by a token read the context by its alias instead
-    /// (`None`: exact tokens only).
+    /// (`None`: exact tokens only). Aliases with a respeller also count the words of the
+    /// tokens indexed so far (the prompt) in their other spelling ([`crate::respell`]).
     pub fn set_aliases(&mut self, aliases: Option<Arc<TokenAliases>>) {
         self.aliases = aliases.filter(|a| !a.is_empty());
+        if let Some(respeller) = self.aliases.as_ref().and_then(|a| a.respeller().cloned()) {
+            let prompt = std::mem::take(&mut self.tokens);
+            let mut sides: Vec<u32> = Vec::new();
+            let mut ends: Vec<usize> = Vec::new();
+            respeller.side_sequences(&prompt, |seq| {
+                sides.extend_from_slice(seq);
+                ends.push(sides.len());
+            });
+            self.tokens = prompt;
+            let mut start = 0;
+            for end in ends {
+                self.index_side(&sides[start..end]);
+                start = end;
+            }
+        }
+    }
+
+    /// Counts the n-grams of `tokens` as a sequence of its own, without appending them to the
+    /// context: lookups find what they continue, drafting histories never include them.
+    pub fn index_side(&mut self, tokens: &[u32]) {
+        let (len, start) = (self.tokens.len(), self.seq_start);
+        self.seq_start = len;
+        self.extend(tokens);
+        self.tokens.truncate(len);
+        self.seq_start = start;
     }
 
     /// Appends tokens, indexing each under all of its preceding contexts.
@@ -350,6 +376,21 @@ mod tests {
         f.for_each(|t, c| v.push((t, c)));
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn side_sequences_are_counted_not_appended() {
+        let mut index = ContextIndex::new(3, &[1, 2, 3]);
+        index.index_side(&[7, 8, 9]);
+        assert_eq!(index.tokens(), &[1, 2, 3]);
+        assert_eq!(dist(index.longest_match(&[5, 7]).unwrap()), vec![(8, 1)]);
+        assert_eq!(dist(index.longest_match(&[7, 8]).unwrap()), vec![(9, 1)]);
+        // no context spans into the side sequence: 3 (the request's end) is followed by nothing
+        assert_eq!(index.longest_match_depth(&[3]).unwrap().0, 0);
+        // the request goes on from its own last tokens
+        index.extend(&[4]);
+        assert_eq!(dist(index.longest_match(&[2, 3]).unwrap()), vec![(4, 1)]);
+        assert_eq!(index.tokens(), &[1, 2, 3, 4]);
     }
 
     #[test]

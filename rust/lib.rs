@@ -7,6 +7,7 @@
 //! - [`store`]: the immutable task n-gram store (a pruned, level-ordered trie), `p_corp`.
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
 //! - [`aliases`]: token pairs spelling one word (with and without its space), read by the context.
+//! - [`respell`]: the prompt's words re-encoded as an answer writes them (byte-level BPE).
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`tree`]: token trees, several continuations drafted best first under a node budget.
@@ -36,6 +37,7 @@ pub mod followers;
 pub mod online;
 pub mod packed;
 pub mod persist;
+pub mod respell;
 pub mod serving;
 pub mod store;
 pub mod tree;

@@ -241,7 +241,7 @@ def test_token_aliases_come_from_the_served_tokenizer(
     tiny_model_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tasc_rs import space_aliases
+    from tasc_rs import bpe_respelling, space_aliases
 
     transformers = pytest.importorskip("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(str(tiny_model_dir))
@@ -251,13 +251,19 @@ def test_token_aliases_come_from_the_served_tokenizer(
     monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path)}))
     p = TascProposer(cfg)
     assert p.drafter.token_aliases == space_aliases(tok) != []
+    assert p.drafter.respelling == bpe_respelling(tok) is not None
     monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "token_aliases": False}))
     assert TascProposer(cfg).drafter.token_aliases == []
+    assert TascProposer(cfg).drafter.respelling is not None
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "respelling": False}))
+    assert TascProposer(cfg).drafter.respelling is None
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "preset": "paper"}))
+    assert TascProposer(cfg).drafter.respelling is None
     # a tokenizer that cannot be loaded here: drafting goes on without aliases, and says so
     monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file)}))
     with caplog.at_level("WARNING", logger="vllm.tasc_rs"):
         assert TascProposer(vllm_config()).drafter.token_aliases == []
-    assert "without token aliases" in caplog.text
+    assert "without token aliases and respelling" in caplog.text
     monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "token_aliases": "yes"}))
     with pytest.raises(InvalidConfigError, match="token_aliases has the wrong type"):
         TascProposer(cfg)

@@ -21,7 +21,7 @@ from tasc_rs._core import (
     NgramStore,
     __version__,
 )
-from tasc_rs.aliases import space_aliases
+from tasc_rs.aliases import Respelling, bpe_respelling, space_aliases
 from tasc_rs.drafter import NgramDrafter, TokenIds
 from tasc_rs.errors import (
     ArgumentTypeError,
@@ -48,10 +48,12 @@ __all__ = [
     "InvalidInputError",
     "NgramDrafter",
     "NgramStore",
+    "Respelling",
     "TascError",
     "TascIOError",
     "TokenIds",
     "UnsupportedModelError",
     "__version__",
+    "bpe_respelling",
     "space_aliases",
 ]

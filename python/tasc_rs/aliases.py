@@ -14,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, NamedTuple
 
-__all__ = ["space_aliases"]
+__all__ = ["Respelling", "bpe_respelling", "space_aliases"]
 
 #: How vocabularies spell a leading space: byte-level BPE (GPT-2, Llama 3, SmolLM), SentencePiece.
 _MARKERS = ("\u0120", "\u2581", " ")
@@ -47,3 +48,66 @@ def space_aliases(tokenizer: Any) -> list[tuple[int, int]]:
             pairs.append((word, spaced))
     pairs.sort()
     return pairs
+
+
+class Respelling(NamedTuple):
+    """A byte-level BPE vocabulary for :attr:`tasc_rs.NgramDrafter.respelling`: each token
+    id's bytes (empty for special and added tokens) and the merges as id pairs in rank order."""
+
+    token_bytes: list[bytes]
+    merges: list[tuple[int, int]]
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, read backwards: printable stand-in character -> byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    keep += range(ord("®"), ord("ÿ") + 1)
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def _is_byte_level(node: Any) -> bool:
+    """Whether a tokenizer.json pre-tokenizer (possibly a sequence) splits at the byte level."""
+    if not isinstance(node, dict):
+        return False
+    if node.get("type") == "ByteLevel":
+        return True
+    return any(_is_byte_level(n) for n in node.get("pretokenizers") or ())
+
+
+def bpe_respelling(tokenizer: Any) -> Respelling | None:
+    """The byte-level BPE vocabulary of a Hugging Face fast tokenizer, for drafters that read
+    the prompt's words in their other spelling (:attr:`tasc_rs.NgramDrafter.respelling`);
+    ``None`` for any other kind of tokenizer (SentencePiece, WordPiece, slow tokenizers).
+
+    Example:
+        >>> drafter.respelling = bpe_respelling(tokenizer)  # doctest: +SKIP
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    spec = json.loads(backend.to_str())
+    model = spec.get("model") or {}
+    if model.get("type") != "BPE" or not _is_byte_level(spec.get("pre_tokenizer")):
+        return None
+    vocab: dict[str, int] = model.get("vocab") or {}
+    if not vocab:
+        return None
+    decode = _byte_decoder()
+    size = max(max(vocab.values()) + 1, len(tokenizer))
+    token_bytes = [b""] * size
+    for text, i in vocab.items():
+        if all(c in decode for c in text):
+            token_bytes[i] = bytes(decode[c] for c in text)
+    merges = []
+    for merge in model.get("merges") or ():
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        if left in vocab and right in vocab:
+            merges.append((vocab[left], vocab[right]))
+    return Respelling(token_bytes, merges)

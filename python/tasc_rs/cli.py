@@ -29,7 +29,7 @@ from tasc_rs._cli_types import (
     output_file,
 )
 from tasc_rs._core import MAX_K, MAX_N, MAX_WIDTH, __version__
-from tasc_rs.aliases import space_aliases
+from tasc_rs.aliases import bpe_respelling, space_aliases
 from tasc_rs.drafter import DEFAULT_PRESET, DEFAULT_TREE_WIDTH, PRESETS
 from tasc_rs.errors import TascError
 from tasc_rs.ft.cli import add_subcommands
@@ -326,7 +326,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     if args.temperature > 0:
         sampling.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     drafter = NgramDrafter.load(args.drafter)
-    drafter.token_aliases = space_aliases(tokenizer)
+    _read_spellings(drafter, tokenizer)
     out = generate(
         model,
         ids,
@@ -341,6 +341,12 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         **sampling,
     )
     print(out.stats.summary(), file=sys.stderr)
+
+
+def _read_spellings(drafter: Any, tokenizer: Any) -> None:
+    """What a loaded drafter file does not hold: the tokenizer's aliases and respelling."""
+    drafter.token_aliases = space_aliases(tokenizer)
+    drafter.respelling = bpe_respelling(tokenizer)
 
 
 def _print_comparison(result: Any, path: str | None) -> None:
@@ -368,7 +374,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     model, tokenizer = _load(args)
     if args.drafter:
         drafter = NgramDrafter.load(args.drafter)
-        drafter.token_aliases = space_aliases(tokenizer)
+        _read_spellings(drafter, tokenizer)
     else:
         drafter = build_drafter(tokenizer, args.corpus, min_count=args.min_count)
     prompt = _task_prompt(args, tokenizer)

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
+from tasc_rs.aliases import Respelling
 from tasc_rs.errors import DtypeError, InvalidConfigError, InvalidInputError
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "NgramDrafter", "TokenIds", "restore_drafter"]
@@ -100,13 +101,14 @@ class NgramDrafter:
         >>> session.extend(ids[:2])
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_respelling", "_store")
 
     def __init__(self, store: NgramStore) -> None:
         """Wraps a native store; use :meth:`from_corpus`, :meth:`from_flat` or :meth:`load`."""
         if not isinstance(store, NgramStore):
             raise TypeError(f"expected a tasc_rs._core.NgramStore, got {type(store).__name__}")
         self._store = store
+        self._respelling: Respelling | None = None
 
     @property
     def mixing(self) -> str:
@@ -340,6 +342,31 @@ class NgramDrafter:
     def token_aliases(self, pairs: Iterable[tuple[int, int]] | None) -> None:
         self._store.set_token_aliases(None if pairs is None else [(a, b) for a, b in pairs])
 
+    @property
+    def respelling(self) -> Respelling | None:
+        """A byte-level BPE vocabulary (:func:`tasc_rs.bpe_respelling`) with which sessions and
+        batch proposers also count each word of the prompt in its other spelling, with or
+        without its leading space, split as the tokenizer would split it: an answer that
+        copies ``charlotte`` after ``=`` writes ``ch`` ``arl`` ``otte`` where the prompt had
+        `` char`` ``lotte``, and the context then still finds the rest of the word. ``None``:
+        off (the default). Applies to sessions and proposers made afterwards; carried by
+        pickling, not saved with the drafter.
+
+        Raises:
+            InvalidInputError: on setting merges with ids outside the given vocabulary.
+        """
+        return self._respelling
+
+    @respelling.setter
+    def respelling(self, table: Respelling | None) -> None:
+        if table is None:
+            self._store.set_respelling(None)
+        else:
+            token_bytes, merges = table
+            self._store.set_respelling(list(token_bytes), [(a, b) for a, b in merges])
+            table = Respelling(list(token_bytes), [(a, b) for a, b in merges])
+        self._respelling = table
+
     def learn(self, output_ids: TokenIds) -> None:
         """Adds one finished response to the online index (no-op while it is off)."""
         self._store.learn(output_ids)
@@ -422,13 +449,20 @@ class NgramDrafter:
 
     def __reduce__(
         self,
-    ) -> tuple[Any, tuple[bytes, str, int, list[tuple[int, int]]]]:
+    ) -> tuple[Any, tuple[bytes, str, int, list[tuple[int, int]], tuple[Any, ...] | None]]:
         # A module-level reconstructor: a restricted Unpickler.find_class that allows
         # ("tasc_rs.drafter", "restore_drafter") needs nothing else (no builtins.getattr).
         # The settings travel with it; the learned responses do not.
         return (
             restore_drafter,
-            (self.to_bytes(), self.mixing, self.online_capacity, self.token_aliases),
+            (
+                self.to_bytes(),
+                self.mixing,
+                self.online_capacity,
+                self.token_aliases,
+                # plain lists, so that a restricted unpickler needs no class but restore_drafter
+                None if self._respelling is None else tuple(self._respelling),
+            ),
         )
 
     def __repr__(self) -> str:
@@ -445,6 +479,7 @@ def restore_drafter(
     mixing: str | None = None,
     online_capacity: int | None = None,
     token_aliases: Iterable[tuple[int, int]] | None = None,
+    respelling: tuple[Any, ...] | None = None,
 ) -> NgramDrafter:
     """Rebuilds a drafter from :meth:`NgramDrafter.to_bytes` output and the settings not saved
     in it (default: the tuned preset's): what unpickling calls.
@@ -460,4 +495,6 @@ def restore_drafter(
     drafter = NgramDrafter.from_bytes(bytes(data), mixing=mixing, online_capacity=online_capacity)
     if token_aliases:
         drafter.token_aliases = token_aliases
+    if respelling is not None:
+        drafter.respelling = Respelling(*respelling)
     return drafter

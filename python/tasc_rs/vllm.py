@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tasc_rs.aliases import space_aliases
+from tasc_rs.aliases import bpe_respelling, space_aliases
 from tasc_rs.drafter import NgramDrafter
 from tasc_rs.errors import InvalidConfigError, TascError
 
@@ -107,6 +107,11 @@ class ProposerSettings:
             tokenizer): an answer that copies a span of the prompt after ``=`` or a quote
             writes its first word without the space, and the rest of the span is then still
             found in the prompt. Needs the tokenizer on this machine (vLLM has fetched it).
+        respelling: Whether each request's context also counts the prompt's words in their
+            other spelling, split as the tokenizer splits them there
+            (:func:`tasc_rs.bpe_respelling`: byte-level BPE tokenizers only): a copied word of
+            several tokens (`` char`` ``lotte`` in the prompt, ``ch`` ``arl`` ``otte`` after
+            ``=``) is then found after its first token. Needs the tokenizer, as above.
         measure_step_cost: Whether the overhead is measured (``None``: only with ``"auto"``).
         threads: Threads that draft batches of 96 rows or more in parallel (``None``: on a
             GPU the machine's cores, at most 8; on vLLM's CPU backend 1, the engine's thread
@@ -126,6 +131,7 @@ class ProposerSettings:
     verify_cost: tuple[float, ...] | None = field(default=None)
     step_overhead: float | str | None = "auto"
     token_aliases: bool = True
+    respelling: bool = True
     measure_step_cost: bool | None = None
     threads: int | None = None
 
@@ -148,6 +154,7 @@ PAPER: dict[str, Any] = {
     "online_capacity": 0,
     "step_overhead": None,
     "token_aliases": False,
+    "respelling": False,
 }
 
 
@@ -183,6 +190,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "threads": (int, True),
         "measure_step_cost": (bool, True),
         "token_aliases": (bool, False),
+        "respelling": (bool, False),
     }
     for name, (types, nullable) in checks.items():
         if name not in values:
@@ -405,14 +413,17 @@ class TascProposer:
         tokenizer = _tokenizer(model_config)
         check_vocabulary(drafter, model_config, str(settings.drafter), tokenizer)
         drafter.online_capacity = settings.online_capacity
-        if settings.token_aliases:
+        if settings.token_aliases or settings.respelling:
             if tokenizer is None:
                 _logger().warning(
                     "tasc_rs: cannot load the served model's tokenizer here; drafting without "
-                    "token aliases"
+                    "token aliases and respelling"
                 )
             else:
-                drafter.token_aliases = space_aliases(tokenizer)
+                if settings.token_aliases:
+                    drafter.token_aliases = space_aliases(tokenizer)
+                if settings.respelling:
+                    drafter.respelling = bpe_respelling(tokenizer)
         self.drafter = drafter
         max_num_seqs = int(getattr(vllm_config.scheduler_config, "max_num_seqs", 256) or 256)
         stop = _stop_ids(model_config) | set(settings.stop_token_ids)

@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyDict};
 use super::args;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
+use super::errors::input_error;
 use super::serving::PyBatchProposer;
 use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
@@ -18,6 +19,7 @@ use crate::context::ContextIndex;
 use crate::corpus::to_token_ids;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
+use crate::respell::Respeller;
 use crate::serving::{default_threads, RequestTable, ServingConfig, MAX_THREADS};
 use crate::store::NgramStore;
 
@@ -378,10 +380,65 @@ impl PyNgramStore {
         let mut checked = Vec::new();
         to_token_ids(flat, limit, 0, &mut checked)?;
         let ids: Vec<(u32, u32)> = checked.chunks_exact(2).map(|p| (p[0], p[1])).collect();
-        let aliases = TokenAliases::from_pairs(&ids, limit)?;
-        *self.aliases.write().unwrap_or_else(|e| e.into_inner()) =
-            (!aliases.is_empty()).then(|| Arc::new(aliases));
+        let mut current = self.aliases.write().unwrap_or_else(|e| e.into_inner());
+        let respeller = current.as_ref().and_then(|a| a.respeller().cloned());
+        let aliases = TokenAliases::from_pairs(&ids, limit)?.with_respeller(respeller);
+        *current = (!aliases.is_empty()).then(|| Arc::new(aliases));
         Ok(())
+    }
+
+    /// A byte-level BPE vocabulary (each token id's bytes, and the merges as id pairs in rank
+    /// order) with which every session and batch proposer made afterwards also counts the
+    /// prompt's words in their other spelling, with or without the leading space, as the
+    /// tokenizer would split them (see `tasc_rs.bpe_respelling`). `None`: off. Not saved with
+    /// the store.
+    #[pyo3(signature = (token_bytes, merges=Vec::new()))]
+    fn set_respelling(
+        &self,
+        py: Python<'_>,
+        token_bytes: Option<Vec<Vec<u8>>>,
+        merges: Vec<(i64, i64)>,
+    ) -> PyResult<()> {
+        let respeller = match token_bytes {
+            None => None,
+            Some(bytes) => {
+                let limit = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                let mut checked = Vec::new();
+                let flat = merges.iter().flat_map(|&(a, b)| [a, b]);
+                to_token_ids(flat, limit, 0, &mut checked)
+                    .map_err(|e| input_error(format!("respelling merges: {e}")))?;
+                let ids: Vec<(u32, u32)> = checked.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                Some(Arc::new(py.detach(|| Respeller::new(bytes, &ids))?))
+            }
+        };
+        let mut current = self.aliases.write().unwrap_or_else(|e| e.into_inner());
+        let aliases = current
+            .as_deref()
+            .cloned()
+            .unwrap_or_default()
+            .with_respeller(respeller);
+        *current = (!aliases.is_empty()).then(|| Arc::new(aliases));
+        Ok(())
+    }
+
+    /// The side sequences a session opened on `prompt` would count (each respelled word and
+    /// the tokens after it in the prompt); `[]` without a respelling vocabulary. For
+    /// inspection and tests: sessions compute them themselves.
+    #[pyo3(signature = (prompt))]
+    fn respelled(&self, prompt: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u32>>> {
+        let tokens = token_ids(prompt, "prompt", self.inner.config().id_limit())?;
+        let mut out = Vec::new();
+        if let Some(respeller) = self.current_aliases().and_then(|a| a.respeller().cloned()) {
+            respeller.side_sequences(&tokens, |seq| out.push(seq.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Whether a respelling vocabulary is set (`set_respelling`).
+    #[getter]
+    fn has_respelling(&self) -> bool {
+        self.current_aliases()
+            .is_some_and(|a| a.respeller().is_some())
     }
 
     /// The alias pairs set by `set_token_aliases` (pairs of a token with itself left out).

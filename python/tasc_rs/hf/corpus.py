@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tasc_rs._jsonl import checked_text, jsonl_values, text_field
-from tasc_rs.aliases import space_aliases
+from tasc_rs.aliases import bpe_respelling, space_aliases
 from tasc_rs.errors import InvalidInputError
 
 _SENTINEL = "\u2402TASC\u2403"
@@ -139,6 +139,7 @@ def build_drafter(
     min_prob: float | None = None,
     progress: bool | None = None,
     token_aliases: bool = True,
+    respelling: bool = True,
 ) -> Any:
     """Build a ``tasc_rs.NgramDrafter`` from output texts or a JSONL file of outputs.
 
@@ -157,6 +158,9 @@ def build_drafter(
         token_aliases: Give the drafter the tokenizer's space aliases
             (:func:`tasc_rs.space_aliases`; not saved with the file: set them again after
             ``NgramDrafter.load``).
+        respelling: Give the drafter the tokenizer's byte-level BPE vocabulary
+            (:func:`tasc_rs.bpe_respelling`; ``None`` for other tokenizers) so the context
+            also counts the prompt's words as the answer splits them (not saved with the file).
 
     Returns:
         A ``tasc_rs.NgramDrafter``.
@@ -182,4 +186,6 @@ def build_drafter(
     )
     if token_aliases:
         drafter.token_aliases = space_aliases(tokenizer)
+    if respelling:
+        drafter.respelling = bpe_respelling(tokenizer)
     return drafter

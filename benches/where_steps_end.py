@@ -1,0 +1,255 @@
+"""Where drafting steps end: every step of an exact greedy replay, classified, per recording.
+
+Greedy speculative decoding is deterministic, so replaying recorded greedy outputs
+(``benches/sim_accept.py record``) against a drafter gives every step exactly: what was drafted,
+how much of it the target accepted, and which token the target wrote where the draft missed.
+Each step ends in one of these ways:
+
+- ``full``: every drafted token was accepted (the draft cap or the cost cut ended the step);
+- ``answer start``: the step began at the answer's first token and missed;
+- ``end of answer``: the target ended the answer (EOS, or the recording's last token) there;
+- ``copy: word start`` / ``copy: inside word``: the target's token starts, or continues, a word
+  that the request also holds (compared as text, lower case): a value copied from the request;
+- ``branch``: any other miss: which intent, slot or field comes next, in which order, words
+  the request does not hold;
+- ``no draft`` is counted beside them: steps on which the drafter proposed nothing.
+
+The request is the prompt's text after its last user turn (``<|im_start|>user``), or the whole
+prompt. Also prints tokens per forward beside the oracle's (perfect chains of the same cap) and
+a few examples of each kind. Sources are switched on by flags, so the same command reports
+before and after a change:
+
+    python benches/where_steps_end.py                       # today's defaults, every recording
+    python benches/where_steps_end.py --respell --examples 3 --tasks slurp
+    python benches/where_steps_end.py --compare --write     # the replay table in RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benches"))
+from sim_accept import CACHE, train_corpus  # noqa: E402
+
+KINDS = (
+    "full",
+    "answer start",
+    "copy: word start",
+    "copy: inside word",
+    "branch",
+    "end of answer",
+)
+WORD = re.compile(r"[A-Za-z0-9]+|[^\x00-\x7f]+")
+
+
+@dataclass
+class Step:
+    """One forward pass of a replay."""
+
+    done: int  # answer tokens before the step
+    drafted: list[int]
+    accepted: int
+    kind: str
+
+
+@dataclass
+class Tally:
+    """Steps of one recording under one drafter."""
+
+    steps: Counter[str] = field(default_factory=Counter)
+    empty: int = 0
+    forwards: int = 0
+    tokens: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+
+def request_text(tokenizer: Any, prompt: list[int]) -> str:
+    """The prompt's text after its last user turn (lower case)."""
+    text = tokenizer.decode(prompt)
+    marker = "<|im_start|>user"
+    return text[text.rfind(marker) + len(marker) :].lower() if marker in text else text.lower()
+
+
+def classify(
+    tokenizer: Any, output: list[int], at: int, request_words: set[str], eos: set[int]
+) -> str:
+    """The kind of a miss where the target wrote ``output[at]``."""
+    if at == 0:
+        return "answer start"
+    if output[at] in eos or at == len(output) - 1:
+        return "end of answer"
+    before = tokenizer.decode(output[:at])
+    token = tokenizer.decode(output[: at + 1])[len(before) :]
+    text = before + token
+    # the word holding the token's first letter or digit, if any
+    first = next((i for i, c in enumerate(token) if c.isalnum()), None)
+    if first is None:
+        return "branch"
+    pos = len(before) + first
+    for m in WORD.finditer(text):
+        if m.start() <= pos < m.end():
+            rest = tokenizer.decode(output)[m.start() :]
+            word = WORD.match(rest)
+            whole = (word.group(0) if word else m.group(0)).lower()
+            if whole in request_words and len(whole) > 1:
+                return "copy: word start" if m.start() == pos else "copy: inside word"
+            return "branch"
+    return "branch"
+
+
+def replay_steps(
+    session: Any, output: list[int], k: int, max_new: int
+) -> Iterable[tuple[int, list[int], int]]:
+    """(done, drafted, accepted) for every forward pass of greedy decoding with ``session``."""
+    done = 0
+    while done < len(output):
+        budget = min(k, max_new - done - 1)
+        ids = [int(t) for t in session.propose(budget)[0]] if budget > 0 else []
+        m = 0
+        while m < len(ids) and done + m < len(output) and ids[m] == output[done + m]:
+            m += 1
+        yield done, ids, m
+        emitted = output[done : done + m + 1]
+        done += len(emitted)
+        session.extend(emitted)
+    finish = getattr(session, "finish", None)
+    if finish is not None:
+        finish()
+
+
+def oracle_forwards(n: int, k: int, max_new: int) -> int:
+    """Forward passes with perfect chains of up to ``k`` tokens for an ``n``-token answer."""
+    done = forwards = 0
+    while done < n:
+        done += min(k, max(max_new - done - 1, 0)) + 1
+        forwards += 1
+    return forwards
+
+
+def run(
+    rec: dict[str, Any],
+    make: Callable[[], Any],
+    tokenizer: Any,
+    k: int,
+    examples: int,
+    limit: int | None,
+) -> tuple[Tally, int]:
+    """Replays one recording; returns the tally and the oracle's forward passes."""
+    drafter = make()
+    eos = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+    eos |= {int(i) for i in (tokenizer.convert_tokens_to_ids(["<|im_end|>"]) or []) if i}
+    tally, oracle = Tally(), 0
+    for row in rec["rows"][:limit]:
+        prompt, output = row["prompt"], row["output"]
+        words = set(WORD.findall(request_text(tokenizer, prompt)))
+        tally.tokens += len(output)
+        oracle += oracle_forwards(len(output), k, rec["max_new_tokens"])
+        for done, drafted, m in replay_steps(
+            drafter.session(prompt), output, k, rec["max_new_tokens"]
+        ):
+            tally.forwards += 1
+            tally.empty += not drafted
+            miss = done + m
+            if m == len(drafted) and drafted and miss < len(output):
+                kind = "full"
+            elif miss >= len(output):
+                kind = "end of answer"
+            else:
+                kind = classify(tokenizer, output, miss, words, eos)
+            tally.steps[kind] += 1
+            shown = tally.examples.setdefault(kind, [])
+            if len(shown) < examples and kind not in ("full", "end of answer"):
+                said = tokenizer.decode(output[max(0, miss - 8) : miss])
+                want = tokenizer.convert_ids_to_tokens(output[miss : miss + 3])
+                got = tokenizer.convert_ids_to_tokens(drafted[m : m + 3])
+                shown.append(f"...{said!r} drafted {got} target {want}")
+    return tally, oracle
+
+
+def drafter_factory(
+    corpus: list[list[int]], tokenizer: Any, respell: bool, aliases: bool
+) -> Callable[[], Any]:
+    from tasc_rs import NgramDrafter, bpe_respelling, space_aliases
+
+    pairs = space_aliases(tokenizer) if aliases else []
+    table = bpe_respelling(tokenizer) if respell else None
+
+    def make() -> Any:
+        d = NgramDrafter.from_corpus(corpus, vocab_size=len(tokenizer))
+        d.online_capacity = 1 << 20
+        d.token_aliases = pairs
+        d.respelling = table
+        return d
+
+    return make
+
+
+def report(name: str, tally: Tally, oracle: int, examples: int) -> dict[str, Any]:
+    tpf, otpf = tally.tokens / tally.forwards, tally.tokens / oracle
+    total = sum(tally.steps.values())
+    shares = {kind: tally.steps[kind] / total for kind in KINDS}
+    print(
+        f"  {name:<28} tok/fwd {tpf:5.2f} (oracle {otpf:4.2f}, {tpf / otpf:4.0%})  steps {total}"
+        f"  no draft {tally.empty / total:4.0%}"
+    )
+    print("    " + "  ".join(f"{kind} {share:4.0%}" for kind, share in shares.items()))
+    for kind, shown in tally.examples.items():
+        for line in shown[:examples]:
+            print(f"      [{kind}] {line}")
+    return {"tpf": tpf, "oracle_tpf": otpf, "shares": shares, "steps": total}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="*", help="recordings of these tasks only")
+    p.add_argument("--limit", type=int, default=None, help="prompts per recording")
+    p.add_argument("-k", type=int, default=8, help="draft cap (chains)")
+    p.add_argument("--examples", type=int, default=2, help="examples printed per kind")
+    p.add_argument("--respell", action="store_true", help="with bpe_respelling")
+    p.add_argument("--no-aliases", action="store_true", help="without space aliases")
+    p.add_argument(
+        "--compare", action="store_true", help="defaults against each source (before/after)"
+    )
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+
+    sys.path.insert(0, str(ROOT / "benches"))
+    from _results import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    recordings = sorted(CACHE.glob("*.json"))
+    if args.tasks:
+        recordings = [r for r in recordings if r.name.split("__")[0] in args.tasks]
+    if not recordings:
+        sys.exit(f"no recordings in {CACHE}: run benches/sim_accept.py record first")
+    variants = (
+        [("aliases (today)", False, True), ("aliases + respell", True, True)]
+        if args.compare
+        else [(("respell" if args.respell else "defaults"), args.respell, not args.no_aliases)]
+    )
+    results = []
+    for path in recordings:
+        rec = json.loads(path.read_text())
+        corpus = train_corpus(rec["task"])
+        rows = len(rec["rows"][: args.limit])
+        print(f"\n## {rec['task']} ({rec['model']}), {rows} prompts, chains of {args.k}")
+        for name, respell, aliases in variants:
+            make = drafter_factory(corpus, tokenizer, respell, aliases)
+            tally, oracle = run(rec, make, tokenizer, args.k, args.examples, args.limit)
+            out = report(name, tally, oracle, args.examples)
+            results.append({"task": rec["task"], "model": rec["model"], "drafter": name, **out})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
