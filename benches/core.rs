@@ -118,6 +118,8 @@ fn engine_steps(c: &mut Criterion, seqs: &[Vec<u32>]) {
                 measure_step_cost: false,
                 threads: 1,
                 aliases: None,
+                id_limit: u32::MAX,
+                copy: false,
             };
             let id = format!("{rows} rows x {context} tokens, {name}");
             group.bench_function(id, |b| {

@@ -21,7 +21,7 @@ before and after a change:
 
     python benches/where_steps_end.py                       # today's defaults, every recording
     python benches/where_steps_end.py --respell --examples 3 --tasks slurp
-    python benches/where_steps_end.py --compare --write     # the replay table in RESULTS.md
+    python benches/where_steps_end.py --compare --json out.json   # peers and each source
 """
 
 from __future__ import annotations
@@ -175,22 +175,87 @@ def run(
     return tally, oracle
 
 
-def drafter_factory(
-    corpus: list[list[int]], tokenizer: Any, respell: bool, aliases: bool
+def tasc_factory(
+    corpus: list[list[int]],
+    tokenizer: Any,
+    respell: bool,
+    aliases: bool,
+    requests: list[list[int]] | None = None,
 ) -> Callable[[], Any]:
+    """The default drafter (tuned preset, online learning) with the chosen sources; with
+    ``requests`` (one per corpus answer) built from pairs (the copy pointer)."""
     from tasc_rs import NgramDrafter, bpe_respelling, space_aliases
 
     pairs = space_aliases(tokenizer) if aliases else []
     table = bpe_respelling(tokenizer) if respell else None
 
     def make() -> Any:
-        d = NgramDrafter.from_corpus(corpus, vocab_size=len(tokenizer))
-        d.online_capacity = 1 << 20
+        if requests is not None:
+            d = NgramDrafter.from_pairs(requests, corpus, vocab_size=len(tokenizer))
+        else:
+            d = NgramDrafter.from_corpus(corpus, vocab_size=len(tokenizer))
         d.token_aliases = pairs
         d.respelling = table
         return d
 
     return make
+
+
+def requests_of(task: str, tokenizer: Any) -> list[list[int]]:
+    """The train requests as a chat prompt's user turn holds them (after the header's newline),
+    one per answer of :func:`sim_accept.train_corpus`."""
+    from _results import DATA
+
+    from tasc_rs.hf.corpus import request_lead
+    from tasc_rs.hf.task import load_rows
+
+    lead = request_lead(tokenizer)
+    rows = load_rows(DATA / task / "train.jsonl")
+    return [tokenizer.encode(lead + r["input"], add_special_tokens=False) for r in rows]
+
+
+def variants(
+    args: argparse.Namespace, task: str, corpus: list[list[int]], tokenizer: Any
+) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, drafter factory) for each drafter to replay."""
+    if not args.compare:
+        name = ("respell" if args.respell else "defaults") + (" no aliases" * args.no_aliases)
+        return [(name, tasc_factory(corpus, tokenizer, args.respell, not args.no_aliases))]
+    out: list[tuple[str, Callable[[], Any]]] = []
+    try:
+        from _peers import PEERS, SuffixDrafter, available
+
+        avail = available()
+        if avail["suffix"] is None:
+            out.append(("SuffixDecoding", lambda: SuffixDrafter(corpus)))
+        if avail["hf-lookup"] is None:
+            out.append(("prompt lookup (HF)", PEERS["hf-lookup"]))
+    except ImportError:
+        pass
+    out += [
+        ("tasc, no aliases", tasc_factory(corpus, tokenizer, False, False)),
+        ("tasc defaults (aliases)", tasc_factory(corpus, tokenizer, False, True)),
+        ("tasc + respelling", tasc_factory(corpus, tokenizer, True, True)),
+        (
+            "tasc + respelling + copy pointer",
+            tasc_factory(corpus, tokenizer, True, True, requests_of(task, tokenizer)),
+        ),
+    ]
+    if args.copy_proto:
+        from _copy_proto import build as copy_pointer
+        from _results import DATA
+
+        from tasc_rs.hf.task import load_rows
+
+        rows = load_rows(DATA / task / "train.jsonl")
+        inner = tasc_factory(corpus, tokenizer, True, True)
+        out.append(
+            (
+                "tasc + respelling + copy pointer (Python prototype)",
+                lambda: copy_pointer(rows, tokenizer, inner()),
+            )
+        )
+    return out
 
 
 def report(name: str, tally: Tally, oracle: int, examples: int) -> dict[str, Any]:
@@ -219,7 +284,15 @@ def main() -> None:
     p.add_argument(
         "--compare", action="store_true", help="defaults against each source (before/after)"
     )
+    p.add_argument(
+        "--copy-proto",
+        action="store_true",
+        help="with --compare: also the copy-pointer prototype (benches/_copy_proto.py)",
+    )
     p.add_argument("--json", help="write the results here")
+    p.add_argument(
+        "--write", action="store_true", help="update RESULTS.md (steps_end) and its JSON"
+    )
     args = p.parse_args()
 
     sys.path.insert(0, str(ROOT / "benches"))
@@ -231,24 +304,45 @@ def main() -> None:
         recordings = [r for r in recordings if r.name.split("__")[0] in args.tasks]
     if not recordings:
         sys.exit(f"no recordings in {CACHE}: run benches/sim_accept.py record first")
-    variants = (
-        [("aliases (today)", False, True), ("aliases + respell", True, True)]
-        if args.compare
-        else [(("respell" if args.respell else "defaults"), args.respell, not args.no_aliases)]
-    )
     results = []
     for path in recordings:
         rec = json.loads(path.read_text())
         corpus = train_corpus(rec["task"])
         rows = len(rec["rows"][: args.limit])
         print(f"\n## {rec['task']} ({rec['model']}), {rows} prompts, chains of {args.k}")
-        for name, respell, aliases in variants:
-            make = drafter_factory(corpus, tokenizer, respell, aliases)
+        for name, make in variants(args, rec["task"], corpus, tokenizer):
             tally, oracle = run(rec, make, tokenizer, args.k, args.examples, args.limit)
             out = report(name, tally, oracle, args.examples)
             results.append({"task": rec["task"], "model": rec["model"], "drafter": name, **out})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.write:
+        from _results import machine, write_results
+
+        write_results("steps_end", markdown(results, machine(), args), results)
+
+
+def markdown(results: list[dict[str, Any]], host: str, args: argparse.Namespace) -> str:
+    """One row per (recording, drafter): tokens per forward, share of the oracle, step ends."""
+    lines = [
+        "## Where drafting steps end (benches/where_steps_end.py)",
+        "",
+        f"Machine: {host}. Exact greedy replay of recorded SmolLM2-135M-Instruct outputs "
+        f"(`sim_accept.py record`: base model 3-shot), chains of {args.k}, every drafter with "
+        "its online learning in test order. Oracle: perfect chains of the same cap. Step ends "
+        "as shares of all steps (see the script's docstring for the kinds). Command: "
+        "`python benches/where_steps_end.py --compare --write`.",
+        "",
+        "| recording | drafter | tok/fwd | of oracle | " + " | ".join(KINDS) + " |",
+        "|---|---|---:|---:|" + "---:|" * len(KINDS),
+    ]
+    for r in results:
+        shares = " | ".join(f"{r['shares'][k]:.0%}" for k in KINDS)
+        lines.append(
+            f"| {r['task']} ({r['model']}) | {r['drafter']} | {r['tpf']:.2f} |"
+            f" {r['tpf'] / r['oracle_tpf']:.0%} | {shares} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

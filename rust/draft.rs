@@ -8,6 +8,7 @@
 
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, MAX_K};
 use crate::context::{ContextFollowers, ContextIndex};
+use crate::copy::CopySource;
 use crate::error::Error;
 use crate::followers::Followers;
 use crate::store::{CorpusFollowers, NgramStore, StoreMatch};
@@ -471,6 +472,7 @@ pub fn propose_with(
         mixing,
         None,
         None,
+        None,
     )
 }
 
@@ -486,7 +488,10 @@ pub struct PathFloor<'a> {
 
 /// [`propose_with`], stopping where `until` says the rest of the chain would be cut; `anchor`
 /// is the store's match after `ctx`'s tokens when the caller keeps it
-/// ([`NgramStore::match_after`]), saving the first step's store search.
+/// ([`NgramStore::match_after`]), saving the first step's store search. With `copy`, where the
+/// request's copy pointer has a value at least as likely as the mixture's best token, the
+/// value is drafted (its first token at the pointer's probability, the rest at 1) and the
+/// chain goes on after it.
 #[allow(clippy::too_many_arguments)]
 pub fn propose_until(
     store: &NgramStore,
@@ -498,12 +503,13 @@ pub fn propose_until(
     mixing: Mixing,
     until: Option<PathFloor<'_>>,
     anchor: Option<StoreMatch>,
+    copy: Option<CopySource<'_>>,
 ) -> Result<Draft, Error> {
     check_k(k as i64)?;
     check_corpus_weight(corpus_weight)?;
     check_min_prob(min_prob)?;
     let order = store.n_max() - 1;
-    let tail = &ctx.tokens()[ctx.len().saturating_sub(order)..];
+    let tail = &ctx.tokens()[ctx.len().saturating_sub(order.max(2))..];
     let mut history: Vec<u32> = Vec::with_capacity(tail.len() + k);
     history.extend_from_slice(tail);
     let mut draft = Draft {
@@ -512,21 +518,44 @@ pub fn propose_until(
     };
     let mut path = 1.0;
     let mut at = Cursor::anchored(anchor);
-    for _ in 0..k {
+    // answer tokens before the draft: what the copy pointer's context is read from
+    let answered = copy.map_or(0, |c| ctx.len().saturating_sub(c.anchors.len()));
+    let mut push = |draft: &mut Draft, history: &mut Vec<u32>, token: u32, p: f64| {
+        draft.tokens.push(token);
+        draft.probs.push(p);
+        history.push(token);
+        until.is_some_and(|u| {
+            path *= (u.rate)(p).clamp(0.0, 1.0);
+            path <= u.floor
+        })
+    };
+    'steps: while draft.tokens.len() < k {
         let suffix = &history[history.len().saturating_sub(order)..];
         let (weight, corp, local) =
             mixed_step(store, online, ctx, suffix, corpus_weight, mixing, &mut at);
         let found = best_mixed_above(weight, corp, local, min_prob);
+        if let Some(src) = copy {
+            let room = k - draft.tokens.len();
+            let answer = answered + draft.tokens.len();
+            if let Some((value, share)) = src.value(&history, answer, room) {
+                if share >= min_prob && found.is_none_or(|(_, p)| share >= p) {
+                    let value = value.to_vec();
+                    for (i, &token) in value.iter().enumerate() {
+                        let p = if i == 0 { share } else { 1.0 };
+                        if push(&mut draft, &mut history, token, p) {
+                            break 'steps;
+                        }
+                    }
+                    // the history jumped: the next lookups are unbounded
+                    at = Cursor::default();
+                    continue;
+                }
+            }
+        }
         match found {
             Some((token, p)) if p > 0.0 && p >= min_prob => {
-                draft.tokens.push(token);
-                draft.probs.push(p);
-                history.push(token);
-                if let Some(u) = until {
-                    path *= (u.rate)(p).clamp(0.0, 1.0);
-                    if path <= u.floor {
-                        break;
-                    }
+                if push(&mut draft, &mut history, token, p) {
+                    break;
                 }
             }
             _ => break,

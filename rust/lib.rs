@@ -7,6 +7,7 @@
 //! - [`store`]: the immutable task n-gram store (a pruned, level-ordered trie), `p_corp`.
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
 //! - [`aliases`]: token pairs spelling one word (with and without its space), read by the context.
+//! - [`copy`]: the copy pointer, where answers copy their request (from (request, answer) pairs).
 //! - [`respell`]: the prompt's words re-encoded as an answer writes them (byte-level BPE).
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
@@ -29,6 +30,7 @@ pub mod aliases;
 mod build;
 pub mod config;
 pub mod context;
+pub mod copy;
 pub mod corpus;
 pub mod draft;
 pub mod enrich;

@@ -1,4 +1,5 @@
-//! The drafter file format (version 1), little-endian:
+//! The drafter file format (version 2; version 1 files, which end before the copy section,
+//! still load), little-endian:
 //!
 //! ```text
 //! magic    8 bytes  "TASCNGR\0"
@@ -7,6 +8,8 @@
 //! corpus_tokens u64, sequences u64
 //! for depth 0..=n_max: node count u64, tokens, counts (packed arrays),
 //!                      and for depth < n_max: child_start [u32; nodes + 1], totals, best (packed)
+//! copy section (version 2): anchors u64, then per anchor: context key u64, anchor u64,
+//!                      share f32; enders u64, then that many u32 (see [`crate::copy`])
 //! packed array = width u8 (1, 2 or 4), length u64, elements of that width
 //! crc32    u32      of every byte before it
 //! ```
@@ -19,19 +22,22 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::config::{DrafterConfig, MAX_N};
+use crate::copy::{Anchor, CopyIndex};
 use crate::error::Error;
 use crate::packed::Packed;
 use crate::store::{Level, NgramStore};
 
 const MAGIC: &[u8; 8] = b"TASCNGR\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// A drafter file that cannot be read.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum FormatError {
     #[error("not a tasc-rs drafter file (bad magic bytes)")]
     BadMagic,
-    #[error("unsupported drafter file version {found}; this build reads version {FORMAT_VERSION}")]
+    #[error("unsupported drafter file version {found}; this build reads versions {OLDEST_VERSION} to {FORMAT_VERSION}")]
     UnsupportedVersion { found: u32 },
     #[error(
         "drafter file is truncated: needed {needed} bytes at offset {offset}, {available} left"
@@ -47,8 +53,26 @@ pub enum FormatError {
     Corrupt(String),
 }
 
+/// Longest file name part of a temporary file's name kept from its target's: with the rest of
+/// the temporary name it stays under the 255 bytes file systems allow.
+const TEMP_STEM: usize = 160;
+
+/// What a save of `name` names its temporary files with (`.{stem}.{pid}.{n}.tmp`): the name
+/// itself, or for a long one its first bytes and a checksum of the whole, so that a valid
+/// 255-byte name still gets a valid temporary name.
+fn temp_stem(name: &str) -> String {
+    if name.len() <= TEMP_STEM {
+        return name.to_string();
+    }
+    let mut cut = TEMP_STEM - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{:08x}", &name[..cut], crc32fast::hash(name.as_bytes()))
+}
+
 /// Removes the temporary files that saves of `name` in `dir` left behind when their process was
-/// killed mid-write (`.{name}.{pid}.{n}.tmp` whose `pid` no longer runs). Only where the OS
+/// killed mid-write (`.{stem}.{pid}.{n}.tmp` whose `pid` no longer runs). Only where the OS
 /// shows its processes under `/proc`; elsewhere, and on any error, nothing is touched.
 fn remove_stale_temps(dir: &Path, name: &str) {
     let proc_root = Path::new("/proc");
@@ -58,7 +82,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let prefix = format!(".{name}.");
+    let prefix = format!(".{}.", temp_stem(name));
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = file
@@ -108,6 +132,20 @@ impl NgramStore {
                 level.best.write_to(&mut out);
             }
         }
+        let (anchors, enders) = self
+            .copy
+            .as_ref()
+            .map_or((Vec::new(), Vec::new()), |c| (c.anchors(), c.enders()));
+        out.extend_from_slice(&(anchors.len() as u64).to_le_bytes());
+        for (key, anchor) in anchors {
+            out.extend_from_slice(&key.to_le_bytes());
+            out.extend_from_slice(&anchor.tokens.to_le_bytes());
+            out.extend_from_slice(&anchor.share.to_le_bytes());
+        }
+        out.extend_from_slice(&(enders.len() as u64).to_le_bytes());
+        for t in enders {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -123,7 +161,7 @@ impl NgramStore {
             pos: MAGIC.len(),
         };
         let version = r.u32()?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion { found: version }.into());
         }
         if bytes.len() < 12 {
@@ -139,7 +177,11 @@ impl NgramStore {
             bytes: body,
             pos: r.pos,
         };
-        let store = read_store(&mut r)?;
+        let mut store = read_store(&mut r)?;
+        if version >= 2 {
+            let copy = read_copy(&mut r, store.config.id_limit())?;
+            store = store.with_copy(copy);
+        }
         if r.pos != body.len() {
             return Err(corrupt(format!("{} trailing bytes", body.len() - r.pos)));
         }
@@ -174,12 +216,24 @@ impl NgramStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
+        let existing = std::fs::metadata(&target).ok();
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            // renaming over a device, FIFO or directory would replace it with a regular file
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "exists and is not a regular file (a device, FIFO or directory is never replaced)",
+            )));
+        }
+        let permissions = existing.map(|m| m.permissions());
         remove_stale_temps(&dir, &name);
         // Unique per process and per call, so concurrent saves to one path never share a file.
         static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.{}.{n}.tmp",
+            temp_stem(&name),
+            std::process::id()
+        ));
         let result = (|| {
             let mut file = std::fs::File::create_new(&tmp)?;
             if let Some(p) = permissions {
@@ -226,10 +280,74 @@ impl NgramStore {
             return Err(not_regular());
         }
         let len = meta.len();
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.take(len).read_to_end(&mut bytes).map_err(io)?;
+        // The magic first: a large file of another format costs 8 bytes, not its size.
+        let mut file = file.take(len);
+        let mut magic = [0u8; MAGIC.len()];
+        let head = read_up_to(&mut file, &mut magic).map_err(io)?;
+        if head < MAGIC.len() || &magic != MAGIC {
+            return Self::from_bytes(&magic[..head]);
+        }
+        // A drafter file is read whole; one too large for memory is an error, not an abort.
+        let mut bytes = Vec::new();
+        let size = usize::try_from(len).unwrap_or(usize::MAX);
+        bytes.try_reserve_exact(size).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("a drafter file of {len} bytes does not fit in memory"),
+            ))
+        })?;
+        bytes.extend_from_slice(&magic);
+        file.read_to_end(&mut bytes).map_err(io)?;
         Self::from_bytes(&bytes)
     }
+}
+
+/// Reads into `buf` until it is full or the reader ends; the bytes read.
+fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The copy section (version 2), every id checked against the vocabulary.
+fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
+    let ok = |t: u32| t < limit;
+    let key_ok = |k: u64| {
+        [(k >> 32) as u32, k as u32]
+            .iter()
+            .all(|&t| t == u32::MAX || ok(t))
+    };
+    let n = usize::try_from(r.u64()?).map_err(|_| corrupt("copy anchors".into()))?;
+    // each anchor takes 20 bytes: a count the file cannot hold is refused before allocating
+    if n > r.bytes.len() / 20 {
+        return Err(corrupt(format!("{n} copy anchors")));
+    }
+    let mut anchors = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = r.u64()?;
+        let tokens = r.u64()?;
+        let share = f32::from_bits(r.u32()?);
+        if !key_ok(key) || !ok((tokens >> 32) as u32) || !ok(tokens as u32) {
+            return Err(corrupt("copy anchor id out of range".into()));
+        }
+        if !(share.is_finite() && (0.0..=1.0).contains(&share)) {
+            return Err(corrupt(format!("copy anchor share {share}")));
+        }
+        anchors.push((key, Anchor { tokens, share }));
+    }
+    let n = usize::try_from(r.u64()?).map_err(|_| corrupt("copy enders".into()))?;
+    let enders = r.u32s(n)?;
+    if enders.iter().any(|&t| !ok(t)) {
+        return Err(corrupt("copy ender id out of range".into()));
+    }
+    Ok(CopyIndex::from_parts(anchors, enders))
 }
 
 fn corrupt(msg: String) -> Error {
@@ -278,6 +396,7 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
         levels,
         corpus_tokens,
         sequences,
+        copy: None,
     })
 }
 
@@ -425,6 +544,38 @@ mod tests {
     }
 
     #[test]
+    fn long_names_save_and_special_files_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join(format!("{}.tasc", "d".repeat(245)));
+        sample().save(&long).unwrap();
+        sample().save(&long).unwrap();
+        assert_eq!(NgramStore::load(&long).unwrap(), sample());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let err = sample().save(&sub).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(sub.is_dir());
+        if Path::new("/dev/null").exists() {
+            let err = sample()
+                .save(Path::new("/dev/null"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_large_file_of_another_format_is_refused_by_its_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(1 << 34).unwrap(); // sparse: 16 GiB of zeros on disk costs nothing
+        let err = NgramStore::load(&path).unwrap_err().to_string();
+        assert!(err.contains("magic"), "{err}");
+    }
+
+    #[test]
     fn a_save_removes_what_killed_saves_left_behind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.tasc");
@@ -461,12 +612,71 @@ mod tests {
 
     #[test]
     fn wrong_version_is_reported() {
-        let mut bytes = sample().to_bytes();
-        bytes[8] = 2;
-        assert!(matches!(
-            NgramStore::from_bytes(&bytes),
-            Err(Error::Format(FormatError::UnsupportedVersion { found: 2 }))
-        ));
+        for version in [0u8, FORMAT_VERSION as u8 + 1] {
+            let mut bytes = sample().to_bytes();
+            bytes[8] = version;
+            assert!(matches!(
+                NgramStore::from_bytes(&bytes),
+                Err(Error::Format(FormatError::UnsupportedVersion { found })) if found == u32::from(version)
+            ));
+        }
+    }
+
+    /// `store` as version 1 wrote it: no copy section.
+    fn version_1(store: &NgramStore) -> Vec<u8> {
+        let mut bytes = store.to_bytes();
+        bytes.truncate(bytes.len() - 4 - 16); // checksum, two empty section counts
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    fn with_copy() -> NgramStore {
+        // requests 1 2 <name> 3, answers that start with the name
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..5u32)
+            .map(|i| (vec![1, 2, 5 + i, 6, 3], vec![5 + i, 6, 4]))
+            .collect();
+        let copy = CopyIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+        assert!(!copy.is_empty());
+        sample().with_copy(copy)
+    }
+
+    #[test]
+    fn version_1_files_load_and_the_copy_section_round_trips() {
+        let old = sample();
+        assert_eq!(NgramStore::from_bytes(&version_1(&old)).unwrap(), old);
+        let s = with_copy();
+        let back = NgramStore::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(back, s);
+        assert!(back.copy_index().is_some());
+    }
+
+    #[test]
+    fn forged_copy_sections_are_refused() {
+        let s = with_copy();
+        let good = s.to_bytes();
+        let body = good.len() - 4;
+        let enders = s.copy_index().unwrap().enders().len();
+        // the first anchor's share (after the anchor count, its key and tokens)
+        let section = body - 8 - 4 * enders - 20 * s.copy_index().unwrap().anchors().len() - 8;
+        let share_at = section + 8 + 16;
+        let resign = |mut b: Vec<u8>| {
+            b.truncate(body);
+            let crc = crc32fast::hash(&b);
+            b.extend_from_slice(&crc.to_le_bytes());
+            b
+        };
+        let mut bad = good.clone();
+        bad[share_at..share_at + 4].copy_from_slice(&f32::NAN.to_bits().to_le_bytes());
+        assert!(NgramStore::from_bytes(&resign(bad)).is_err());
+        let mut bad = good.clone();
+        bad[section..section + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(NgramStore::from_bytes(&resign(bad)).is_err());
+        let mut bad = good.clone();
+        // the first anchor's tokens: ids past the vocabulary (10)
+        bad[section + 16..section + 24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(NgramStore::from_bytes(&resign(bad)).is_err());
     }
 
     #[test]
@@ -502,7 +712,15 @@ mod tests {
             vocab_size: Some(300),
             ..DrafterConfig::default()
         };
-        let good = NgramStore::build(&corpus, &config).unwrap().to_bytes();
+        // with a copy section, so that its corruptions are exercised too
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..8u32)
+            .map(|i| (vec![1, 2, 50 + i, 60 + i, 3], vec![50 + i, 60 + i, 4]))
+            .collect();
+        let copy = CopyIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+        let good = NgramStore::build(&corpus, &config)
+            .unwrap()
+            .with_copy(copy)
+            .to_bytes();
         let body_len = good.len() - 4;
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {

@@ -32,6 +32,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::aliases::TokenAliases;
 use crate::context::ContextIndex;
+use crate::copy::{CopySource, PromptAnchors};
 use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
 use crate::error::Error;
 use crate::store::{NgramStore, StoreMatch};
@@ -71,6 +72,12 @@ pub struct ServingConfig {
     pub threads: usize,
     /// Token aliases every request's context index reads (see [`TokenAliases`]).
     pub aliases: Option<Arc<TokenAliases>>,
+    /// The drafter's vocabulary size (`u32::MAX`: unbounded): a row holding an id at or above
+    /// it is invalid and gets no draft, as a session refuses such ids.
+    pub id_limit: u32,
+    /// Whether requests index their prompt for the store's copy pointer ([`crate::copy`]):
+    /// set when the store has one.
+    pub copy: bool,
 }
 
 /// Most drafting threads a table uses.
@@ -383,6 +390,8 @@ struct Request {
     /// The store's match after the request's first `.0` tokens, kept from the last draft so
     /// the next one catches up from there instead of searching.
     anchor: Anchor,
+    /// The prompt's anchors for the store's copy pointer ([`ServingConfig::copy`]).
+    copy: Option<PromptAnchors>,
 }
 
 /// Per-request drafting state for an engine batch, keyed by the rows' tokens.
@@ -423,8 +432,12 @@ fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
 }
 
 /// The row's tokens as ids, or `None` if one is negative.
-fn to_ids(tokens: &[i32]) -> Option<Vec<u32>> {
-    tokens.iter().map(|&t| u32::try_from(t).ok()).collect()
+/// `tokens` as ids, `None` if one is negative or at or above `limit`.
+fn to_ids(tokens: &[i32], limit: u32) -> Option<Vec<u32>> {
+    tokens
+        .iter()
+        .map(|&t| u32::try_from(t).ok().filter(|&t| t < limit))
+        .collect()
 }
 
 impl Request {
@@ -674,6 +687,14 @@ impl RequestTable {
                         c.mixing,
                         until,
                         anchor,
+                        store
+                            .copy_index()
+                            .zip(req.copy.as_ref())
+                            .map(|(index, anchors)| CopySource {
+                                index,
+                                anchors,
+                                tokens,
+                            }),
                     )?;
                     Ok((draft, anchor.map(|m| (tokens.len(), m))))
                 }
@@ -808,7 +829,7 @@ impl RequestTable {
             return false;
         };
         req.last_step = step;
-        let Some(new) = to_ids(&row[req.index.len()..]) else {
+        let Some(new) = to_ids(&row[req.index.len()..], self.config.id_limit) else {
             return false;
         };
         req.index.extend(&new);
@@ -819,7 +840,7 @@ impl RequestTable {
     }
 
     fn create(&mut self, row: &Row<'_>) -> Option<u32> {
-        let ids = to_ids(row.tokens)?;
+        let ids = to_ids(row.tokens, self.config.id_limit)?;
         if self.live >= self.config.max_requests {
             self.drop_oldest();
         }
@@ -837,6 +858,10 @@ impl RequestTable {
             learned: false,
             pending: None,
             anchor: None,
+            copy: self
+                .config
+                .copy
+                .then(|| PromptAnchors::new(&ids[..ids.len().saturating_sub(row.new_tokens)])),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -981,6 +1006,8 @@ mod tests {
                 measure_step_cost: false,
                 threads: 1,
                 aliases: None,
+                id_limit: u32::MAX,
+                copy: false,
             },
         )
     }
@@ -1076,6 +1103,24 @@ mod tests {
         }
         assert_eq!(all, vec![vec![53, 99]]);
         assert_eq!(t.live(), 0);
+    }
+
+    #[test]
+    fn rows_with_ids_past_the_vocabulary_get_no_draft() {
+        let store = store_of(&[vec![1, 2, 3, 4, 5, 6]]);
+        let config = ServingConfig {
+            id_limit: 10,
+            ..table(8, 100).config().clone()
+        };
+        let mut t = RequestTable::new(store.n_max(), config);
+        // 12 follows 2 in the row: without the limit it would be drafted after 2
+        let (bad, good) = (vec![1, 2, 12, 1, 2], vec![7, 1, 2]);
+        let rows = [row(&bad, 1), row(&good, 1)];
+        t.observe(&rows);
+        let drafts = t.propose(&store, None, &rows).unwrap();
+        assert!(drafts.row(0).is_empty());
+        assert_eq!(drafts.row(1)[0], 3);
+        assert_eq!(t.stats().invalid_rows, 1);
     }
 
     #[test]

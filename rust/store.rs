@@ -11,6 +11,7 @@
 
 use crate::build;
 use crate::config::DrafterConfig;
+use crate::copy::CopyIndex;
 use crate::corpus::{Corpus, InputError};
 use crate::error::Error;
 use crate::followers::Followers;
@@ -97,6 +98,8 @@ pub struct NgramStore {
     pub(crate) levels: Vec<Level>,
     pub(crate) corpus_tokens: u64,
     pub(crate) sequences: u64,
+    /// Where answers copy their request (built from pairs; `None`: answers only).
+    pub(crate) copy: Option<CopyIndex>,
 }
 
 /// Where a lookup matched in the store: the matched context's node and its length.
@@ -172,7 +175,19 @@ impl NgramStore {
             levels,
             corpus_tokens: corpus.num_tokens() as u64,
             sequences: corpus.num_sequences() as u64,
+            copy: None,
         })
+    }
+
+    /// This store with a copy pointer ([`crate::copy`]); an empty index is dropped.
+    pub fn with_copy(mut self, copy: CopyIndex) -> Self {
+        self.copy = (!copy.is_empty()).then_some(copy);
+        self
+    }
+
+    /// The copy pointer, when the store was built from (request, answer) pairs.
+    pub fn copy_index(&self) -> Option<&CopyIndex> {
+        self.copy.as_ref()
     }
 
     pub fn config(&self) -> &DrafterConfig {
@@ -320,7 +335,9 @@ impl NgramStore {
 
     /// Heap bytes held by the store.
     pub fn bytes(&self) -> usize {
-        self.levels.iter().map(Level::bytes).sum::<usize>() + std::mem::size_of::<Self>()
+        self.levels.iter().map(Level::bytes).sum::<usize>()
+            + self.copy.as_ref().map_or(0, CopyIndex::bytes)
+            + std::mem::size_of::<Self>()
     }
 }
 

@@ -17,6 +17,7 @@ use std::collections::BinaryHeap;
 
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
+use crate::copy::CopySource;
 use crate::draft::{mixed_step, top_mixed, Cursor, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
@@ -73,6 +74,8 @@ struct Candidate {
     token: u32,
     prob: f64,
     depth: usize,
+    /// Inside a copied value: (the value's start in the request, tokens taken, its length).
+    copy: Option<(usize, usize, usize)>,
 }
 
 impl PartialEq for Candidate {
@@ -99,7 +102,10 @@ impl Ord for Candidate {
 
 /// Drafts a tree of at most `max_nodes` nodes, each node having at most `width` children, every node's own mixed probability at least `min_prob`
 /// (and positive). Depth is bounded by the node budget. With `cost`, the tree is then cut to the node count with the most expected
-/// tokens per unit of verification cost.
+/// tokens per unit of verification cost. With `copy`, a node where the request's copy pointer
+/// has a value takes its first token as a child (in place of the last of the `width` best when
+/// at least as likely), and that child's subtree is the value's tokens, then the mixture again:
+/// with `width = 1` the tree is still the chain.
 #[allow(clippy::too_many_arguments)]
 pub fn propose_tree(
     store: &NgramStore,
@@ -111,13 +117,17 @@ pub fn propose_tree(
     min_prob: f64,
     mixing: Mixing,
     cost: Option<&VerifyCost>,
+    copy: Option<CopySource<'_>>,
 ) -> Result<DraftTree, Error> {
     check_k(max_nodes as i64)?;
     check_width(width as i64)?;
     check_corpus_weight(corpus_weight)?;
     check_min_prob(min_prob)?;
     let order = store.n_max() - 1;
-    let tail = &ctx.tokens()[ctx.len().saturating_sub(order)..];
+    let tail = &ctx.tokens()[ctx.len().saturating_sub(order.max(2))..];
+    let answered = copy.map_or(0, |c| ctx.len().saturating_sub(c.anchors.len()));
+    // each node's copy state (see `Candidate::copy`), for its children
+    let mut copying: Vec<Option<(usize, usize, usize)>> = Vec::with_capacity(max_nodes);
     let mut tree = DraftTree::default();
     let mut heap = BinaryHeap::new();
     let mut found = 0usize;
@@ -132,7 +142,27 @@ pub fn propose_tree(
                       path: f64,
                       depth: usize,
                       tree: &DraftTree,
+                      copying: &[Option<(usize, usize, usize)>],
                       heap: &mut BinaryHeap<Candidate>| {
+        let state = usize::try_from(parent)
+            .ok()
+            .and_then(|i| copying.get(i).copied().flatten());
+        if let (Some((start, taken, len)), Some(src)) = (state, copy) {
+            if taken < len {
+                // inside a copied value: its next token is the only child
+                heap.push(Candidate {
+                    path,
+                    order: found,
+                    parent,
+                    token: src.tokens[start + taken],
+                    prob: 1.0,
+                    depth: depth + 1,
+                    copy: Some((start, taken + 1, len)),
+                });
+                found += 1;
+                return;
+            }
+        }
         history.clear();
         history.extend_from_slice(tail);
         let start = history.len();
@@ -162,6 +192,33 @@ pub fn propose_tree(
             }
         }
         top_mixed(weight, corp, local, width, min_prob, &mut top);
+        let room = max_nodes.saturating_sub(depth);
+        let value = copy
+            .and_then(|src| {
+                src.value_at(&history, answered + depth, room)
+                    .map(|v| (src, v))
+            })
+            .filter(|&(_, (_, _, share))| share >= min_prob && share > 0.0);
+        if let Some((src, (start, len, share))) = value {
+            let first = src.tokens[start];
+            let full = top.len() >= width;
+            if !full || top.last().is_some_and(|&(_, p)| share >= p) {
+                top.retain(|&(t, _)| t != first);
+                if top.len() >= width {
+                    top.pop();
+                }
+                heap.push(Candidate {
+                    path: path * share,
+                    order: found,
+                    parent,
+                    token: first,
+                    prob: share,
+                    depth: depth + 1,
+                    copy: Some((start, 1, len)),
+                });
+                found += 1;
+            }
+        }
         for &(token, prob) in &top {
             if prob > 0.0 && prob >= min_prob {
                 heap.push(Candidate {
@@ -171,20 +228,22 @@ pub fn propose_tree(
                     token,
                     prob,
                     depth: depth + 1,
+                    copy: None,
                 });
                 found += 1;
             }
         }
     };
-    expand(-1, 1.0, 0, &tree, &mut heap);
+    expand(-1, 1.0, 0, &tree, &copying, &mut heap);
     while tree.len() < max_nodes {
         let Some(c) = heap.pop() else { break };
         let index = tree.len() as i64;
         tree.tokens.push(c.token);
         tree.parents.push(c.parent);
         tree.probs.push(c.prob);
+        copying.push(c.copy);
         if tree.len() < max_nodes {
-            expand(index, c.path, c.depth, &tree, &mut heap);
+            expand(index, c.path, c.depth, &tree, &copying, &mut heap);
         }
     }
     if let Some(cost) = cost {
@@ -201,11 +260,87 @@ mod tests {
     use crate::draft::tests::store;
 
     #[test]
+    fn copied_values_join_trees_and_width_one_is_the_chain() {
+        use crate::copy::{CopyIndex, CopySource, PromptAnchors};
+        use crate::draft::propose_until;
+        // requests "1 2 <name> 3", answers "<name> 40 41 42": the answer starts with the name
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..6u32)
+            .map(|i| {
+                (
+                    vec![1, 2, 10 + i, 20 + i, 3],
+                    vec![10 + i, 20 + i, 40, 41, 42],
+                )
+            })
+            .collect();
+        let answers: Vec<Vec<u32>> = pairs.iter().map(|(_, a)| a.clone()).collect();
+        let copy = CopyIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+        let s = store(&answers, 3).with_copy(copy);
+        let prompt = [9, 1, 2, 77, 78, 3];
+        let ctx = ContextIndex::new(3, &prompt);
+        let anchors = PromptAnchors::new(&prompt);
+        let src = CopySource {
+            index: s.copy_index().unwrap(),
+            anchors: &anchors,
+            tokens: ctx.tokens(),
+        };
+        let chain = propose_until(
+            &s,
+            None,
+            &ctx,
+            5,
+            0.75,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            Some(src),
+        )
+        .unwrap();
+        // the request's name (the copy stops before 3, which ended the training copies), then
+        // the mixture again
+        assert_eq!(chain.tokens[..2], [77, 78]);
+        assert_eq!(chain.probs[1], 1.0);
+        let one = propose_tree(
+            &s,
+            None,
+            &ctx,
+            5,
+            1,
+            0.75,
+            0.0,
+            Mixing::Fixed,
+            None,
+            Some(src),
+        )
+        .unwrap();
+        assert_eq!(one.tokens, chain.tokens);
+        let wide = propose_tree(
+            &s,
+            None,
+            &ctx,
+            8,
+            3,
+            0.75,
+            0.0,
+            Mixing::Fixed,
+            None,
+            Some(src),
+        )
+        .unwrap();
+        assert_eq!(wide.tokens[..2], [77, 78]);
+        assert_eq!(wide.parents[..2], [-1, 0]);
+        // without the pointer the first token is one of the training names
+        let plain =
+            propose_tree(&s, None, &ctx, 5, 1, 0.75, 0.0, Mixing::Fixed, None, None).unwrap();
+        assert_ne!(plain.tokens[0], 77);
+    }
+
+    #[test]
     fn branches_where_the_corpus_is_split() {
         // After [1, 2] the corpus continues with 3 twice and 4 once.
         let s = store(&[vec![1, 2, 3, 5], vec![1, 2, 3, 5], vec![1, 2, 4, 6]], 3);
         let ctx = ContextIndex::new(3, &[1, 2]);
-        let tree = propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, None).unwrap();
+        let tree = propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, None, None).unwrap();
         // best first: 3 (2/3), then 5 after 3 (2/3), then 4 (1/3), then 6 after 4 (1/3)
         assert_eq!(tree.tokens[..4], [3, 5, 4, 6]);
         assert_eq!(tree.parents[..4], [-1, 0, -1, 2]);
@@ -231,7 +366,8 @@ mod tests {
                 for mixing in [Mixing::Fixed, Mixing::LongerMatch] {
                     let chain = propose_with(&s, None, &ctx, 6, 0.75, min_prob, mixing).unwrap();
                     let tree =
-                        propose_tree(&s, None, &ctx, 6, 1, 0.75, min_prob, mixing, None).unwrap();
+                        propose_tree(&s, None, &ctx, 6, 1, 0.75, min_prob, mixing, None, None)
+                            .unwrap();
                     assert_eq!(tree.tokens, chain.tokens);
                     assert_eq!(tree.probs, chain.probs);
                     let chain_parents: Vec<i64> = (-1..chain.tokens.len() as i64 - 1).collect();
@@ -247,14 +383,36 @@ mod tests {
         let ctx = ContextIndex::new(3, &[1, 2]);
         // every position costs as much as the step: only sure nodes would pay, none is
         let dear = VerifyCost::new(vec![1.0, 2.0, 3.0]).unwrap();
-        let tree =
-            propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, Some(&dear)).unwrap();
+        let tree = propose_tree(
+            &s,
+            None,
+            &ctx,
+            8,
+            2,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            Some(&dear),
+            None,
+        )
+        .unwrap();
         assert!(tree.is_empty());
         // free positions: everything drafted is kept
         let free = VerifyCost::new(vec![1.0]).unwrap();
-        let all = propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, None).unwrap();
-        let kept =
-            propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, Some(&free)).unwrap();
+        let all = propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, None, None).unwrap();
+        let kept = propose_tree(
+            &s,
+            None,
+            &ctx,
+            8,
+            2,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            Some(&free),
+            None,
+        )
+        .unwrap();
         assert_eq!(kept, all);
     }
 
@@ -263,7 +421,7 @@ mod tests {
         let seqs: Vec<Vec<u32>> = (0..6).map(|i| vec![1, 2, 10 + i, 20 + i, 30]).collect();
         let s = store(&seqs, 3);
         let ctx = ContextIndex::new(3, &[1, 2]);
-        let tree = propose_tree(&s, None, &ctx, 5, 3, 1.0, 0.0, Mixing::Fixed, None).unwrap();
+        let tree = propose_tree(&s, None, &ctx, 5, 3, 1.0, 0.0, Mixing::Fixed, None, None).unwrap();
         assert_eq!(tree.len(), 5);
         let roots = tree.parents.iter().filter(|&&p| p == -1).count();
         assert!(roots <= 3);
@@ -271,9 +429,9 @@ mod tests {
             assert!(p < i as i64);
         }
         // each branch after [1, 2] has probability 1/6: a threshold of 0.2 removes them all
-        let none = propose_tree(&s, None, &ctx, 5, 3, 1.0, 0.2, Mixing::Fixed, None).unwrap();
+        let none = propose_tree(&s, None, &ctx, 5, 3, 1.0, 0.2, Mixing::Fixed, None, None).unwrap();
         assert!(none.is_empty());
-        assert!(propose_tree(&s, None, &ctx, 5, 0, 1.0, 0.0, Mixing::Fixed, None).is_err());
-        assert!(propose_tree(&s, None, &ctx, 0, 1, 1.0, 0.0, Mixing::Fixed, None).is_err());
+        assert!(propose_tree(&s, None, &ctx, 5, 0, 1.0, 0.0, Mixing::Fixed, None, None).is_err());
+        assert!(propose_tree(&s, None, &ctx, 0, 1, 1.0, 0.0, Mixing::Fixed, None, None).is_err());
     }
 }

@@ -308,3 +308,25 @@ def test_shared_between_threads() -> None:
     assert bp.stats()["steps"] == 1200
     bp.reset()
     assert bp.stats()["live"] == 0
+
+
+def test_a_fortran_ordered_buffer_is_refused() -> None:
+    d = NgramDrafter.from_corpus(corpus(), min_count=1, vocab_size=64)
+    p = d.batch_proposer()
+    buf = np.asfortranarray(np.zeros((3, WIDTH), dtype=np.int32))
+    with pytest.raises(InvalidInputError, match="C-contiguous"):
+        p.propose([[5], [5], [5]], np.array([2, 2, 2], dtype=np.int32), buf, 4)
+
+
+def test_rows_holding_ids_past_the_vocabulary_get_no_draft() -> None:
+    d = NgramDrafter.from_corpus(corpus(), min_count=1, vocab_size=64)
+    p = d.batch_proposer(min_prob=0.0)
+    buf = np.zeros((2, WIDTH), dtype=np.int32)
+    buf[0, :4] = [5, 6, 70, 6]  # 70 >= vocab_size: a session refuses it, the row drafts nothing
+    buf[1, :2] = [5, 6]
+    drafts = p.propose([[6], [6]], np.array([4, 2], dtype=np.int32), buf, 4)
+    assert drafts[0] == []
+    assert drafts[1] == fresh_draft(d, [5, 6], 4, min_prob=0.0)
+    assert p.stats()["invalid_rows"] == 1
+    with pytest.raises(InvalidInputError):
+        d.session([5, 6, 70])

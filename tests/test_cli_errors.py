@@ -96,6 +96,11 @@ PARSE_ERRORS = [
     ["finetune", "{good}", "-o", "{tmp}/f", "--epochs", "0"],
     ["finetune", "{good}", "-o", "{tmp}/f", "--lr", "-1"],
     ["finetune", "{good}", "-o", "{tmp}/f", "--limit", "0"],
+    # names the file system refuses (too long): one line, not an OSError traceback
+    ["build", "{tmp}/" + "a" * 300, "-o", "{out}"],
+    ["build", "{good}", "-o", "{tmp}/" + "b" * 300],
+    ["generate", "hi", "-d", "{good}", "--model", "{tmp}/" + "c" * 5000],
+    ["enrich", "{good}", "-o", "{tmp}/" + "e" * 300],
 ]
 
 

@@ -267,3 +267,38 @@ def test_token_aliases_come_from_the_served_tokenizer(
     monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "token_aliases": "yes"}))
     with pytest.raises(InvalidConfigError, match="token_aliases has the wrong type"):
         TascProposer(cfg)
+
+
+def test_out_of_range_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path, tmp_path: Path
+) -> None:
+    from tasc_rs import MAX_K
+
+    with pytest.raises(InvalidConfigError, match="k must be an int"):
+        speculative_config(k=MAX_K + 1)
+    with pytest.raises(InvalidConfigError, match="drafter must be the path"):
+        speculative_config("")
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file)}))
+    with pytest.raises(InvalidConfigError, match="num_speculative_tokens must be in"):
+        TascProposer(vllm_config(k=MAX_K + 1))
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file), "max_requests": 0}))
+    with pytest.raises(InvalidConfigError, match="max_requests must be >= 1"):
+        resolve_settings()
+
+
+def test_config_files_that_are_not_regular_files_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    for path in (str(fifo), "/dev/zero", str(tmp_path)):
+        monkeypatch.setenv(CONFIG_ENV, path)
+        with pytest.raises(InvalidConfigError, match="not a regular file"):
+            resolve_settings()
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (2 << 20) + b"{}")
+    monkeypatch.setenv(CONFIG_ENV, str(big))
+    with pytest.raises(InvalidConfigError, match="larger than"):
+        resolve_settings()

@@ -6,6 +6,7 @@ line before any model loads, never a traceback after minutes of work.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -63,6 +64,23 @@ def _range(lo: int | None, hi: int | None) -> str:
     return f"allowed {lo}..{hi}"
 
 
+def _path_argument(check: Callable[[str], str]) -> Callable[[str], str]:
+    """``check`` with what the file system refuses (a name too long, a loop of links) reported
+    as a bad argument: argparse turns only ``ArgumentTypeError`` into a usage error."""
+
+    @functools.wraps(check)
+    def checked(text: str) -> str:
+        try:
+            return check(text)
+        except (OSError, ValueError) as e:
+            shown = text if len(text) <= 80 else f"{text[:40]}...{text[-30:]} ({len(text)} chars)"
+            reason = getattr(e, "strerror", None) or str(e)
+            raise argparse.ArgumentTypeError(f"{shown}: {reason}") from None
+
+    return checked
+
+
+@_path_argument
 def input_file(text: str) -> str:
     """A path to an existing, readable regular file."""
     path = Path(text)
@@ -75,6 +93,7 @@ def input_file(text: str) -> str:
     return text
 
 
+@_path_argument
 def output_file(text: str) -> str:
     """A file path whose directory exists and is writable (checked before any work starts)."""
     path = Path(text)
@@ -88,6 +107,7 @@ def output_file(text: str) -> str:
     return text
 
 
+@_path_argument
 def output_dir(text: str) -> str:
     """A directory to create: its parent must exist or be creatable, itself absent or empty."""
     path = Path(text)
@@ -98,6 +118,7 @@ def output_dir(text: str) -> str:
     return text
 
 
+@_path_argument
 def model_ref(text: str) -> str:
     """A model directory, or a name the Hugging Face cache may hold (``org/name``).
 

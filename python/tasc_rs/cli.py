@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "build",
         help="build a drafter file from a JSONL corpus of task outputs",
-        description="Tokenize task outputs with the model's tokenizer and save an n-gram drafter.",
+        description="Tokenize task outputs with the model's tokenizer and save an n-gram drafter."
+        " Rows that all have an 'input' (the request) are kept as pairs: the drafter then also"
+        " learns where answers copy their request (the copy pointer).",
     )
     b.add_argument(
         "corpus", type=input_file, help="JSONL file, one object per line with the output in --field"
@@ -168,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-wrap",
         action="store_true",
         help="do not wrap outputs in the chat template's answer header and end-of-turn token",
+    )
+    b.add_argument(
+        "--no-pairs",
+        action="store_true",
+        help="build from the outputs alone, even when every row has an 'input' (the request:"
+        " kept by default, for the copy pointer)",
     )
 
     g = sub.add_parser(
@@ -301,6 +309,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         args.corpus,
         field=args.field,
         wrap=not args.no_wrap,
+        pairs=not args.no_pairs,
         preset=args.preset,
         n_max=args.n_max,
         min_count=args.min_count,

@@ -181,6 +181,52 @@ class NgramDrafter:
         return cls._built(builder, preset, locals())
 
     @classmethod
+    def from_pairs(
+        cls,
+        requests: Iterable[TokenIds],
+        answers: Iterable[TokenIds],
+        *,
+        preset: str = DEFAULT_PRESET,
+        n_max: int | None = None,
+        min_count: int | None = None,
+        corpus_weight: float | None = None,
+        min_prob: float | None = None,
+        mixing: str | None = None,
+        online_capacity: int | None = None,
+        vocab_size: int | None = None,
+    ) -> NgramDrafter:
+        """Builds a drafter from (request, answer) pairs of token ids: the task store from the
+        answers, as :meth:`from_corpus` does, plus the copy pointer, which learns where answers
+        copy a value of their request (after which two request tokens, at which point of the
+        answer) and drafts the live request's value there (``rust/copy.rs``). Saved with the
+        drafter (file format 2). Settings as in :meth:`from_corpus`.
+
+        Each request should be tokenized as the prompt holds it (for a chat model, the user
+        turn's text after its header, e.g. ``tokenizer.encode("\\n" + text)``); the copy pointer
+        finds its anchors in the live prompt's tokens.
+
+        Example:
+            >>> d = NgramDrafter.from_pairs([[1, 2, 7, 8, 3]] * 5, [[7, 8, 4]] * 5, min_count=1)
+            >>> d.session([1, 2, 5, 6, 3]).propose(2)[0].tolist()
+            [5, 6]
+
+        Raises:
+            InvalidInputError: the two differ in length, or an id is out of range.
+        """
+        builder = CorpusBuilder(vocab_size)
+        requests, answers = list(requests), list(answers)
+        if len(requests) != len(answers):
+            raise InvalidInputError(
+                f"requests and answers differ in length ({len(requests)} != {len(answers)})"
+            )
+        for i, (request, answer) in enumerate(zip(requests, answers, strict=True)):
+            try:
+                builder.add_pair(request, answer)
+            except InvalidInputError as e:
+                raise type(e)(f"pair {i}: {e}") from None
+        return cls._built(builder, preset, locals())
+
+    @classmethod
     def _built(cls, builder: CorpusBuilder, preset: str, args: dict[str, Any]) -> NgramDrafter:
         """Counts ``builder``'s corpus with ``preset`` overridden by the given ``args``."""
         names = ("n_max", "min_count", "corpus_weight", "min_prob", "mixing", "online_capacity")

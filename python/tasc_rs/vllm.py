@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tasc_rs._core import MAX_K
 from tasc_rs.aliases import bpe_respelling, space_aliases
 from tasc_rs.drafter import NgramDrafter
 from tasc_rs.errors import InvalidConfigError, TascError
@@ -201,8 +202,9 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
             and ((isinstance(v, bool) and types is not bool) or not isinstance(v, types))
         ):
             raise InvalidConfigError(f"{where}: {name} has the wrong type: {v!r}")
-    if isinstance(values.get("threads"), int) and values["threads"] < 1:
-        raise InvalidConfigError(f"{where}: threads must be >= 1, got {values['threads']}")
+    for name in ("threads", "max_requests"):
+        if isinstance(values.get(name), int) and values[name] < 1:
+            raise InvalidConfigError(f"{where}: {name} must be >= 1, got {values[name]}")
     overhead = values.get("step_overhead")
     if not (
         overhead is None
@@ -267,9 +269,20 @@ def resolve_settings(
     )
 
 
+#: The longest config file read: a config is a few hundred bytes.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _read_config_file(path: Path, where: str) -> ProposerSettings:
     try:
-        text = path.read_text(encoding="utf-8")
+        # a FIFO or device named here must neither block start-up nor be read without bound
+        if not path.is_file():
+            raise InvalidConfigError(f"{where}: not a regular file")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise InvalidConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidConfigError(f"{where}: cannot read the config file: {e}") from None
     try:
@@ -292,8 +305,10 @@ def speculative_config(
         >>> speculative_config(k=4)["method"]
         'custom_class'
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InvalidConfigError(f"k must be a positive int, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidConfigError(f"k must be an int in 1..{MAX_K}, got {k!r}")
+    if drafter is not None and not os.fspath(drafter):
+        raise InvalidConfigError("drafter must be the path of a drafter file, got ''")
     if drafter is not None:
         config = {"drafter": str(Path(os.fspath(drafter)).expanduser().resolve()), **settings}
         _settings_from(config, None, "speculative_config")  # fail here, not in the engine
@@ -403,6 +418,11 @@ class TascProposer:
         spec = vllm_config.speculative_config
         model_config = vllm_config.model_config
         self.k = int(spec.num_speculative_tokens)
+        if not 1 <= self.k <= MAX_K:
+            raise InvalidConfigError(
+                f"tasc_rs.vllm: num_speculative_tokens must be in 1..{MAX_K} (the longest draft "
+                f"tasc-rs makes), got {self.k}"
+            )
         self.max_model_len = int(model_config.max_model_len)
         settings, origin = resolve_settings(getattr(model_config, "model", None), self.config)
         self.settings = settings

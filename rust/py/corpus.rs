@@ -21,6 +21,8 @@ pub struct PyCorpusBuilder {
     pub(crate) corpus: Corpus,
     pub(crate) limit: u32,
     pub(crate) vocab_size: Option<u32>,
+    /// (request, answer) pairs added with `add_pair`, for the store's copy pointer.
+    pub(crate) pairs: Vec<(Vec<u32>, Vec<u32>)>,
 }
 
 #[pymethods]
@@ -41,6 +43,7 @@ impl PyCorpusBuilder {
             corpus: Corpus::new(),
             limit: vocab_size.unwrap_or(u32::MAX),
             vocab_size,
+            pairs: Vec::new(),
         })
     }
 
@@ -50,6 +53,23 @@ impl PyCorpusBuilder {
         let tokens = token_ids(ids, "ids", self.limit)?;
         self.corpus.push_tokens(&tokens)?;
         Ok(())
+    }
+
+    /// Appends one answer (to the corpus, as `add` does) with the request it answered: a store
+    /// built from pairs also learns where answers copy their request (the copy pointer).
+    /// On error nothing is appended.
+    fn add_pair(&mut self, request: &Bound<'_, PyAny>, answer: &Bound<'_, PyAny>) -> PyResult<()> {
+        let request = token_ids(request, "request", self.limit)?;
+        let answer = token_ids(answer, "answer", self.limit)?;
+        self.corpus.push_tokens(&answer)?;
+        self.pairs.push((request, answer));
+        Ok(())
+    }
+
+    /// Pairs added with `add_pair`.
+    #[getter]
+    fn num_pairs(&self) -> usize {
+        self.pairs.len()
     }
 
     /// Appends many sequences given as one flat id array and `offsets` (len = sequences + 1,

@@ -182,9 +182,12 @@ impl PyBatchProposer {
         })?;
         let ro: PyReadonlyArray2<'_, i32> = buffer.readonly();
         let [height, width] = [ro.shape()[0], ro.shape()[1]];
-        let flat = ro
-            .as_slice()
-            .map_err(|_| input_error("token_ids must be C-contiguous (rows x max_len)".into()))?;
+        // as_slice also takes a Fortran-ordered array, which it would read transposed
+        let c_order = ro.is_c_contiguous();
+        let flat =
+            ro.as_slice().ok().filter(|_| c_order).ok_or_else(|| {
+                input_error("token_ids must be C-contiguous (rows x max_len)".into())
+            })?;
         if rows > height {
             return Err(input_error(format!(
                 "a batch of {rows} rows does not fit token_ids with {height} rows"

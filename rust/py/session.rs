@@ -12,7 +12,8 @@ use super::store::{learn, read, SharedOnline};
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
-use crate::draft::{propose_with, Mixing, VerifyCost};
+use crate::copy::{CopySource, PromptAnchors};
+use crate::draft::{propose_until, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
 use crate::tree::propose_tree;
@@ -41,6 +42,8 @@ pub struct PyDraftSession {
     min_prob: f64,
     verify_cost: Option<VerifyCost>,
     mixing: Mixing,
+    /// The prompt's anchors, when the store has a copy pointer.
+    copy: Option<PromptAnchors>,
 }
 
 impl PyDraftSession {
@@ -59,8 +62,13 @@ impl PyDraftSession {
             ContextIndex::new(n_max, &prompt)
         };
         index.set_aliases(aliases);
+        let copy = store
+            .copy_index()
+            .is_some()
+            .then(|| PromptAnchors::new(&prompt));
         let config = store.config();
         Self {
+            copy,
             corpus_weight: config.corpus_weight,
             min_prob: config.min_prob,
             store,
@@ -75,6 +83,16 @@ impl PyDraftSession {
 }
 
 impl PyDraftSession {
+    /// The request's copy pointer, when the store has one.
+    fn copy_source(&self) -> Option<CopySource<'_>> {
+        let index = self.store.copy_index()?;
+        Some(CopySource {
+            index,
+            anchors: self.copy.as_ref()?,
+            tokens: self.index.tokens(),
+        })
+    }
+
     /// This call's `(corpus_weight, min_prob)`: the overrides given, else the session's.
     fn settings(&self, corpus_weight: Option<f64>, min_prob: Option<f64>) -> (f64, f64) {
         (
@@ -128,12 +146,22 @@ impl PyDraftSession {
         let k = check_k(k)?;
         let (store, online, index) = (&this.store, &this.online, &this.index);
         let (weight, min_prob) = this.settings(corpus_weight, min_prob);
-        let (mixing, cost) = (this.mixing, &this.verify_cost);
+        let (mixing, cost, copy) = (this.mixing, &this.verify_cost, this.copy_source());
         // Detached: waiting for the online index's lock must never hold the GIL.
         let draft = py.detach(|| {
             let learned = read(online);
-            let mut draft =
-                propose_with(store, learned.index(), index, k, weight, min_prob, mixing)?;
+            let mut draft = propose_until(
+                store,
+                learned.index(),
+                index,
+                k,
+                weight,
+                min_prob,
+                mixing,
+                None,
+                None,
+                copy,
+            )?;
             if let Some(cost) = cost {
                 cost.truncate(&mut draft);
             }
@@ -165,7 +193,7 @@ impl PyDraftSession {
         let width = check_width(width)?;
         let (store, online, index) = (&this.store, &this.online, &this.index);
         let (weight, min_prob) = this.settings(corpus_weight, min_prob);
-        let (mixing, cost) = (this.mixing, this.verify_cost.as_ref());
+        let (mixing, cost, copy) = (this.mixing, this.verify_cost.as_ref(), this.copy_source());
         let tree = py.detach(|| {
             let learned = read(online);
             propose_tree(
@@ -178,6 +206,7 @@ impl PyDraftSession {
                 min_prob,
                 mixing,
                 cost,
+                copy,
             )
         })?;
         Ok(tree_to_numpy(py, tree))

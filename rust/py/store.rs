@@ -16,6 +16,7 @@ use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
+use crate::copy::CopyIndex;
 use crate::corpus::to_token_ids;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
@@ -128,8 +129,17 @@ impl PyNgramStore {
             vocab_size: corpus.vocab_size,
         };
         config.validate()?;
-        let data = &corpus.corpus;
-        let store = py.detach(|| NgramStore::build(data, &config))?;
+        let (data, pairs) = (&corpus.corpus, &corpus.pairs);
+        let store = py.detach(|| {
+            let store = NgramStore::build(data, &config)?;
+            Ok::<_, crate::error::Error>(if pairs.is_empty() {
+                store
+            } else {
+                store.with_copy(CopyIndex::build(
+                    pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())),
+                ))
+            })
+        })?;
         Ok(Self::wrap(store))
     }
 
@@ -223,6 +233,8 @@ impl PyNgramStore {
                 measure_step_cost,
                 threads,
                 aliases: self.current_aliases(),
+                id_limit: self.inner.config().id_limit(),
+                copy: self.inner.copy_index().is_some(),
             },
         );
         Ok(PyBatchProposer::new(
@@ -303,10 +315,13 @@ impl PyNgramStore {
         Ok(Self::wrap(store))
     }
 
-    /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used.
+    /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used, and
+    /// the copy pointer's `copy_anchors` (0 for a store built from answers only).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
         let d = PyDict::new(py);
+        let anchors = self.inner.copy_index().map_or(0, |c| c.anchors().len());
+        d.set_item("copy_anchors", anchors)?;
         d.set_item("ngrams", s.ngrams)?;
         d.set_item("contexts", s.contexts)?;
         d.set_item("corpus_tokens", s.corpus_tokens)?;

@@ -88,6 +88,44 @@ def read_outputs(path: str | Path, field: str = "output") -> Iterator[str]:
             yield text_field(path, lineno, row, field)
 
 
+def read_pairs(
+    path: str | Path, field: str = "output", input_field: str = "input"
+) -> tuple[list[str], list[str] | None]:
+    """The outputs of a JSONL file, and its requests (``input_field``) when every row has one
+    (else ``None``: an answers-only corpus).
+
+    Raises:
+        InvalidInputError: A line is not JSON, lacks ``field``, or has a non-string input.
+    """
+    outputs: list[str] = []
+    requests: list[str] | None = []
+    for lineno, row in jsonl_values(path):
+        if isinstance(row, str):
+            outputs.append(checked_text(row, f"{path}:{lineno}"))
+            requests = None
+            continue
+        outputs.append(text_field(path, lineno, row, field))
+        if requests is not None and isinstance(row, dict) and input_field in row:
+            requests.append(text_field(path, lineno, row, input_field))
+        else:
+            requests = None
+    return outputs, requests
+
+
+def request_lead(tokenizer: Any) -> str:
+    """The whitespace the chat template puts right before a user message (``"\\n"`` after
+    SmolLM2's ``<|im_start|>user``), so a request tokenizes as the prompt holds it."""
+    if not getattr(tokenizer, "chat_template", None):
+        return ""
+    try:
+        user = [{"role": "user", "content": _SENTINEL}]
+        text = tokenizer.apply_chat_template(user, tokenize=False)
+    except Exception:  # a template that needs more than one user message: no lead
+        return ""
+    before = text.partition(_SENTINEL)[0]
+    return before[-1] if before[-1:].isspace() else ""
+
+
 def tokenize_outputs(
     tokenizer: Any,
     texts: Iterable[str],
@@ -140,8 +178,11 @@ def build_drafter(
     progress: bool | None = None,
     token_aliases: bool = True,
     respelling: bool = True,
+    requests: Iterable[str] | None = None,
+    pairs: bool = True,
 ) -> Any:
-    """Build a ``tasc_rs.NgramDrafter`` from output texts or a JSONL file of outputs.
+    """Build a ``tasc_rs.NgramDrafter`` from output texts or a JSONL file of outputs, with
+    their requests when known (from pairs: the copy pointer, ``NgramDrafter.from_pairs``).
 
     Args:
         tokenizer: The target model's tokenizer.
@@ -161,6 +202,10 @@ def build_drafter(
         respelling: Give the drafter the tokenizer's byte-level BPE vocabulary
             (:func:`tasc_rs.bpe_respelling`; ``None`` for other tokenizers) so the context
             also counts the prompt's words as the answer splits them (not saved with the file).
+        requests: The request of each output text (a JSONL file gives its rows' ``"input"``
+            when every row has one).
+        pairs: Build from (request, output) pairs when requests are known (saved with the
+            file); ``False``: from the outputs alone.
 
     Returns:
         A ``tasc_rs.NgramDrafter``.
@@ -171,19 +216,31 @@ def build_drafter(
     from tasc_rs import NgramDrafter
 
     if isinstance(texts, (str, Path)):
-        texts = read_outputs(texts, field)
+        texts, found = read_pairs(texts, field)
+        requests = found if requests is None else requests
+    texts = list(texts)
     corpus = tokenize_outputs(tokenizer, texts, wrap=wrap, progress=progress)
     if not corpus:
         raise InvalidInputError("the corpus is empty: give at least one output text")
-    drafter = NgramDrafter.from_corpus(
-        corpus,
-        preset=preset,
-        n_max=n_max,
-        min_count=min_count,
-        corpus_weight=corpus_weight,
-        min_prob=min_prob,
-        vocab_size=len(tokenizer),
-    )
+    settings: dict[str, Any] = {
+        "preset": preset,
+        "n_max": n_max,
+        "min_count": min_count,
+        "corpus_weight": corpus_weight,
+        "min_prob": min_prob,
+        "vocab_size": len(tokenizer),
+    }
+    requests = None if requests is None or not pairs else list(requests)
+    if requests is not None:
+        if len(requests) != len(texts):
+            raise InvalidInputError(
+                f"{len(requests)} requests for {len(texts)} outputs: give one per output"
+            )
+        lead = request_lead(tokenizer)
+        ids = tokenizer([lead + r for r in requests], add_special_tokens=False)["input_ids"]
+        drafter = NgramDrafter.from_pairs(ids, corpus, **settings)
+    else:
+        drafter = NgramDrafter.from_corpus(corpus, **settings)
     if token_aliases:
         drafter.token_aliases = space_aliases(tokenizer)
     if respelling:

@@ -1,0 +1,325 @@
+//! The copy pointer: where a task's answers copy a value of their request, learned from
+//! (request, answer) pairs, and drafted from the live request.
+//!
+//! In structured tasks an answer copies spans of its request at predictable points: an e2e_nlg
+//! description starts with the restaurant's name, which its request gives after `name[`; a
+//! query names the tables its request lists. The task store cannot draft a value it has never
+//! seen and the context index cannot tell which of the request's spans comes next. Building
+//! from pairs, every maximal run of at least [`MIN_SPAN`] tokens an answer shares with its
+//! request is found; the answer's context there (its last two tokens, or its start) is paired
+//! with the request's *anchor*, the two tokens before the copied run (`name` `[`). A context
+//! whose copies mostly come after one anchor keeps it, with the share of that context's
+//! occurrences that were such a copy. Drafting, where the answer's context has an anchor and
+//! the request holds it, the tokens after the anchor are drafted, up to a token that ended
+//! copied runs in training (an *ender*, such as `]`), and drafting goes on from there.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// Fewest tokens an answer must share with its request for a copy to count.
+pub const MIN_SPAN: usize = 2;
+/// Request tokens before a copied run that locate it.
+pub const ANCHOR: usize = 2;
+/// Copies a context must have been seen making before it keeps an anchor.
+pub const MIN_SEEN: u32 = 3;
+/// Share of a context's copies that must come after its kept anchor.
+pub const MIN_SHARE: f64 = 0.4;
+/// Times a token must have ended a copied run to end one when drafting.
+pub const MIN_ENDS: u32 = 2;
+const NONE: u32 = u32::MAX;
+
+#[inline]
+fn pack(a: u32, b: u32) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
+}
+
+/// The key of an answer's context: its last two tokens, `NONE` for those before its start.
+#[inline]
+pub fn context_key(answer: &[u32]) -> u64 {
+    match answer {
+        [] => pack(NONE, NONE),
+        [a] => pack(NONE, *a),
+        [.., a, b] => pack(*a, *b),
+    }
+}
+
+/// A context's anchor and how often the context was a copy after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anchor {
+    /// The anchor's two tokens, packed.
+    pub tokens: u64,
+    /// Copies after this anchor / occurrences of the context in the answers.
+    pub share: f32,
+}
+
+/// Answer contexts -> anchors, and the tokens that end copied values (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyIndex {
+    anchors: FxHashMap<u64, Anchor>,
+    enders: FxHashSet<u32>,
+}
+
+impl CopyIndex {
+    /// Learns anchors and enders from `(request, answer)` pairs of token ids.
+    pub fn build<'a>(pairs: impl IntoIterator<Item = (&'a [u32], &'a [u32])>) -> Self {
+        let mut totals: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut seen: FxHashMap<u64, FxHashMap<u64, u32>> = FxHashMap::default();
+        let mut ends: FxHashMap<u32, u32> = FxHashMap::default();
+        let mut where_: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
+        for (request, answer) in pairs {
+            for j in 0..answer.len() {
+                *totals.entry(context_key(&answer[..j])).or_default() += 1;
+            }
+            where_.clear();
+            for (i, w) in request.windows(2).enumerate() {
+                where_.entry(pack(w[0], w[1])).or_default().push(i as u32);
+            }
+            let mut j = 0;
+            while j + 1 < answer.len() {
+                let (mut best_len, mut best_i) = (0usize, 0usize);
+                for &i in where_
+                    .get(&pack(answer[j], answer[j + 1]))
+                    .into_iter()
+                    .flatten()
+                {
+                    let i = i as usize;
+                    let n = answer[j..]
+                        .iter()
+                        .zip(&request[i..])
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                    if n > best_len {
+                        (best_len, best_i) = (n, i);
+                    }
+                }
+                if best_len >= MIN_SPAN && best_i >= ANCHOR {
+                    let anchor = pack(request[best_i - 2], request[best_i - 1]);
+                    *seen
+                        .entry(context_key(&answer[..j]))
+                        .or_default()
+                        .entry(anchor)
+                        .or_default() += 1;
+                    if let Some(&end) = request.get(best_i + best_len) {
+                        *ends.entry(end).or_default() += 1;
+                    }
+                    j += best_len;
+                } else {
+                    j += 1;
+                }
+            }
+        }
+        let mut anchors = FxHashMap::default();
+        for (key, counts) in seen {
+            let copies: u32 = counts.values().sum();
+            // the most frequent anchor, the smaller one on ties (deterministic)
+            let Some((&tokens, &n)) = counts
+                .iter()
+                .max_by_key(|&(&a, &n)| (n, std::cmp::Reverse(a)))
+            else {
+                continue;
+            };
+            let total = totals.get(&key).copied().unwrap_or(copies).max(1);
+            if n >= MIN_SEEN && f64::from(n) >= MIN_SHARE * f64::from(copies) {
+                let share = (f64::from(n) / f64::from(total)).min(1.0) as f32;
+                anchors.insert(key, Anchor { tokens, share });
+            }
+        }
+        let enders = ends
+            .into_iter()
+            .filter(|&(_, n)| n >= MIN_ENDS)
+            .map(|(t, _)| t)
+            .collect();
+        Self { anchors, enders }
+    }
+
+    /// An index from its parts (a loaded file's), anchors as `(context key, anchor)`.
+    pub fn from_parts(anchors: Vec<(u64, Anchor)>, enders: Vec<u32>) -> Self {
+        Self {
+            anchors: anchors.into_iter().collect(),
+            enders: enders.into_iter().collect(),
+        }
+    }
+
+    /// `(context key, anchor)` for every kept context, sorted by key (for files).
+    pub fn anchors(&self) -> Vec<(u64, Anchor)> {
+        let mut v: Vec<_> = self.anchors.iter().map(|(&k, &a)| (k, a)).collect();
+        v.sort_unstable_by_key(|&(k, _)| k);
+        v
+    }
+
+    /// The enders, sorted (for files).
+    pub fn enders(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.enders.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// The anchor of the answer context `key`, if one was kept.
+    #[inline]
+    pub fn anchor(&self, key: u64) -> Option<Anchor> {
+        self.anchors.get(&key).copied()
+    }
+
+    /// Whether `token` ends a copied value.
+    #[inline]
+    pub fn ends(&self, token: u32) -> bool {
+        self.enders.contains(&token)
+    }
+
+    /// Bytes held (approximate).
+    pub fn bytes(&self) -> usize {
+        self.anchors.capacity() * 24 + self.enders.capacity() * 8
+    }
+}
+
+/// Where each pair of adjacent tokens last occurs in a prompt: the position after it.
+#[derive(Debug, Clone, Default)]
+pub struct PromptAnchors {
+    after: FxHashMap<u64, u32>,
+    len: usize,
+}
+
+impl PromptAnchors {
+    /// The anchors of `prompt` (the last occurrence wins: a request sits at the prompt's end,
+    /// after any examples).
+    pub fn new(prompt: &[u32]) -> Self {
+        let mut after = FxHashMap::default();
+        after.reserve(prompt.len());
+        for (i, w) in prompt.windows(2).enumerate() {
+            after.insert(pack(w[0], w[1]), (i + 2) as u32);
+        }
+        Self {
+            after,
+            len: prompt.len(),
+        }
+    }
+
+    /// Prompt tokens this was built over.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A copy pointer for one request: the task's index, the request's anchors, its tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct CopySource<'a> {
+    pub index: &'a CopyIndex,
+    pub anchors: &'a PromptAnchors,
+    /// The request's tokens (at least `anchors.len()` of them: the prompt comes first).
+    pub tokens: &'a [u32],
+}
+
+impl CopySource<'_> {
+    /// The value to copy after `history` (the request and the answer so far, drafted tokens
+    /// included, of which the last `answered` are the answer's), at most `max` tokens, and its
+    /// first token's probability; `None` where the pointer has nothing. The context is the
+    /// history's last two tokens (an answer corpus wrapped in the chat template's header has
+    /// the header there); failing that, the answer's start when the answer has under two.
+    pub fn value(&self, history: &[u32], answered: usize, max: usize) -> Option<(&[u32], f64)> {
+        let (start, n, share) = self.value_at(history, answered, max)?;
+        Some((&self.tokens[start..start + n], share))
+    }
+
+    /// [`value`](Self::value) as the value's start in `tokens` and its length.
+    pub fn value_at(
+        &self,
+        history: &[u32],
+        answered: usize,
+        max: usize,
+    ) -> Option<(usize, usize, f64)> {
+        if max == 0 {
+            return None;
+        }
+        let answer = &history[history.len() - answered.min(2).min(history.len())..];
+        let anchor = match history {
+            [.., a, b] => self.index.anchor(pack(*a, *b)),
+            _ => None,
+        }
+        .or_else(|| (answered < 2).then(|| self.index.anchor(context_key(answer)))?)?;
+        let start = *self.anchors.after.get(&anchor.tokens)? as usize;
+        let prompt = &self.tokens[..self.anchors.len.min(self.tokens.len())];
+        let rest = prompt.get(start..)?;
+        let n = rest
+            .iter()
+            .enumerate()
+            .take(max)
+            .take_while(|&(i, &t)| i == 0 || !self.index.ends(t))
+            .count();
+        (n > 0).then_some((start, n, f64::from(anchor.share)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // requests: 1 2 [name] 3 ...; answers start with the name
+    fn pairs() -> Vec<(Vec<u32>, Vec<u32>)> {
+        (0..6u32)
+            .map(|i| {
+                let name = [100 + i, 200 + i];
+                (
+                    vec![1, 2, name[0], name[1], 3, 9, 9],
+                    vec![name[0], name[1], 50, 51, 52],
+                )
+            })
+            .collect()
+    }
+
+    fn index() -> CopyIndex {
+        let p = pairs();
+        CopyIndex::build(p.iter().map(|(r, a)| (r.as_slice(), a.as_slice())))
+    }
+
+    #[test]
+    fn learns_the_anchor_of_the_answer_start_and_the_ender() {
+        let idx = index();
+        let a = idx.anchor(context_key(&[])).unwrap();
+        assert_eq!(a.tokens, pack(1, 2));
+        assert!((a.share - 1.0).abs() < 1e-6);
+        assert!(idx.ends(3) && !idx.ends(9));
+        assert!(idx.anchor(context_key(&[50, 51])).is_none());
+    }
+
+    #[test]
+    fn drafts_the_new_requests_value_up_to_an_ender() {
+        let idx = index();
+        let prompt = [7, 1, 2, 8, 8, 1, 2, 77, 78, 79, 3, 4];
+        let anchors = PromptAnchors::new(&prompt);
+        let src = CopySource {
+            index: &idx,
+            anchors: &anchors,
+            tokens: &prompt,
+        };
+        // the last occurrence of the anchor: the request's
+        let (value, p) = src.value(&prompt, 0, 8).unwrap();
+        assert_eq!(value, &[77, 78, 79]);
+        assert!(p > 0.99);
+        assert_eq!(src.value(&prompt, 0, 2).unwrap().0, &[77, 78]);
+        assert!(src.value(&[3, 4, 60], 1, 8).is_none());
+        // a request without the anchor: nothing
+        let other = [5, 6, 7];
+        let anchors = PromptAnchors::new(&other);
+        let src = CopySource {
+            index: &idx,
+            anchors: &anchors,
+            tokens: &other,
+        };
+        assert!(src.value(&other, 0, 8).is_none());
+    }
+
+    #[test]
+    fn rare_or_scattered_copies_keep_no_anchor() {
+        let p: Vec<(Vec<u32>, Vec<u32>)> = pairs().into_iter().take(2).collect();
+        let idx = CopyIndex::build(p.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+        assert!(idx.is_empty(), "two copies are under MIN_SEEN");
+        assert_eq!(CopyIndex::from_parts(idx.anchors(), idx.enders()), idx);
+    }
+}
