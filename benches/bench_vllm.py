@@ -50,7 +50,9 @@ INSTRUCTIONS = {
     "e2e_nlg": "Write a one-paragraph restaurant description from the meaning representation.",
 }
 MAX_TOKENS = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 128}
-METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc", "tasc-nocut"]
+#: ``tasc`` is the default drafter built from the train split's (request, answer) pairs (the copy
+#: pointer), ``tasc-answers`` the same from the answers alone (the default before pairs).
+METHODS = ["none", "ngram", "suffix", "tasc-paper", "tasc", "tasc-nocut", "tasc-answers"]
 LEVELS = [1, 4, 16]
 K = 8
 #: Runs per cell of ``bench_vllm.py proposer`` (their steps pooled: one run is noisy here).
@@ -94,26 +96,34 @@ class Row:
         self.messages = [prompt.messages(r["input"]) for r in test[: prompts * len(LEVELS) + 2]]
         self.prompts = [prompt.ids(r["input"])[0].tolist() for r in test[: len(self.messages)]]
         corpus = [r["output"] for r in train]
+        requests = [r["input"] for r in train]
         self.drafters = {
             "tasc-paper": work / f"{task}-paper.tasc",
             "tasc": work / f"{task}-tuned.tasc",
+            "tasc-answers": work / f"{task}-answers.tasc",
         }
         build_drafter(tokenizer, corpus, preset="paper", progress=False).save(
             self.drafters["tasc-paper"]
         )
-        build_drafter(
-            tokenizer, corpus, n_max=8, min_count=2, corpus_weight=0.9, progress=False
-        ).save(self.drafters["tasc"])
+        tuned = {"n_max": 8, "min_count": 2, "corpus_weight": 0.9, "progress": False}
+        build_drafter(tokenizer, corpus, requests=requests, **tuned).save(self.drafters["tasc"])
+        build_drafter(tokenizer, corpus, **tuned).save(self.drafters["tasc-answers"])
         self.max_tokens = MAX_TOKENS[task]
 
 
 def describe(name: str, finetuned_dir: str) -> tuple[str, str, str, bool]:
     """(row label, task, model, fine-tuned?) of a ``--tasks`` entry: ``slurp-ft`` is the model
-    fine-tuned on slurp (``finetuned_dir``), any other name the base model 3-shot on that task."""
+    fine-tuned on slurp (``finetuned_dir``), ``<task>-ft`` the one in
+    ``~/.cache/tasc_rs/ft/<task>`` (``benches/finetune_task.py``), any other name the base model
+    3-shot on that task."""
     from tasc_rs.embedded import embedded_model_dir
 
     if name == "slurp-ft":
         return "slurp (fine-tuned, 0-shot)", "slurp", finetuned_dir, True
+    if name.endswith("-ft"):
+        task = name.removesuffix("-ft")
+        model = str(Path.home() / ".cache" / "tasc_rs" / "ft" / task)
+        return f"{task} (fine-tuned, 0-shot)", task, model, True
     return f"{name} (base, 3-shot)", name, str(embedded_model_dir()), False
 
 
@@ -131,9 +141,8 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
     if method == "suffix":
         return {"method": "suffix", "num_speculative_tokens": K}, {}
     base, _, variant = method.partition("-")
-    config: dict[str, Any] = {
-        "drafter": str(row.drafters["tasc-paper" if variant == "paper" else base])
-    }
+    key = {"paper": "tasc-paper", "answers": "tasc-answers"}.get(variant, base)
+    config: dict[str, Any] = {"drafter": str(row.drafters[key])}
     if variant == "paper":
         config["preset"] = "paper"
     elif variant == "nocut":  # the defaults without the batch-wide cut
@@ -567,7 +576,7 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=METHODS[:-1],
+        default=METHODS[:-2],
         help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N) "
         "or tasc-s<N> (stale_steps N)",
     )

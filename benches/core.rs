@@ -9,6 +9,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use tasc_rs::copy::{CopyIndex, CopySource, PromptAnchors};
+use tasc_rs::draft::propose_until;
 use tasc_rs::{
     propose, ContextIndex, Corpus, DrafterConfig, Mixing, NgramStore, RequestTable, Row,
     ServingConfig,
@@ -80,7 +82,72 @@ fn benches(c: &mut Criterion) {
     c.bench_function("context index 2k tokens", |b| {
         b.iter(|| ContextIndex::new(4, black_box(&context)))
     });
+    copy_pointer(c, &seqs);
     engine_steps(c, &seqs);
+}
+
+/// The copy pointer: building it from 100k (request, answer) pairs, a session's prompt map of
+/// a 300-token prompt (its whole per-request cost at open), and a chain drafted with it.
+fn copy_pointer(c: &mut Criterion, seqs: &[Vec<u32>]) {
+    let mut rng = Rng(5);
+    // requests: 40 random tokens, a name after the anchor (1, 2), the rest; answers: the name
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = seqs
+        .iter()
+        .take(100_000)
+        .map(|answer| {
+            let name = [rng.below(49_152), rng.below(49_152)];
+            let mut request: Vec<u32> = (0..40).map(|_| rng.below(49_152)).collect();
+            request.extend([1, 2, name[0], name[1], 3]);
+            let mut a = name.to_vec();
+            a.extend_from_slice(answer);
+            (request, a)
+        })
+        .collect();
+    let mut group = c.benchmark_group("copy pointer");
+    group.sample_size(10);
+    group.bench_function(format!("build from {} pairs", pairs.len()), |b| {
+        b.iter(|| CopyIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice()))))
+    });
+    group.finish();
+    let copy = CopyIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+    let answers: Vec<Vec<u32>> = pairs.iter().map(|(_, a)| a.clone()).collect();
+    let corpus = Corpus::from_sequences(&answers, Some(49_152)).unwrap();
+    let config = DrafterConfig {
+        min_count: 2,
+        ..DrafterConfig::default()
+    };
+    let store = NgramStore::build(&corpus, &config).unwrap().with_copy(copy);
+    let mut prompt: Vec<u32> = (0..295).map(|_| rng.below(49_152)).collect();
+    prompt.extend([1, 2, 7, 8, 3]);
+    c.bench_function("copy pointer: prompt map, 300 tokens", |b| {
+        b.iter(|| PromptAnchors::new(black_box(&prompt)))
+    });
+    let index = ContextIndex::new(store.n_max(), &prompt);
+    let anchors = PromptAnchors::new(&prompt);
+    let src = CopySource {
+        index: store.copy_index().unwrap(),
+        anchors: &anchors,
+        tokens: index.tokens(),
+    };
+    for (name, copy) in [("without", None), ("with", Some(src))] {
+        c.bench_function(&format!("propose k=8 {name} the copy pointer"), |b| {
+            b.iter(|| {
+                propose_until(
+                    &store,
+                    None,
+                    black_box(&index),
+                    8,
+                    0.75,
+                    0.0,
+                    Mixing::Fixed,
+                    None,
+                    None,
+                    copy,
+                )
+                .unwrap()
+            })
+        });
+    }
 }
 
 /// Engine steps of a [`RequestTable`]: `rows` requests of `context` tokens, each gaining one

@@ -241,20 +241,6 @@ def variants(
             tasc_factory(corpus, tokenizer, True, True, requests_of(task, tokenizer)),
         ),
     ]
-    if args.copy_proto:
-        from _copy_proto import build as copy_pointer
-        from _results import DATA
-
-        from tasc_rs.hf.task import load_rows
-
-        rows = load_rows(DATA / task / "train.jsonl")
-        inner = tasc_factory(corpus, tokenizer, True, True)
-        out.append(
-            (
-                "tasc + respelling + copy pointer (Python prototype)",
-                lambda: copy_pointer(rows, tokenizer, inner()),
-            )
-        )
     return out
 
 
@@ -283,11 +269,6 @@ def main() -> None:
     p.add_argument("--no-aliases", action="store_true", help="without space aliases")
     p.add_argument(
         "--compare", action="store_true", help="defaults against each source (before/after)"
-    )
-    p.add_argument(
-        "--copy-proto",
-        action="store_true",
-        help="with --compare: also the copy-pointer prototype (benches/_copy_proto.py)",
     )
     p.add_argument("--json", help="write the results here")
     p.add_argument(

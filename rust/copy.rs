@@ -23,6 +23,9 @@ pub const ANCHOR: usize = 2;
 pub const MIN_SEEN: u32 = 3;
 /// Share of a context's copies that must come after its kept anchor.
 pub const MIN_SHARE: f64 = 0.4;
+/// Occurrences of a token pair in a request tried as the start of a copy (the last ones), so
+/// that a request repeating one pair thousands of times cannot make building quadratic.
+const MAX_STARTS: usize = 64;
 /// Times a token must have ended a copied run to end one when drafting.
 pub const MIN_ENDS: u32 = 2;
 const NONE: u32 = u32::MAX;
@@ -76,11 +79,8 @@ impl CopyIndex {
             let mut j = 0;
             while j + 1 < answer.len() {
                 let (mut best_len, mut best_i) = (0usize, 0usize);
-                for &i in where_
-                    .get(&pack(answer[j], answer[j + 1]))
-                    .into_iter()
-                    .flatten()
-                {
+                let starts = where_.get(&pack(answer[j], answer[j + 1]));
+                for &i in starts.into_iter().flatten().rev().take(MAX_STARTS) {
                     let i = i as usize;
                     let n = answer[j..]
                         .iter()

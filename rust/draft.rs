@@ -539,7 +539,6 @@ pub fn propose_until(
             let answer = answered + draft.tokens.len();
             if let Some((value, share)) = src.value(&history, answer, room) {
                 if share >= min_prob && found.is_none_or(|(_, p)| share >= p) {
-                    let value = value.to_vec();
                     for (i, &token) in value.iter().enumerate() {
                         let p = if i == 0 { share } else { 1.0 };
                         if push(&mut draft, &mut history, token, p) {

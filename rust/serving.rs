@@ -431,7 +431,6 @@ fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
     h.finish()
 }
 
-/// The row's tokens as ids, or `None` if one is negative.
 /// `tokens` as ids, `None` if one is negative or at or above `limit`.
 fn to_ids(tokens: &[i32], limit: u32) -> Option<Vec<u32>> {
     tokens

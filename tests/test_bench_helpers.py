@@ -161,3 +161,29 @@ def test_write_results_replaces_the_section_and_writes_its_json(
     _results.write_results("x", "new table", [{"a": 1}])
     assert results.read_text() == "# R\n\n<!-- begin:x -->\nnew table\n<!-- end:x -->\n\ntail\n"
     assert json.loads((tmp_path / "RESULTS_x.json").read_text()) == [{"a": 1}]
+
+
+def test_where_steps_end_counts_oracle_passes_and_classifies_misses() -> None:
+    from where_steps_end import classify, oracle_forwards
+
+    # perfect chains of 8: each pass emits 9 tokens, the budget caps the last drafts
+    assert oracle_forwards(9, 8, 64) == 1
+    assert oracle_forwards(10, 8, 64) == 2
+    assert oracle_forwards(12, 8, 12) == 2  # 9 tokens, then the 2 + 1 the budget leaves
+
+    class Chars:
+        """A tokenizer whose tokens are characters (ids: code points)."""
+
+        eos_token_id = 0
+
+        def decode(self, ids: list[int]) -> str:
+            return "".join(chr(i) for i in ids)
+
+    tok, words = Chars(), {"boston", "charlotte"}
+    out = [ord(c) for c in "to=charlotte, x"] + [0]
+    at = out.index(ord("c"))
+    assert classify(tok, out, at, words, {0}) == "copy: word start"
+    assert classify(tok, out, at + 2, words, {0}) == "copy: inside word"
+    assert classify(tok, out, out.index(ord("x")), words, {0}) == "branch"
+    assert classify(tok, out, 0, words, {0}) == "answer start"
+    assert classify(tok, out, len(out) - 1, words, {0}) == "end of answer"

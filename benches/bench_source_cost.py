@@ -1,14 +1,15 @@
-"""What respelling costs: session open and one drafting step, with and without it, same run.
+"""What the request-reading sources cost: session open and one drafting step, same run.
 
 Respelling (``NgramDrafter.respelling``) re-encodes the prompt's words when a session opens and
-counts them as side sequences; drafting steps then walk the same index as before. This times,
-on each task's real 3-shot prompts (SmolLM2's tokenizer), ``drafter.session(prompt)`` and
-``session.propose(8)`` for the default drafter (token aliases) and the same drafter with
-respelling, interleaved prompt by prompt, and prints medians, p99 and ratios. The first pass
-over the prompts is not timed (it fills the respeller's word cache, as a service's first
-requests do).
+counts them as side sequences; the copy pointer (a drafter built from pairs) maps the prompt's
+token pairs when a session opens and looks up one answer context per drafted token. This
+times, on each task's real 3-shot prompts (SmolLM2's tokenizer), ``drafter.session(prompt)``
+and ``session.propose(8)`` for the drafter of the answers alone with token aliases (the
+defaults before) and the drafter ``build_drafter`` now makes (pairs, aliases, respelling),
+interleaved prompt by prompt, and prints medians, p99 and ratios. The first pass over the
+prompts is not timed (it fills the respeller's word cache, as a service's first requests do).
 
-    python benches/bench_respell.py [--prompts 100] [--repeat 5]
+    python benches/bench_source_cost.py [--prompts 100] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ def prompts_of(task: str, tokenizer: object, limit: int) -> list[list[int]]:
     return [prompt.ids(r["input"])[0].tolist() for r in rows]
 
 
-def corpus_of(task: str, tokenizer: object) -> list[list[int]]:
-    from tasc_rs.hf.corpus import tokenize_outputs
-    from tasc_rs.hf.task import load_rows
+def drafters_of(task: str, tokenizer: object) -> tuple[NgramDrafter, NgramDrafter]:
+    """(before: answers and aliases, now: pairs, aliases and respelling)."""
+    from tasc_rs.hf.corpus import build_drafter
 
-    rows = load_rows(DATA / task / "train.jsonl")
-    return [list(map(int, s)) for s in tokenize_outputs(tokenizer, [r["output"] for r in rows])]
+    path = DATA / task / "train.jsonl"
+    before = build_drafter(tokenizer, path, pairs=False, respelling=False, progress=False)
+    return before, build_drafter(tokenizer, path, progress=False)
 
 
 def time_us(fn: object, repeat: int) -> list[float]:
@@ -63,17 +65,15 @@ def main() -> None:
     pairs, table = space_aliases(tok), bpe_respelling(tok)
     print(f"Machine: {machine()}. Median / p99 in microseconds, {args.repeat} runs per prompt.")
     print(
-        "| task | prompt tokens (median) | open, aliases | open, + respelling | ratio |"
-        " propose(8), aliases | propose(8), + respelling | side sequences per prompt |"
+        "| task | prompt tokens (median) | open, before | open, now | ratio |"
+        " propose(8), before | propose(8), now | ratio | side sequences per prompt |"
+        " copy anchors |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for task in args.tasks:
         prompts = prompts_of(task, tok, args.prompts)
-        plain = NgramDrafter.from_corpus(corpus_of(task, tok), vocab_size=len(tok))
-        plain.token_aliases = pairs
-        spelled = NgramDrafter.from_bytes(plain.to_bytes())
-        spelled.token_aliases = pairs
-        spelled.respelling = table
+        plain, spelled = drafters_of(task, tok)
+        assert spelled.respelling == table and plain.token_aliases == pairs
         for prompt in prompts:  # warm: the word cache fills as a service's first requests do
             spelled.session(prompt)
         opens: dict[str, list[float]] = {"plain": [], "spelled": []}
@@ -91,9 +91,11 @@ def main() -> None:
             return f"{statistics.median(v):.1f} / {ordered[int(len(v) * 0.99) - 1]:.1f}"
 
         ratio = statistics.median(opens["spelled"]) / statistics.median(opens["plain"])
+        step = statistics.median(steps["spelled"]) / statistics.median(steps["plain"])
         print(
             f"| {task} | {length:.0f} | {cell(opens['plain'])} | {cell(opens['spelled'])} |"
-            f" {ratio:.2f}x | {cell(steps['plain'])} | {cell(steps['spelled'])} | {sides:.0f} |"
+            f" {ratio:.2f}x | {cell(steps['plain'])} | {cell(steps['spelled'])} | {step:.2f}x |"
+            f" {sides:.0f} | {spelled.stats()['copy_anchors']} |"
         )
 
 
