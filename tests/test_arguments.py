@@ -233,3 +233,47 @@ def test_any_value_works_or_raises_a_tasc_error(entry: str, value: Any) -> None:
     call = SCALARS[entry][1] if entry in SCALARS else ID_ENTRY_POINTS[entry][1]
     with contextlib.suppress(TascError):
         call(value)
+
+
+def _env_config(monkeypatch: pytest.MonkeyPatch, raw: str) -> Any:
+    from tasc_rs.vllm import resolve_settings
+
+    monkeypatch.setenv("TASC_VLLM_CONFIG", raw)
+    return resolve_settings()
+
+
+def test_settings_of_the_wrong_shape_are_tasc_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The audit's builtin exceptions: each of these is a TascError now."""
+    import json
+
+    from tasc_rs import space_aliases
+    from tasc_rs.drafter import restore_drafter
+
+    d = NgramDrafter.from_corpus([[1, 2, 3, 4]] * 5, vocab_size=50, min_count=1)
+    path = tmp_path / "d.tasc"
+    d.save(path)
+    drafter = {"drafter": str(path)}
+    assert _env_config(monkeypatch, json.dumps(drafter))[0].drafter == path
+    calls: list[Callable[[], Any]] = [
+        lambda: NgramDrafter.from_corpus([[1, 2, 3]] * 5, mixing=5),  # type: ignore[arg-type]
+        lambda: NgramDrafter.from_corpus([[1, 2, 3]] * 5, preset=["tuned"]),  # type: ignore[arg-type]
+        lambda: setattr(d, "mixing", 5),
+        lambda: setattr(d, "token_aliases", 5),
+        lambda: setattr(d, "token_aliases", [(1,)]),
+        lambda: setattr(d, "token_aliases", [("a", "b")]),
+        lambda: setattr(d, "respelling", 5),
+        lambda: setattr(d, "respelling", ([1], [])),
+        lambda: space_aliases(5),
+        lambda: restore_drafter(d.to_bytes(), mixing=5),  # type: ignore[arg-type]
+        lambda: restore_drafter(d.to_bytes(), token_aliases=5),  # type: ignore[arg-type]
+        lambda: restore_drafter(d.to_bytes(), respelling=5),  # type: ignore[arg-type]
+        lambda: NgramDrafter.from_pairs(5, 5),  # type: ignore[arg-type]
+        lambda: _env_config(monkeypatch, '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        lambda: _env_config(monkeypatch, json.dumps({**drafter, "online_capacity": 10**40})),
+        lambda: _env_config(monkeypatch, json.dumps(drafter)[:-1] + ', "min_prob": 1e999}'),
+    ]
+    for call in calls:
+        with pytest.raises(TascError):
+            call()

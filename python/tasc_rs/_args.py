@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from typing import Any
 
 from tasc_rs.errors import ArgumentTypeError, InvalidConfigError
@@ -31,3 +32,34 @@ def float_arg(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf
     if not (math.isfinite(number) and lo <= number <= hi):
         raise InvalidConfigError(f"{name}={number} is out of range: allowed [{lo}, {hi}]")
     return number
+
+
+def str_arg(name: str, value: Any) -> str:
+    """``value`` as a str."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def pairs_arg(name: str, value: Any) -> list[tuple[int, int]]:
+    """``value`` as a list of ``(int, int)`` pairs (ranges are the native module's to check)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ArgumentTypeError(
+            f"{name} must be an iterable of (int, int) pairs, got {type(value).__name__}"
+        )
+    out = []
+    for i, pair in enumerate(value):
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Iterable):
+            raise ArgumentTypeError(f"{name}[{i}] must be an (int, int) pair, got {pair!r}")
+        items = list(pair)
+        if len(items) != 2:
+            raise ArgumentTypeError(f"{name}[{i}] must be an (int, int) pair, got {pair!r}")
+        out.append((int_arg(f"{name}[{i}][0]", items[0]), int_arg(f"{name}[{i}][1]", items[1])))
+    return out
+
+
+def iterable_arg(name: str, value: Any) -> list[Any]:
+    """``value``, an iterable that is not a string, as a list."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ArgumentTypeError(f"{name} must be an iterable, got {type(value).__name__}")
+    return list(value)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
+from tasc_rs.errors import ArgumentTypeError
+
 __all__ = ["Respelling", "bpe_respelling", "space_aliases"]
 
 #: How vocabularies spell a leading space: byte-level BPE (GPT-2, Llama 3, SmolLM), SentencePiece.
@@ -30,7 +32,12 @@ def space_aliases(tokenizer: Any) -> list[tuple[int, int]]:
     ``tokenizer`` needs ``get_vocab()`` (a Hugging Face tokenizer has it); the space marker
     (``Ġ``, ``▁`` or a space) is the one most of the vocabulary starts with.
     """
-    vocab: dict[str, int] = dict(tokenizer.get_vocab())
+    get_vocab = getattr(tokenizer, "get_vocab", None)
+    if not callable(get_vocab):
+        raise ArgumentTypeError(
+            f"space_aliases needs a tokenizer with get_vocab(), got {type(tokenizer).__name__}"
+        )
+    vocab: dict[str, int] = dict(get_vocab())
     skip = set(getattr(tokenizer, "all_special_ids", None) or ())
     added = getattr(tokenizer, "get_added_vocab", None)
     if callable(added):

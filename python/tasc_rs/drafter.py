@@ -15,7 +15,8 @@ import numpy.typing as npt
 
 from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
 from tasc_rs.aliases import Respelling
-from tasc_rs.errors import DtypeError, InvalidConfigError, InvalidInputError
+from tasc_rs._args import iterable_arg, pairs_arg, str_arg
+from tasc_rs.errors import ArgumentTypeError, DtypeError, InvalidConfigError, InvalidInputError
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "NgramDrafter", "TokenIds", "restore_drafter"]
 
@@ -66,8 +67,10 @@ def preset_settings(preset: str, **overrides: Any) -> dict[str, Any]:
     Raises:
         InvalidConfigError: an unknown preset name.
     """
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise InvalidConfigError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
+    if overrides.get("mixing") is not None:
+        str_arg("mixing", overrides["mixing"])
     settings = dict(PRESETS[preset])
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
@@ -124,7 +127,7 @@ class NgramDrafter:
 
     @mixing.setter
     def mixing(self, value: str) -> None:
-        self._store.mixing = value
+        self._store.mixing = str_arg("mixing", value)
 
     @classmethod
     def from_corpus(
@@ -214,7 +217,7 @@ class NgramDrafter:
             InvalidInputError: the two differ in length, or an id is out of range.
         """
         builder = CorpusBuilder(vocab_size)
-        requests, answers = list(requests), list(answers)
+        requests, answers = iterable_arg("requests", requests), iterable_arg("answers", answers)
         if len(requests) != len(answers):
             raise InvalidInputError(
                 f"requests and answers differ in length ({len(requests)} != {len(answers)})"
@@ -386,7 +389,7 @@ class NgramDrafter:
 
     @token_aliases.setter
     def token_aliases(self, pairs: Iterable[tuple[int, int]] | None) -> None:
-        self._store.set_token_aliases(None if pairs is None else [(a, b) for a, b in pairs])
+        self._store.set_token_aliases(None if pairs is None else pairs_arg("token_aliases", pairs))
 
     @property
     def respelling(self) -> Respelling | None:
@@ -408,9 +411,15 @@ class NgramDrafter:
         if table is None:
             self._store.set_respelling(None)
         else:
-            token_bytes, merges = table
-            self._store.set_respelling(list(token_bytes), [(a, b) for a, b in merges])
-            table = Respelling(list(token_bytes), [(a, b) for a, b in merges])
+            parts = iterable_arg("respelling", table)
+            if len(parts) != 2:
+                raise ArgumentTypeError("respelling must be (token_bytes, merges), a Respelling")
+            token_bytes = iterable_arg("respelling.token_bytes", parts[0])
+            if not all(isinstance(b, bytes) for b in token_bytes):
+                raise ArgumentTypeError("respelling.token_bytes must hold bytes, one per token id")
+            merges = pairs_arg("respelling.merges", parts[1])
+            self._store.set_respelling(token_bytes, merges)
+            table = Respelling(token_bytes, merges)
         self._respelling = table
 
     def learn(self, output_ids: TokenIds) -> None:
@@ -542,5 +551,5 @@ def restore_drafter(
     if token_aliases:
         drafter.token_aliases = token_aliases
     if respelling is not None:
-        drafter.respelling = Respelling(*respelling)
+        drafter.respelling = respelling  # type: ignore[assignment]  # checked by the setter
     return drafter

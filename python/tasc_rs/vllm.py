@@ -205,6 +205,19 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
     for name in ("threads", "max_requests"):
         if isinstance(values.get(name), int) and values[name] < 1:
             raise InvalidConfigError(f"{where}: {name} must be >= 1, got {values[name]}")
+    # numbers JSON can hold but the drafter cannot (1e999 reads as inf, 10**40 as an int)
+    limits = {
+        "min_prob": (0.0, 1.0),
+        "corpus_weight": (0.0, 1.0),
+        "online_capacity": (0, 1 << 40),
+        "max_requests": (1, 1 << 24),
+        "stale_steps": (1, 1 << 32),
+        "threads": (1, 1 << 10),
+    }
+    for name, (lo, hi) in limits.items():
+        v = values.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not lo <= v <= hi:
+            raise InvalidConfigError(f"{where}: {name} must be in {lo}..{hi}, got {v!r}")
     overhead = values.get("step_overhead")
     if not (
         overhead is None
@@ -244,7 +257,7 @@ def resolve_settings(
         if raw.startswith("{"):
             try:
                 config = json.loads(raw)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
                 raise InvalidConfigError(f"${CONFIG_ENV} is not valid JSON: {e}") from None
             return _settings_from(config, None, f"${CONFIG_ENV}"), f"${CONFIG_ENV}"
         path = Path(raw).expanduser()
@@ -287,7 +300,7 @@ def _read_config_file(path: Path, where: str) -> ProposerSettings:
         raise InvalidConfigError(f"{where}: cannot read the config file: {e}") from None
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise InvalidConfigError(f"{where}: not valid JSON: {e}") from None
     return _settings_from(config, path.parent, where)
 
