@@ -28,7 +28,7 @@
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::aliases::TokenAliases;
 use crate::context::ContextIndex;
@@ -416,9 +416,11 @@ pub struct RequestTable {
     last_call: Option<f64>,
     verifying: Option<(f64, usize)>,
     step_cost: StepCostFit,
-    /// Built on the first batch of [`PARALLEL_ROWS`] rows when `config.threads > 1`;
-    /// `Some(None)` once building it failed (the table then drafts on the calling thread).
-    pool: OnceLock<Option<rayon::ThreadPool>>,
+    /// Built on the first batch of [`PARALLEL_ROWS`] rows when `config.threads > 1`, with the
+    /// process that built it (a forked child has none of its threads: it builds its own);
+    /// `Some((pid, None))` once building it failed (the table then drafts on the calling
+    /// thread).
+    pool: Mutex<Option<(u32, Option<Arc<rayon::ThreadPool>>)>>,
     /// The store the requests' `anchor`s were made in ([`store_id`]).
     anchor_store: usize,
 }
@@ -484,7 +486,7 @@ impl RequestTable {
             last_call: None,
             verifying: None,
             step_cost: StepCostFit::default(),
-            pool: OnceLock::new(),
+            pool: Mutex::new(None),
             anchor_store: 0,
         }
     }
@@ -779,17 +781,26 @@ impl RequestTable {
         self.verifying = Some((positions as f64, continuing));
     }
 
-    /// The drafting pool, built on first use; `None` if the system refused its threads.
-    fn pool(&self, threads: usize) -> Option<&rayon::ThreadPool> {
-        self.pool
-            .get_or_init(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("tasc-draft-{i}"))
-                    .build()
-                    .ok()
-            })
-            .as_ref()
+    /// The drafting pool, built on first use in each process; `None` if the system refused
+    /// its threads. After a fork the parent's pool has no threads in the child (a batch sent to
+    /// it would wait forever): the child builds its own and leaks the parent's, whose state
+    /// its threads may have held locked at the fork.
+    fn pool(&self, threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+        let pid = std::process::id();
+        let mut slot = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some((owner, pool)) if *owner == pid => return pool.clone(),
+            Some(_) => std::mem::forget(slot.take()),
+            None => {}
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tasc-draft-{i}"))
+            .build()
+            .ok()
+            .map(Arc::new);
+        *slot = Some((pid, pool.clone()));
+        pool
     }
 
     fn claimable(&self, slot: u32, row: &[i32]) -> Option<usize> {

@@ -330,3 +330,41 @@ def test_rows_holding_ids_past_the_vocabulary_get_no_draft() -> None:
     assert p.stats()["invalid_rows"] == 1
     with pytest.raises(InvalidInputError):
         d.session([5, 6, 70])
+
+
+def test_a_forked_child_drafts_large_batches_on_its_own_pool() -> None:
+    """A batch of 96+ rows starts the drafting pool; a fork's child has none of its threads,
+    so its next large batch must not wait on them (it did: the child hung)."""
+    import os
+    import time
+    import warnings
+
+    d = NgramDrafter.from_corpus(corpus(), min_count=1, vocab_size=64)
+    p = d.batch_proposer(threads=2)
+    rows = 128
+    buf = np.zeros((rows, WIDTH), dtype=np.int32)
+    buf[:, :2] = [5, 6]
+    lens = np.full(rows, 2, dtype=np.int32)
+    first = p.propose([[6]] * rows, lens, buf, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: one more large batch, then report how it went
+        try:
+            buf[:, 2] = 7
+            out = p.propose([[7]] * rows, lens + 1, buf, 4)
+            os._exit(0 if len(out) == rows else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on its first large batch")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(first) == rows
