@@ -7,10 +7,13 @@
 //! seen and the context index cannot tell which of the request's spans comes next. Building
 //! from pairs, every maximal run of at least [`MIN_SPAN`] tokens an answer shares with its
 //! request is found; the answer's context there (its last two tokens, or its start) is paired
-//! with the request's *anchor*, the two tokens before the copied run (`name` `[`). A context
-//! whose copies mostly come after one anchor keeps it, with the share of that context's
-//! occurrences that were such a copy. Drafting, where the answer's context has an anchor and
-//! the request holds it, the tokens after the anchor are drafted, up to a token that ended
+//! with the request's *anchors*: the two tokens before the copied run (`name` `[`), and the one
+//! token before it (`[`, or `at` in `wake me up at seven`). A context keeps up to
+//! [`MAX_ANCHORS`] anchors that came before at least [`MIN_SHARE`] of its copies, two-token ones
+//! first, each with the share of the context's occurrences that were such a copy. Drafting,
+//! where the answer's context has anchors, the first one the request holds (within the last
+//! tokens of the prompt, as long as the longest training request: the request, not the
+//! examples before it) points at the value: its tokens are drafted up to a token that ended
 //! copied runs in training (an *ender*, such as `]`), and drafting goes on from there.
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -26,6 +29,12 @@ pub const MIN_SHARE: f64 = 0.4;
 /// Occurrences of a token pair in a request tried as the start of a copy (the last ones), so
 /// that a request repeating one pair thousands of times cannot make building quadratic.
 const MAX_STARTS: usize = 64;
+/// Anchors a context keeps.
+pub const MAX_ANCHORS: usize = 4;
+/// Most prompt tokens searched for anchors (the prompt's last ones).
+pub const MAX_WINDOW: usize = 4096;
+/// Tokens searched beyond the longest training request (the template around the request).
+const WINDOW_SLACK: usize = 16;
 /// Times a token must have ended a copied run to end one when drafting.
 pub const MIN_ENDS: u32 = 2;
 const NONE: u32 = u32::MAX;
@@ -33,6 +42,12 @@ const NONE: u32 = u32::MAX;
 #[inline]
 fn pack(a: u32, b: u32) -> u64 {
     (u64::from(a) << 32) | u64::from(b)
+}
+
+/// A one-token anchor, packed as a two-token one whose first token is `NONE`.
+#[inline]
+fn single(t: u32) -> u64 {
+    pack(NONE, t)
 }
 
 /// The key of an answer's context: its last two tokens, `NONE` for those before its start.
@@ -48,7 +63,7 @@ pub fn context_key(answer: &[u32]) -> u64 {
 /// A context's anchor and how often the context was a copy after it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Anchor {
-    /// The anchor's two tokens, packed.
+    /// The anchor's two tokens, packed (the first `u32::MAX` for a one-token anchor).
     pub tokens: u64,
     /// Copies after this anchor / occurrences of the context in the answers.
     pub share: f32,
@@ -57,8 +72,11 @@ pub struct Anchor {
 /// Answer contexts -> anchors, and the tokens that end copied values (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CopyIndex {
-    anchors: FxHashMap<u64, Anchor>,
+    /// Each context's anchors, in the order drafting tries them.
+    anchors: FxHashMap<u64, Vec<Anchor>>,
     enders: FxHashSet<u32>,
+    /// Prompt tokens (the last ones) searched for anchors.
+    window: usize,
 }
 
 impl CopyIndex {
@@ -66,9 +84,12 @@ impl CopyIndex {
     pub fn build<'a>(pairs: impl IntoIterator<Item = (&'a [u32], &'a [u32])>) -> Self {
         let mut totals: FxHashMap<u64, u32> = FxHashMap::default();
         let mut seen: FxHashMap<u64, FxHashMap<u64, u32>> = FxHashMap::default();
+        let mut copies: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut longest = 0usize;
         let mut ends: FxHashMap<u32, u32> = FxHashMap::default();
         let mut where_: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
         for (request, answer) in pairs {
+            longest = longest.max(request.len());
             for j in 0..answer.len() {
                 *totals.entry(context_key(&answer[..j])).or_default() += 1;
             }
@@ -91,13 +112,15 @@ impl CopyIndex {
                         (best_len, best_i) = (n, i);
                     }
                 }
-                if best_len >= MIN_SPAN && best_i >= ANCHOR {
-                    let anchor = pack(request[best_i - 2], request[best_i - 1]);
-                    *seen
-                        .entry(context_key(&answer[..j]))
-                        .or_default()
-                        .entry(anchor)
-                        .or_default() += 1;
+                if best_len >= MIN_SPAN && best_i >= 1 {
+                    let key = context_key(&answer[..j]);
+                    *copies.entry(key).or_default() += 1;
+                    let counts = seen.entry(key).or_default();
+                    *counts.entry(single(request[best_i - 1])).or_default() += 1;
+                    if best_i >= ANCHOR {
+                        let two = pack(request[best_i - 2], request[best_i - 1]);
+                        *counts.entry(two).or_default() += 1;
+                    }
                     if let Some(&end) = request.get(best_i + best_len) {
                         *ends.entry(end).or_default() += 1;
                     }
@@ -109,18 +132,27 @@ impl CopyIndex {
         }
         let mut anchors = FxHashMap::default();
         for (key, counts) in seen {
-            let copies: u32 = counts.values().sum();
-            // the most frequent anchor, the smaller one on ties (deterministic)
-            let Some((&tokens, &n)) = counts
-                .iter()
-                .max_by_key(|&(&a, &n)| (n, std::cmp::Reverse(a)))
-            else {
-                continue;
-            };
-            let total = totals.get(&key).copied().unwrap_or(copies).max(1);
-            if n >= MIN_SEEN && f64::from(n) >= MIN_SHARE * f64::from(copies) {
-                let share = (f64::from(n) / f64::from(total)).min(1.0) as f32;
-                anchors.insert(key, Anchor { tokens, share });
+            let made = copies.get(&key).copied().unwrap_or(0);
+            let total = totals.get(&key).copied().unwrap_or(made).max(1);
+            let mut kept: Vec<(u64, u32)> = counts
+                .into_iter()
+                .filter(|&(_, n)| n >= MIN_SEEN && f64::from(n) >= MIN_SHARE * f64::from(made))
+                .collect();
+            // two-token anchors first (a one-token one also matches other fields' anchors),
+            // then the more frequent, then the smaller (deterministic)
+            kept.sort_unstable_by_key(|&(a, n)| {
+                ((a >> 32) as u32 == NONE, std::cmp::Reverse(n), a)
+            });
+            kept.truncate(MAX_ANCHORS);
+            if !kept.is_empty() {
+                let list = kept
+                    .into_iter()
+                    .map(|(tokens, n)| Anchor {
+                        tokens,
+                        share: (f64::from(n) / f64::from(total)).min(1.0) as f32,
+                    })
+                    .collect();
+                anchors.insert(key, list);
             }
         }
         let enders = ends
@@ -128,22 +160,46 @@ impl CopyIndex {
             .filter(|&(_, n)| n >= MIN_ENDS)
             .map(|(t, _)| t)
             .collect();
-        Self { anchors, enders }
-    }
-
-    /// An index from its parts (a loaded file's), anchors as `(context key, anchor)`.
-    pub fn from_parts(anchors: Vec<(u64, Anchor)>, enders: Vec<u32>) -> Self {
+        let window = (longest + WINDOW_SLACK).min(MAX_WINDOW);
         Self {
-            anchors: anchors.into_iter().collect(),
-            enders: enders.into_iter().collect(),
+            anchors,
+            enders,
+            window,
         }
     }
 
-    /// `(context key, anchor)` for every kept context, sorted by key (for files).
+    /// An index from its parts (a loaded file's): `(context key, anchor)` in the order each
+    /// context tries them, the enders and the window.
+    pub fn from_parts(anchors: Vec<(u64, Anchor)>, enders: Vec<u32>, window: usize) -> Self {
+        let mut by_key: FxHashMap<u64, Vec<Anchor>> = FxHashMap::default();
+        for (key, anchor) in anchors {
+            by_key.entry(key).or_default().push(anchor);
+        }
+        Self {
+            anchors: by_key,
+            enders: enders.into_iter().collect(),
+            window: window.min(MAX_WINDOW),
+        }
+    }
+
+    /// `(context key, anchor)` for every kept anchor, by key, each context's in its order (for
+    /// files).
     pub fn anchors(&self) -> Vec<(u64, Anchor)> {
-        let mut v: Vec<_> = self.anchors.iter().map(|(&k, &a)| (k, a)).collect();
-        v.sort_unstable_by_key(|&(k, _)| k);
-        v
+        let mut keys: Vec<u64> = self.anchors.keys().copied().collect();
+        keys.sort_unstable();
+        keys.into_iter()
+            .flat_map(|k| self.anchors[&k].iter().map(move |&a| (k, a)))
+            .collect()
+    }
+
+    /// Contexts that keep anchors.
+    pub fn contexts(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// Prompt tokens (the last ones) searched for anchors.
+    pub fn window(&self) -> usize {
+        self.window
     }
 
     /// The enders, sorted (for files).
@@ -157,10 +213,10 @@ impl CopyIndex {
         self.anchors.is_empty()
     }
 
-    /// The anchor of the answer context `key`, if one was kept.
+    /// The anchors of the answer context `key`, in the order drafting tries them.
     #[inline]
-    pub fn anchor(&self, key: u64) -> Option<Anchor> {
-        self.anchors.get(&key).copied()
+    pub fn anchors_of(&self, key: u64) -> &[Anchor] {
+        self.anchors.get(&key).map_or(&[], Vec::as_slice)
     }
 
     /// Whether `token` ends a copied value.
@@ -171,11 +227,13 @@ impl CopyIndex {
 
     /// Bytes held (approximate).
     pub fn bytes(&self) -> usize {
-        self.anchors.capacity() * 24 + self.enders.capacity() * 8
+        let lists: usize = self.anchors.values().map(|v| v.capacity() * 16).sum();
+        self.anchors.capacity() * 32 + lists + self.enders.capacity() * 8
     }
 }
 
-/// Where each pair of adjacent tokens last occurs in a prompt: the position after it.
+/// Where each token and each pair of adjacent tokens last occurs in the prompt's last
+/// [`MAX_WINDOW`] tokens: the position after it.
 #[derive(Debug, Clone, Default)]
 pub struct PromptAnchors {
     after: FxHashMap<u64, u32>,
@@ -186,10 +244,14 @@ impl PromptAnchors {
     /// The anchors of `prompt` (the last occurrence wins: a request sits at the prompt's end,
     /// after any examples).
     pub fn new(prompt: &[u32]) -> Self {
+        let from = prompt.len().saturating_sub(MAX_WINDOW);
         let mut after = FxHashMap::default();
-        after.reserve(prompt.len());
-        for (i, w) in prompt.windows(2).enumerate() {
-            after.insert(pack(w[0], w[1]), (i + 2) as u32);
+        after.reserve(2 * (prompt.len() - from));
+        for (i, &t) in prompt.iter().enumerate().skip(from) {
+            after.insert(single(t), (i + 1) as u32);
+            if i > from {
+                after.insert(pack(prompt[i - 1], t), (i + 1) as u32);
+            }
         }
         Self {
             after,
@@ -238,12 +300,19 @@ impl CopySource<'_> {
             return None;
         }
         let answer = &history[history.len() - answered.min(2).min(history.len())..];
-        let anchor = match history {
-            [.., a, b] => self.index.anchor(pack(*a, *b)),
-            _ => None,
+        let mut list = match history {
+            [.., a, b] => self.index.anchors_of(pack(*a, *b)),
+            _ => &[],
+        };
+        if list.is_empty() && answered < 2 {
+            list = self.index.anchors_of(context_key(answer));
         }
-        .or_else(|| (answered < 2).then(|| self.index.anchor(context_key(answer)))?)?;
-        let start = *self.anchors.after.get(&anchor.tokens)? as usize;
+        // the first anchor the request holds: within the window at the prompt's end
+        let first = self.anchors.len.saturating_sub(self.index.window);
+        let (anchor, start) = list.iter().find_map(|a| {
+            let at = *self.anchors.after.get(&a.tokens)? as usize;
+            (at > first).then_some((a, at))
+        })?;
         let prompt = &self.tokens[..self.anchors.len.min(self.tokens.len())];
         let rest = prompt.get(start..)?;
         let n = rest
@@ -281,11 +350,14 @@ mod tests {
     #[test]
     fn learns_the_anchor_of_the_answer_start_and_the_ender() {
         let idx = index();
-        let a = idx.anchor(context_key(&[])).unwrap();
-        assert_eq!(a.tokens, pack(1, 2));
-        assert!((a.share - 1.0).abs() < 1e-6);
+        let list = idx.anchors_of(context_key(&[]));
+        // the two-token anchor first, then its last token alone
+        assert_eq!(list[0].tokens, pack(1, 2));
+        assert_eq!(list[1].tokens, single(2));
+        assert!((list[0].share - 1.0).abs() < 1e-6);
         assert!(idx.ends(3) && !idx.ends(9));
-        assert!(idx.anchor(context_key(&[50, 51])).is_none());
+        assert!(idx.anchors_of(context_key(&[50, 51])).is_empty());
+        assert_eq!(idx.window(), 7 + WINDOW_SLACK);
     }
 
     #[test]
@@ -316,10 +388,39 @@ mod tests {
     }
 
     #[test]
+    fn anchors_are_found_in_the_request_not_in_examples_before_it() {
+        let idx = index();
+        // the anchor 1 2 only in an "example" far before the request: not within the window
+        let mut prompt = vec![1, 2, 77, 78, 3];
+        prompt.extend(std::iter::repeat_n(9, 40));
+        let anchors = PromptAnchors::new(&prompt);
+        let src = CopySource {
+            index: &idx,
+            anchors: &anchors,
+            tokens: &prompt,
+        };
+        assert!(src.value(&prompt, 0, 8).is_none());
+        // only the last token of the anchor in the request: the one-token anchor points there
+        let mut prompt = vec![9; 40];
+        prompt.extend([5, 2, 66, 67, 3, 9]);
+        let anchors = PromptAnchors::new(&prompt);
+        let src = CopySource {
+            index: &idx,
+            anchors: &anchors,
+            tokens: &prompt,
+        };
+        assert_eq!(src.value(&prompt, 0, 8).unwrap().0, &[66, 67]);
+    }
+
+    #[test]
     fn rare_or_scattered_copies_keep_no_anchor() {
         let p: Vec<(Vec<u32>, Vec<u32>)> = pairs().into_iter().take(2).collect();
         let idx = CopyIndex::build(p.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
         assert!(idx.is_empty(), "two copies are under MIN_SEEN");
-        assert_eq!(CopyIndex::from_parts(idx.anchors(), idx.enders()), idx);
+        let full = index();
+        assert_eq!(
+            CopyIndex::from_parts(full.anchors(), full.enders(), full.window()),
+            full
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! for depth 0..=n_max: node count u64, tokens, counts (packed arrays),
 //!                      and for depth < n_max: child_start [u32; nodes + 1], totals, best (packed)
 //! copy section (version 2): anchors u64, then per anchor: context key u64, anchor u64,
-//!                      share f32; enders u64, then that many u32 (see [`crate::copy`])
+//!                      share f32; enders u64, then that many u32; window u64
+//!                      (see [`crate::copy`])
 //! packed array = width u8 (1, 2 or 4), length u64, elements of that width
 //! crc32    u32      of every byte before it
 //! ```
@@ -22,7 +23,7 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::config::{DrafterConfig, MAX_N};
-use crate::copy::{Anchor, CopyIndex};
+use crate::copy::{Anchor, CopyIndex, MAX_WINDOW};
 use crate::error::Error;
 use crate::packed::Packed;
 use crate::store::{Level, NgramStore};
@@ -132,10 +133,10 @@ impl NgramStore {
                 level.best.write_to(&mut out);
             }
         }
-        let (anchors, enders) = self
-            .copy
-            .as_ref()
-            .map_or((Vec::new(), Vec::new()), |c| (c.anchors(), c.enders()));
+        let (anchors, enders, window) =
+            self.copy.as_ref().map_or((Vec::new(), Vec::new(), 0), |c| {
+                (c.anchors(), c.enders(), c.window())
+            });
         out.extend_from_slice(&(anchors.len() as u64).to_le_bytes());
         for (key, anchor) in anchors {
             out.extend_from_slice(&key.to_le_bytes());
@@ -146,6 +147,7 @@ impl NgramStore {
         for t in enders {
             out.extend_from_slice(&t.to_le_bytes());
         }
+        out.extend_from_slice(&(window as u64).to_le_bytes());
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -324,6 +326,8 @@ fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
             .iter()
             .all(|&t| t == u32::MAX || ok(t))
     };
+    // a one-token anchor's first half is u32::MAX
+    let anchor_ok = |a: u64| ((a >> 32) as u32 == u32::MAX || ok((a >> 32) as u32)) && ok(a as u32);
     let n = usize::try_from(r.u64()?).map_err(|_| corrupt("copy anchors".into()))?;
     // each anchor takes 20 bytes: a count the file cannot hold is refused before allocating
     if n > r.bytes.len() / 20 {
@@ -334,7 +338,7 @@ fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
         let key = r.u64()?;
         let tokens = r.u64()?;
         let share = f32::from_bits(r.u32()?);
-        if !key_ok(key) || !ok((tokens >> 32) as u32) || !ok(tokens as u32) {
+        if !key_ok(key) || !anchor_ok(tokens) {
             return Err(corrupt("copy anchor id out of range".into()));
         }
         if !(share.is_finite() && (0.0..=1.0).contains(&share)) {
@@ -347,7 +351,11 @@ fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
     if enders.iter().any(|&t| !ok(t)) {
         return Err(corrupt("copy ender id out of range".into()));
     }
-    Ok(CopyIndex::from_parts(anchors, enders))
+    let window = r.u64()?;
+    if window > MAX_WINDOW as u64 {
+        return Err(corrupt(format!("copy window {window}")));
+    }
+    Ok(CopyIndex::from_parts(anchors, enders, window as usize))
 }
 
 fn corrupt(msg: String) -> Error {
@@ -625,7 +633,7 @@ mod tests {
     /// `store` as version 1 wrote it: no copy section.
     fn version_1(store: &NgramStore) -> Vec<u8> {
         let mut bytes = store.to_bytes();
-        bytes.truncate(bytes.len() - 4 - 16); // checksum, two empty section counts
+        bytes.truncate(bytes.len() - 4 - 24); // checksum, two empty section counts, window
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
@@ -659,7 +667,7 @@ mod tests {
         let body = good.len() - 4;
         let enders = s.copy_index().unwrap().enders().len();
         // the first anchor's share (after the anchor count, its key and tokens)
-        let section = body - 8 - 4 * enders - 20 * s.copy_index().unwrap().anchors().len() - 8;
+        let section = body - 8 - 8 - 4 * enders - 20 * s.copy_index().unwrap().anchors().len() - 8;
         let share_at = section + 8 + 16;
         let resign = |mut b: Vec<u8>| {
             b.truncate(body);
