@@ -128,6 +128,7 @@ fn copy_pointer(c: &mut Criterion, seqs: &[Vec<u32>]) {
         index: store.copy_index().unwrap(),
         anchors: &anchors,
         tokens: index.tokens(),
+        stats: None,
     };
     for (name, copy) in [("without", None), ("with", Some(src))] {
         c.bench_function(&format!("propose k=8 {name} the copy pointer"), |b| {
@@ -186,7 +187,8 @@ fn engine_steps(c: &mut Criterion, seqs: &[Vec<u32>]) {
                 threads: 1,
                 aliases: None,
                 id_limit: u32::MAX,
-                copy: false,
+                copy: None,
+                copy_stats: None,
             };
             let id = format!("{rows} rows x {context} tokens, {name}");
             group.bench_function(id, |b| {

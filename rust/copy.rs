@@ -16,6 +16,8 @@
 //! examples before it) points at the value: its tokens are drafted up to a token that ended
 //! copied runs in training (an *ender*, such as `]`), and drafting goes on from there.
 
+use std::sync::RwLock;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Fewest tokens an answer must share with its request for a copy to count.
@@ -29,6 +31,9 @@ pub const MIN_SHARE: f64 = 0.4;
 /// Occurrences of a token pair in a request tried as the start of a copy (the last ones), so
 /// that a request repeating one pair thousands of times cannot make building quadratic.
 const MAX_STARTS: usize = 64;
+/// Weight, in finished responses, of a context's training share against what the served
+/// model did there (see [`CopyStats`]).
+pub const PRIOR: f64 = 4.0;
 /// Anchors a context keeps.
 pub const MAX_ANCHORS: usize = 4;
 /// Most prompt tokens searched for anchors (the prompt's last ones).
@@ -232,6 +237,65 @@ impl CopyIndex {
     }
 }
 
+/// What the served model did where the pointer had a value: per answer context, how often
+/// (`tries`) and how often the model's token was the value's first (`hits`), from finished
+/// responses. Training shares say how often human answers copied; a model fine-tuned to open
+/// otherwise never does, and these counts move the pointer's probability to what the model
+/// does: `(hits + share * PRIOR) / (tries + PRIOR)`. Shared by a drafter's sessions and batch
+/// proposers; not saved.
+#[derive(Debug, Default)]
+pub struct CopyStats {
+    counts: RwLock<FxHashMap<u64, (u32, u32)>>,
+}
+
+impl CopyStats {
+    /// Counts one outcome at the answer context `key`.
+    pub fn record(&self, key: u64, hit: bool) {
+        let mut counts = self.counts.write().unwrap_or_else(|e| e.into_inner());
+        let c = counts.entry(key).or_default();
+        c.0 = c.0.saturating_add(1);
+        c.1 = c.1.saturating_add(u32::from(hit));
+    }
+
+    /// `share` moved toward the served model's outcomes at `key`.
+    pub fn adjusted(&self, key: u64, share: f64) -> f64 {
+        let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+        match counts.get(&key) {
+            None => share,
+            Some(&(tries, hits)) => (f64::from(hits) + share * PRIOR) / (f64::from(tries) + PRIOR),
+        }
+    }
+
+    /// `(tries, hits)` at `key`.
+    pub fn outcomes(&self, key: u64) -> (u32, u32) {
+        let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+        counts.get(&key).copied().unwrap_or_default()
+    }
+
+    /// Counts every point of a finished response (`tokens[prompt_len..]`, after its prompt
+    /// `tokens[..prompt_len]`, whose anchors are `anchors`) where `index` had a value: whether
+    /// the response went on with the value's first token.
+    pub fn learn(
+        &self,
+        index: &CopyIndex,
+        anchors: &PromptAnchors,
+        tokens: &[u32],
+        prompt_len: usize,
+    ) {
+        let src = CopySource {
+            index,
+            anchors,
+            tokens,
+            stats: None,
+        };
+        for j in prompt_len.max(1)..tokens.len() {
+            if let Some((start, _, _, key)) = src.value_at(&tokens[..j], j - prompt_len, 1) {
+                self.record(key, tokens[start] == tokens[j]);
+            }
+        }
+    }
+}
+
 /// Where each token and each pair of adjacent tokens last occurs in the prompt's last
 /// [`MAX_WINDOW`] tokens: the position after it.
 #[derive(Debug, Clone, Default)]
@@ -276,6 +340,8 @@ pub struct CopySource<'a> {
     pub anchors: &'a PromptAnchors,
     /// The request's tokens (at least `anchors.len()` of them: the prompt comes first).
     pub tokens: &'a [u32],
+    /// What the served model did where the pointer had values (`None`: training shares).
+    pub stats: Option<&'a CopyStats>,
 }
 
 impl CopySource<'_> {
@@ -285,27 +351,30 @@ impl CopySource<'_> {
     /// history's last two tokens (an answer corpus wrapped in the chat template's header has
     /// the header there); failing that, the answer's start when the answer has under two.
     pub fn value(&self, history: &[u32], answered: usize, max: usize) -> Option<(&[u32], f64)> {
-        let (start, n, share) = self.value_at(history, answered, max)?;
+        let (start, n, share, _) = self.value_at(history, answered, max)?;
         Some((&self.tokens[start..start + n], share))
     }
 
-    /// [`value`](Self::value) as the value's start in `tokens` and its length.
+    /// [`value`](Self::value) as the value's start in `tokens`, its length, its probability
+    /// and the answer context it was found at.
     pub fn value_at(
         &self,
         history: &[u32],
         answered: usize,
         max: usize,
-    ) -> Option<(usize, usize, f64)> {
+    ) -> Option<(usize, usize, f64, u64)> {
         if max == 0 {
             return None;
         }
         let answer = &history[history.len() - answered.min(2).min(history.len())..];
-        let mut list = match history {
-            [.., a, b] => self.index.anchors_of(pack(*a, *b)),
-            _ => &[],
+        let mut key = match history {
+            [.., a, b] => pack(*a, *b),
+            _ => context_key(answer),
         };
+        let mut list = self.index.anchors_of(key);
         if list.is_empty() && answered < 2 {
-            list = self.index.anchors_of(context_key(answer));
+            key = context_key(answer);
+            list = self.index.anchors_of(key);
         }
         // the first anchor the request holds: within the window at the prompt's end
         let first = self.anchors.len.saturating_sub(self.index.window);
@@ -321,7 +390,9 @@ impl CopySource<'_> {
             .take(max)
             .take_while(|&(i, &t)| i == 0 || !self.index.ends(t))
             .count();
-        (n > 0).then_some((start, n, f64::from(anchor.share)))
+        let share = f64::from(anchor.share);
+        let share = self.stats.map_or(share, |s| s.adjusted(key, share));
+        (n > 0).then_some((start, n, share, key))
     }
 }
 
@@ -369,6 +440,7 @@ mod tests {
             index: &idx,
             anchors: &anchors,
             tokens: &prompt,
+            stats: None,
         };
         // the last occurrence of the anchor: the request's
         let (value, p) = src.value(&prompt, 0, 8).unwrap();
@@ -383,6 +455,7 @@ mod tests {
             index: &idx,
             anchors: &anchors,
             tokens: &other,
+            stats: None,
         };
         assert!(src.value(&other, 0, 8).is_none());
     }
@@ -398,6 +471,7 @@ mod tests {
             index: &idx,
             anchors: &anchors,
             tokens: &prompt,
+            stats: None,
         };
         assert!(src.value(&prompt, 0, 8).is_none());
         // only the last token of the anchor in the request: the one-token anchor points there
@@ -408,8 +482,34 @@ mod tests {
             index: &idx,
             anchors: &anchors,
             tokens: &prompt,
+            stats: None,
         };
         assert_eq!(src.value(&prompt, 0, 8).unwrap().0, &[66, 67]);
+    }
+
+    #[test]
+    fn what_the_model_did_moves_the_probability() {
+        let idx = index();
+        let prompt = [7, 1, 2, 77, 78, 3, 4];
+        let anchors = PromptAnchors::new(&prompt);
+        let stats = CopyStats::default();
+        let src = CopySource {
+            index: &idx,
+            anchors: &anchors,
+            tokens: &prompt,
+            stats: Some(&stats),
+        };
+        assert!(src.value(&prompt, 0, 8).unwrap().1 > 0.99);
+        // responses that never open with the value: the pointer's probability falls
+        for _ in 0..12 {
+            let mut tokens = prompt.to_vec();
+            tokens.extend([50, 51, 52]);
+            stats.learn(&idx, &anchors, &tokens, prompt.len());
+        }
+        // the answer's start (this index learned from unwrapped answers), not the prompt's tail
+        assert_eq!(stats.outcomes(context_key(&[])), (12, 0));
+        assert_eq!(stats.outcomes(pack(3, 4)), (0, 0));
+        assert!(src.value(&prompt, 0, 8).unwrap().1 < 0.3);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::aliases::TokenAliases;
 use crate::context::ContextIndex;
-use crate::copy::{CopySource, PromptAnchors};
+use crate::copy::{CopyIndex, CopySource, CopyStats, PromptAnchors};
 use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
 use crate::error::Error;
 use crate::store::{NgramStore, StoreMatch};
@@ -75,9 +75,11 @@ pub struct ServingConfig {
     /// The drafter's vocabulary size (`u32::MAX`: unbounded): a row holding an id at or above
     /// it is invalid and gets no draft, as a session refuses such ids.
     pub id_limit: u32,
-    /// Whether requests index their prompt for the store's copy pointer ([`crate::copy`]):
-    /// set when the store has one.
-    pub copy: bool,
+    /// The store's copy pointer ([`crate::copy`]): requests index their prompt for it, and
+    /// finished responses teach `copy_stats` what the served model did where it had values.
+    pub copy: Option<Arc<CopyIndex>>,
+    /// The drafter's copy-pointer outcomes, shared with its sessions.
+    pub copy_stats: Option<Arc<CopyStats>>,
 }
 
 /// Most drafting threads a table uses.
@@ -433,6 +435,14 @@ fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
     h.finish()
 }
 
+/// Teaches the copy pointer's statistics what a finished request's response did.
+fn learn_copies(config: &ServingConfig, req: &Request) {
+    if let (Some(index), Some(stats), Some(anchors)) = (&config.copy, &config.copy_stats, &req.copy)
+    {
+        stats.learn(index, anchors, req.index.tokens(), req.prompt_len);
+    }
+}
+
 /// `tokens` as ids, `None` if one is negative or at or above `limit`.
 fn to_ids(tokens: &[i32], limit: u32) -> Option<Vec<u32>> {
     tokens
@@ -613,6 +623,7 @@ impl RequestTable {
                     if !req.learned {
                         req.learned = true;
                         self.stats.stopped += 1;
+                        learn_copies(&self.config, req);
                         ended.push(req.index.tokens()[req.prompt_len..].to_vec());
                     }
                 }
@@ -695,6 +706,7 @@ impl RequestTable {
                                 index,
                                 anchors,
                                 tokens,
+                                stats: c.copy_stats.as_deref(),
                             }),
                     )?;
                     Ok((draft, anchor.map(|m| (tokens.len(), m))))
@@ -871,7 +883,8 @@ impl RequestTable {
             copy: self
                 .config
                 .copy
-                .then(|| PromptAnchors::new(&ids[..ids.len().saturating_sub(row.new_tokens)])),
+                .as_ref()
+                .map(|_| PromptAnchors::new(&ids[..ids.len().saturating_sub(row.new_tokens)])),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -975,6 +988,7 @@ impl RequestTable {
             if let Some(req) = self.remove(slot) {
                 self.stats.stale += 1;
                 if !req.learned && req.index.len() > req.prompt_len {
+                    learn_copies(&self.config, &req);
                     ended.push(req.index.tokens()[req.prompt_len..].to_vec());
                 }
             }
@@ -1017,7 +1031,8 @@ mod tests {
                 threads: 1,
                 aliases: None,
                 id_limit: u32::MAX,
-                copy: false,
+                copy: None,
+                copy_stats: None,
             },
         )
     }

@@ -11,6 +11,8 @@
 
 use crate::build;
 use crate::config::DrafterConfig;
+use std::sync::Arc;
+
 use crate::copy::CopyIndex;
 use crate::corpus::{Corpus, InputError};
 use crate::error::Error;
@@ -99,7 +101,7 @@ pub struct NgramStore {
     pub(crate) corpus_tokens: u64,
     pub(crate) sequences: u64,
     /// Where answers copy their request (built from pairs; `None`: answers only).
-    pub(crate) copy: Option<CopyIndex>,
+    pub(crate) copy: Option<Arc<CopyIndex>>,
 }
 
 /// Where a lookup matched in the store: the matched context's node and its length.
@@ -181,13 +183,18 @@ impl NgramStore {
 
     /// This store with a copy pointer ([`crate::copy`]); an empty index is dropped.
     pub fn with_copy(mut self, copy: CopyIndex) -> Self {
-        self.copy = (!copy.is_empty()).then_some(copy);
+        self.copy = (!copy.is_empty()).then(|| Arc::new(copy));
         self
     }
 
     /// The copy pointer, when the store was built from (request, answer) pairs.
     pub fn copy_index(&self) -> Option<&CopyIndex> {
-        self.copy.as_ref()
+        self.copy.as_deref()
+    }
+
+    /// The copy pointer, shared (see [`copy_index`](Self::copy_index)).
+    pub fn copy_shared(&self) -> Option<Arc<CopyIndex>> {
+        self.copy.clone()
     }
 
     pub fn config(&self) -> &DrafterConfig {
@@ -336,7 +343,7 @@ impl NgramStore {
     /// Heap bytes held by the store.
     pub fn bytes(&self) -> usize {
         self.levels.iter().map(Level::bytes).sum::<usize>()
-            + self.copy.as_ref().map_or(0, CopyIndex::bytes)
+            + self.copy.as_deref().map_or(0, CopyIndex::bytes)
             + std::mem::size_of::<Self>()
     }
 }

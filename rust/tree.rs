@@ -198,8 +198,8 @@ pub fn propose_tree(
                 src.value_at(&history, answered + depth, room)
                     .map(|v| (src, v))
             })
-            .filter(|&(_, (_, _, share))| share >= min_prob && share > 0.0);
-        if let Some((src, (start, len, share))) = value {
+            .filter(|&(_, (_, _, share, _))| share >= min_prob && share > 0.0);
+        if let Some((src, (start, len, share, _))) = value {
             let first = src.tokens[start];
             let full = top.len() >= width;
             if !full || top.last().is_some_and(|&(_, p)| share >= p) {
@@ -282,6 +282,7 @@ mod tests {
             index: s.copy_index().unwrap(),
             anchors: &anchors,
             tokens: ctx.tokens(),
+            stats: None,
         };
         let chain = propose_until(
             &s,

@@ -110,3 +110,22 @@ def test_build_drafter_keeps_pairs_from_a_jsonl_file(tokenizer: Any, tmp_path: P
     # rows without an input: outputs only
     path.write_text("".join(json.dumps({"output": r["output"]}) + "\n" for r in rows))
     assert build_drafter(tokenizer, path, progress=False).stats()["copy_anchors"] == 0
+
+
+def test_finished_responses_teach_the_pointer_what_the_model_does() -> None:
+    """Training answers open with the name; a model that never does stops being drafted it."""
+    d = paired()
+    first = d.session(PROMPT).propose(1, min_prob=0.0)[0].tolist()
+    assert first == [77]
+    for _ in range(40):
+        s = d.session(PROMPT)
+        s.extend([40, 41, 42])  # this model opens otherwise
+        s.finish()
+    assert d.session(PROMPT).propose(1, min_prob=0.0)[0].tolist() != [77]
+    # a batch proposer shares what the drafter learned
+    p = d.batch_proposer(min_prob=0.0)
+    buf = np.zeros((1, 64), dtype=np.int32)
+    row = [*PROMPT, 40]
+    buf[0, : len(row)] = row
+    drafts = p.propose([[40]], np.array([len(row)], dtype=np.int32), buf, 2)
+    assert drafts[0][:1] != [77]

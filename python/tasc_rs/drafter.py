@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tasc_rs._args import iterable_arg, pairs_arg, str_arg
 from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
 from tasc_rs.aliases import Respelling
-from tasc_rs._args import iterable_arg, pairs_arg, str_arg
 from tasc_rs.errors import ArgumentTypeError, DtypeError, InvalidConfigError, InvalidInputError
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "NgramDrafter", "TokenIds", "restore_drafter"]

@@ -12,7 +12,7 @@ use super::store::{learn, read, SharedOnline};
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
-use crate::copy::{CopySource, PromptAnchors};
+use crate::copy::{CopySource, CopyStats, PromptAnchors};
 use crate::draft::{propose_until, Mixing, VerifyCost};
 use crate::error::Error;
 use crate::store::NgramStore;
@@ -44,6 +44,8 @@ pub struct PyDraftSession {
     mixing: Mixing,
     /// The prompt's anchors, when the store has a copy pointer.
     copy: Option<PromptAnchors>,
+    /// The drafter's copy-pointer outcomes (`finish` adds this response's).
+    copy_stats: Arc<CopyStats>,
 }
 
 impl PyDraftSession {
@@ -53,6 +55,7 @@ impl PyDraftSession {
         online: SharedOnline,
         mixing: Mixing,
         aliases: Option<Arc<TokenAliases>>,
+        copy_stats: Arc<CopyStats>,
         prompt: Vec<u32>,
     ) -> Self {
         let n_max = store.n_max();
@@ -69,6 +72,7 @@ impl PyDraftSession {
         let config = store.config();
         Self {
             copy,
+            copy_stats,
             corpus_weight: config.corpus_weight,
             min_prob: config.min_prob,
             store,
@@ -90,6 +94,7 @@ impl PyDraftSession {
             index,
             anchors: self.copy.as_ref()?,
             tokens: self.index.tokens(),
+            stats: Some(&self.copy_stats),
         })
     }
 
@@ -285,9 +290,16 @@ impl PyDraftSession {
             return Ok(0);
         }
         this.finished = true;
+        let this = &*this;
         let response = &this.index.tokens()[this.prompt_len..];
-        let online = &this.online;
-        Ok(py.detach(|| learn(online, response)))
+        Ok(py.detach(|| {
+            if let (Some(index), Some(anchors)) = (this.store.copy_index(), &this.copy) {
+                let tokens = this.index.tokens();
+                this.copy_stats
+                    .learn(index, anchors, tokens, this.prompt_len);
+            }
+            learn(&this.online, response)
+        }))
     }
 
     /// The context so far (prompt and accepted tokens) as an int64 array (a copy).

@@ -16,7 +16,7 @@ use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
-use crate::copy::CopyIndex;
+use crate::copy::{CopyIndex, CopyStats};
 use crate::corpus::to_token_ids;
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
@@ -79,6 +79,8 @@ pub struct PyNgramStore {
     longer_match: AtomicBool,
     /// Token aliases new sessions and batch proposers read (`set_token_aliases`).
     aliases: RwLock<Option<Arc<TokenAliases>>>,
+    /// What the served model did where the copy pointer had values (sessions and proposers).
+    copy_stats: Arc<CopyStats>,
 }
 
 impl PyNgramStore {
@@ -89,6 +91,7 @@ impl PyNgramStore {
             online: Arc::new(RwLock::new(OnlineIndex::new(n_max, 0))),
             longer_match: AtomicBool::new(false),
             aliases: RwLock::new(None),
+            copy_stats: Arc::new(CopyStats::default()),
         }
     }
 
@@ -152,6 +155,7 @@ impl PyNgramStore {
             Arc::clone(&self.online),
             self.session_mixing(),
             self.current_aliases(),
+            Arc::clone(&self.copy_stats),
             prompt,
         ))
     }
@@ -234,7 +238,8 @@ impl PyNgramStore {
                 threads,
                 aliases: self.current_aliases(),
                 id_limit: self.inner.config().id_limit(),
-                copy: self.inner.copy_index().is_some(),
+                copy: self.inner.copy_shared(),
+                copy_stats: Some(Arc::clone(&self.copy_stats)),
             },
         );
         Ok(PyBatchProposer::new(
