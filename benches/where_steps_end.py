@@ -294,7 +294,9 @@ def main() -> None:
         for name, make in variants(args, rec["task"], corpus, tokenizer):
             tally, oracle = run(rec, make, tokenizer, args.k, args.examples, args.limit)
             out = report(name, tally, oracle, args.examples)
-            results.append({"task": rec["task"], "model": rec["model"], "drafter": name, **out})
+            results.append(
+                {"task": rec["task"], "model": rec["model"], "drafter": name, "prompts": rows} | out
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.write:
@@ -305,14 +307,21 @@ def main() -> None:
 
 def markdown(results: list[dict[str, Any]], host: str, args: argparse.Namespace) -> str:
     """One row per (recording, drafter): tokens per forward, share of the oracle, step ends."""
+    prompts = {(r["task"], r["model"]): r["prompts"] for r in results}
     lines = [
         "## Where drafting steps end (benches/where_steps_end.py)",
         "",
         f"Machine: {host}. Exact greedy replay of recorded SmolLM2-135M-Instruct outputs "
-        f"(`sim_accept.py record`: base model 3-shot), chains of {args.k}, every drafter with "
-        "its online learning in test order. Oracle: perfect chains of the same cap. Step ends "
-        "as shares of all steps (see the script's docstring for the kinds). Command: "
-        "`python benches/where_steps_end.py --compare --write`.",
+        "(`sim_accept.py record`): `(base)` the base model 3-shot, `(ft)` the model "
+        "fine-tuned on the task's first 800 train rows for one epoch (`finetune_task.py "
+        "--epochs 1 --limit 800 --trainable-layers 10`), 0-shot; "
+        + ", ".join(f"{t} ({m}) {n}" for (t, m), n in prompts.items())
+        + f" test prompts. Chains of {args.k}, every drafter with its online learning in test "
+        "order; drafters built from the train split (the copy pointer from its (request, "
+        "answer) pairs). Oracle: perfect chains of the same cap. Step ends as shares of all "
+        "steps (see the script's docstring for the kinds). SuffixDecoding is left out when "
+        "ArcticInference is not installed (`benches/setup_peers.sh`). Command: `python "
+        "benches/where_steps_end.py --compare --write`.",
         "",
         "| recording | drafter | tok/fwd | of oracle | " + " | ".join(KINDS) + " |",
         "|---|---|---:|---:|" + "---:|" * len(KINDS),
