@@ -32,8 +32,9 @@ pub const MIN_SHARE: f64 = 0.4;
 /// that a request repeating one pair thousands of times cannot make building quadratic.
 const MAX_STARTS: usize = 64;
 /// Weight, in finished responses, of a context's training share against what the served
-/// model did there (see [`CopyStats`]).
-pub const PRIOR: f64 = 4.0;
+/// model did there (see [`CopyStats`]): one, so that a model that never copies there stops
+/// being drafted the value after a few responses.
+pub const PRIOR: f64 = 1.0;
 /// Anchors a context keeps.
 pub const MAX_ANCHORS: usize = 4;
 /// Most prompt tokens searched for anchors (the prompt's last ones).
