@@ -93,6 +93,7 @@ fn copy_pointer(c: &mut Criterion, seqs: &[Vec<u32>]) {
     // requests: 40 random tokens, a name after the anchor (1, 2), the rest; answers: the name
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = seqs
         .iter()
+        .cycle()
         .take(100_000)
         .map(|answer| {
             let name = [rng.below(49_152), rng.below(49_152)];
