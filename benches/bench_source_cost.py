@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
 from _results import DATA, TASKS, load_tokenizer, machine  # noqa: E402
+from bench_sources import drafters  # noqa: E402
 from finetune_task import INSTRUCTIONS  # noqa: E402
 
-from tasc_rs import NgramDrafter, bpe_respelling, space_aliases  # noqa: E402
+from tasc_rs import bpe_respelling, space_aliases  # noqa: E402
 
 
 def prompts_of(task: str, tokenizer: object, limit: int) -> list[list[int]]:
@@ -35,15 +36,6 @@ def prompts_of(task: str, tokenizer: object, limit: int) -> list[list[int]]:
     prompt = TaskPrompt(tokenizer, examples=train[:3], instruction=INSTRUCTIONS[task])
     rows = load_rows(DATA / task / "test.jsonl", limit=limit)
     return [prompt.ids(r["input"])[0].tolist() for r in rows]
-
-
-def drafters_of(task: str, tokenizer: object) -> tuple[NgramDrafter, NgramDrafter]:
-    """(before: answers and aliases, now: pairs, aliases and respelling)."""
-    from tasc_rs.hf.corpus import build_drafter
-
-    path = DATA / task / "train.jsonl"
-    before = build_drafter(tokenizer, path, pairs=False, respelling=False, progress=False)
-    return before, build_drafter(tokenizer, path, progress=False)
 
 
 def time_us(fn: object, repeat: int) -> list[float]:
@@ -72,7 +64,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for task in args.tasks:
         prompts = prompts_of(task, tok, args.prompts)
-        plain, spelled = drafters_of(task, tok)
+        made = drafters(task, tok)
+        plain, spelled = made["answers"], made["pairs"]
         assert spelled.respelling == table and plain.token_aliases == pairs
         for prompt in prompts:  # warm: the word cache fills as a service's first requests do
             spelled.session(prompt)

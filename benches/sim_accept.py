@@ -25,7 +25,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,40 @@ def forward_costs(model: Any, context_len: int = 300, repeats: int = 7) -> dict[
 # replay
 
 
+def replay_steps(
+    session: Any,
+    output: list[int],
+    k: int,
+    max_new: int,
+    min_prob: float | None = None,
+    online: bool = True,
+) -> Iterator[tuple[int, list[int], int]]:
+    """``(done, drafted, accepted)`` for every forward pass of greedy decoding with ``session``
+    against the recorded ``output``: the answer tokens before the pass, the draft, and how many
+    of its tokens the target accepted. With ``online`` the session ends with ``finish()`` (a
+    server learning online also keeps the last chunk), else with ``close()``."""
+    done = 0
+    while done < len(output):
+        budget = min(k, max_new - done - 1)
+        if budget <= 0:
+            ids: list[int] = []
+        elif min_prob is None:
+            ids = [int(t) for t in session.propose(budget)[0]]
+        else:
+            ids = [int(t) for t in session.propose(budget, min_prob)[0]]
+        m = 0
+        while m < len(ids) and done + m < len(output) and ids[m] == output[done + m]:
+            m += 1
+        yield done, ids, m
+        emitted = output[done : done + m + 1]
+        done += len(emitted)
+        if done < len(output) or online:
+            session.extend(emitted)
+    end = getattr(session, "finish" if online else "close", None)
+    if end is not None:
+        end()
+
+
 def replay_one(
     drafter: Any,
     prompt: list[int],
@@ -182,22 +216,8 @@ def replay_one(
 ) -> list[int]:
     """The draft length of every forward pass when ``drafter`` drives greedy decoding."""
     session = drafter.session(prompt)
-    done, drafts = 0, []
-    while done < len(output):
-        budget = min(k, max_new - done - 1)
-        ids = [int(t) for t in session.propose(budget, min_prob)[0]] if budget > 0 else []
-        m = 0
-        while m < len(ids) and done + m < len(output) and ids[m] == output[done + m]:
-            m += 1
-        emitted = output[done : done + m + 1]
-        drafts.append(len(ids))
-        done += len(emitted)
-        if done < len(output) or online:  # a server learning online also keeps the last chunk
-            session.extend(emitted)
-    end = getattr(session, "finish" if online else "close", None)
-    if end is not None:
-        end()
-    return drafts
+    steps = replay_steps(session, output, k, max_new, min_prob, online)
+    return [len(drafted) for _, drafted, _ in steps]
 
 
 def replay(args: argparse.Namespace) -> None:

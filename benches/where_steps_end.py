@@ -31,14 +31,14 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
-from sim_accept import CACHE, train_corpus  # noqa: E402
+from sim_accept import CACHE, replay_steps, train_corpus  # noqa: E402
 
 KINDS = (
     "full",
@@ -106,26 +106,6 @@ def classify(
     return "branch"
 
 
-def replay_steps(
-    session: Any, output: list[int], k: int, max_new: int
-) -> Iterable[tuple[int, list[int], int]]:
-    """(done, drafted, accepted) for every forward pass of greedy decoding with ``session``."""
-    done = 0
-    while done < len(output):
-        budget = min(k, max_new - done - 1)
-        ids = [int(t) for t in session.propose(budget)[0]] if budget > 0 else []
-        m = 0
-        while m < len(ids) and done + m < len(output) and ids[m] == output[done + m]:
-            m += 1
-        yield done, ids, m
-        emitted = output[done : done + m + 1]
-        done += len(emitted)
-        session.extend(emitted)
-    finish = getattr(session, "finish", None)
-    if finish is not None:
-        finish()
-
-
 def oracle_forwards(n: int, k: int, max_new: int) -> int:
     """Forward passes with perfect chains of up to ``k`` tokens for an ``n``-token answer."""
     done = forwards = 0
@@ -175,52 +155,44 @@ def run(
     return tally, oracle
 
 
+_BUILT: dict[tuple[str, bool, bool, bool], bytes] = {}
+
+
 def tasc_factory(
-    corpus: list[list[int]],
-    tokenizer: Any,
-    respell: bool,
-    aliases: bool,
-    requests: list[list[int]] | None = None,
+    task: str, tokenizer: Any, respell: bool, aliases: bool, pairs: bool = False
 ) -> Callable[[], Any]:
-    """The default drafter (tuned preset, online learning) with the chosen sources; with
-    ``requests`` (one per corpus answer) built from pairs (the copy pointer)."""
-    from tasc_rs import NgramDrafter, bpe_respelling, space_aliases
+    """The drafter ``build_drafter`` makes from the task's train split (tuned preset, online
+    learning) with the chosen sources (``pairs``: the copy pointer); each call of the factory
+    gives a fresh copy (no learned state), built once per task."""
+    import pickle
 
-    pairs = space_aliases(tokenizer) if aliases else []
-    table = bpe_respelling(tokenizer) if respell else None
-
-    def make() -> Any:
-        if requests is not None:
-            d = NgramDrafter.from_pairs(requests, corpus, vocab_size=len(tokenizer))
-        else:
-            d = NgramDrafter.from_corpus(corpus, vocab_size=len(tokenizer))
-        d.token_aliases = pairs
-        d.respelling = table
-        return d
-
-    return make
-
-
-def requests_of(task: str, tokenizer: Any) -> list[list[int]]:
-    """The train requests as a chat prompt's user turn holds them (after the header's newline),
-    one per answer of :func:`sim_accept.train_corpus`."""
     from _results import DATA
 
-    from tasc_rs.hf.corpus import request_lead
-    from tasc_rs.hf.task import load_rows
+    from tasc_rs.hf.corpus import build_drafter
 
-    lead = request_lead(tokenizer)
-    rows = load_rows(DATA / task / "train.jsonl")
-    return [tokenizer.encode(lead + r["input"], add_special_tokens=False) for r in rows]
+    key = (task, respell, aliases, pairs)
+    if key not in _BUILT:
+        drafter = build_drafter(
+            tokenizer,
+            DATA / task / "train.jsonl",
+            token_aliases=aliases,
+            respelling=respell,
+            pairs=pairs,
+            progress=False,
+        )
+        _BUILT[key] = pickle.dumps(drafter)
+    blob = _BUILT[key]
+    return lambda: pickle.loads(blob)
 
 
 def variants(
     args: argparse.Namespace, task: str, corpus: list[list[int]], tokenizer: Any
 ) -> list[tuple[str, Callable[[], Any]]]:
-    """(name, drafter factory) for each drafter to replay."""
+    """(name, drafter factory) for each drafter to replay (``corpus``: the train answers'
+    token ids, for the peers)."""
     if not args.compare:
         name = ("respell" if args.respell else "defaults") + (" no aliases" * args.no_aliases)
-        return [(name, tasc_factory(corpus, tokenizer, args.respell, not args.no_aliases))]
+        return [(name, tasc_factory(task, tokenizer, args.respell, not args.no_aliases))]
     out: list[tuple[str, Callable[[], Any]]] = []
     try:
         from _peers import PEERS, SuffixDrafter, available
@@ -233,13 +205,10 @@ def variants(
     except ImportError:
         pass
     out += [
-        ("tasc, no aliases", tasc_factory(corpus, tokenizer, False, False)),
-        ("tasc defaults (aliases)", tasc_factory(corpus, tokenizer, False, True)),
-        ("tasc + respelling", tasc_factory(corpus, tokenizer, True, True)),
-        (
-            "tasc + respelling + copy pointer",
-            tasc_factory(corpus, tokenizer, True, True, requests_of(task, tokenizer)),
-        ),
+        ("tasc, no aliases", tasc_factory(task, tokenizer, False, False)),
+        ("tasc defaults (aliases)", tasc_factory(task, tokenizer, False, True)),
+        ("tasc + respelling", tasc_factory(task, tokenizer, True, True)),
+        ("tasc + respelling + copy pointer", tasc_factory(task, tokenizer, True, True, True)),
     ]
     return out
 

@@ -198,11 +198,6 @@ impl CopyIndex {
             .collect()
     }
 
-    /// Contexts that keep anchors.
-    pub fn contexts(&self) -> usize {
-        self.anchors.len()
-    }
-
     /// Prompt tokens (the last ones) searched for anchors.
     pub fn window(&self) -> usize {
         self.window
