@@ -17,12 +17,24 @@ use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, DrafterConfig};
 use crate::context::ContextIndex;
 use crate::copy::{CopyIndex, CopyStats};
-use crate::corpus::to_token_ids;
+use crate::corpus::{to_token_ids, InputError};
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::online::OnlineIndex;
 use crate::respell::Respeller;
 use crate::serving::{default_threads, RequestTable, ServingConfig, MAX_THREADS};
 use crate::store::NgramStore;
+
+/// `(a, b)` id pairs checked against `limit` (an error names the flat position of the id).
+fn id_pairs(pairs: &[(i64, i64)], limit: u32) -> Result<Vec<(u32, u32)>, InputError> {
+    let mut checked = Vec::with_capacity(2 * pairs.len());
+    to_token_ids(
+        pairs.iter().flat_map(|&(a, b)| [a, b]),
+        limit,
+        0,
+        &mut checked,
+    )?;
+    Ok(checked.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+}
 
 /// The learned responses of one drafter, shared with its sessions.
 pub(crate) type SharedOnline = Arc<RwLock<OnlineIndex>>;
@@ -396,10 +408,7 @@ impl PyNgramStore {
     #[pyo3(signature = (pairs))]
     fn set_token_aliases(&self, pairs: Option<Vec<(i64, i64)>>) -> PyResult<()> {
         let limit = self.inner.config().id_limit();
-        let flat = pairs.iter().flatten().flat_map(|&(a, b)| [a, b]);
-        let mut checked = Vec::new();
-        to_token_ids(flat, limit, 0, &mut checked)?;
-        let ids: Vec<(u32, u32)> = checked.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+        let ids = id_pairs(pairs.as_deref().unwrap_or_default(), limit)?;
         let mut current = self.aliases.write().unwrap_or_else(|e| e.into_inner());
         let respeller = current.as_ref().and_then(|a| a.respeller().cloned());
         let aliases = TokenAliases::from_pairs(&ids, limit)?.with_respeller(respeller);
@@ -423,11 +432,8 @@ impl PyNgramStore {
             None => None,
             Some(bytes) => {
                 let limit = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-                let mut checked = Vec::new();
-                let flat = merges.iter().flat_map(|&(a, b)| [a, b]);
-                to_token_ids(flat, limit, 0, &mut checked)
+                let ids = id_pairs(&merges, limit)
                     .map_err(|e| input_error(format!("respelling merges: {e}")))?;
-                let ids: Vec<(u32, u32)> = checked.chunks_exact(2).map(|p| (p[0], p[1])).collect();
                 Some(Arc::new(py.detach(|| Respeller::new(bytes, &ids))?))
             }
         };
