@@ -202,10 +202,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
             and ((isinstance(v, bool) and types is not bool) or not isinstance(v, types))
         ):
             raise InvalidConfigError(f"{where}: {name} has the wrong type: {v!r}")
-    for name in ("threads", "max_requests"):
-        if isinstance(values.get(name), int) and values[name] < 1:
-            raise InvalidConfigError(f"{where}: {name} must be >= 1, got {values[name]}")
-    # numbers JSON can hold but the drafter cannot (1e999 reads as inf, 10**40 as an int)
+    # the drafter's ranges; JSON holds more (1e999 reads as inf, 10**40 as an int)
     limits = {
         "min_prob": (0.0, 1.0),
         "corpus_weight": (0.0, 1.0),
@@ -217,7 +214,8 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
     for name, (lo, hi) in limits.items():
         v = values.get(name)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and not lo <= v <= hi:
-            raise InvalidConfigError(f"{where}: {name} must be in {lo}..{hi}, got {v!r}")
+            bound = f">= {lo}" if not v >= lo else f"<= {hi}"
+            raise InvalidConfigError(f"{where}: {name} must be {bound}, got {v!r}")
     overhead = values.get("step_overhead")
     if not (
         overhead is None
