@@ -70,6 +70,9 @@ class Tally:
     forwards: int = 0
     tokens: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # rows whose request occurred neither in train nor earlier in the stream: tokens, forwards,
+    # the oracle's forwards
+    fresh: list[int] = field(default_factory=lambda: [0, 0, 0])
 
 
 def request_text(tokenizer: Any, prompt: list[int]) -> str:
@@ -106,6 +109,35 @@ def classify(
     return "branch"
 
 
+def request_key(text: str) -> str:
+    """A request's text without the chat template after it, for telling repeats."""
+    return text.split("<|im_end|>")[0].strip()
+
+
+def train_requests(task: str) -> set[str]:
+    """The train split's requests, as :func:`request_key` reads them from a prompt."""
+    from _results import DATA
+
+    from tasc_rs.hf.task import load_rows
+
+    return {
+        str(r["input"]).strip().lower() for r in load_rows(DATA / task / "train.jsonl")
+    }
+
+
+def fresh_rows(
+    rec: dict[str, Any], tokenizer: Any, train: set[str], limit: int | None
+) -> list[int]:
+    """Indices of the rows whose request occurs neither in train nor in an earlier row."""
+    seen, out = set(train), []
+    for i, row in enumerate(rec["rows"][:limit]):
+        key = request_key(request_text(tokenizer, row["prompt"]))
+        if key not in seen:
+            out.append(i)
+        seen.add(key)
+    return out
+
+
 def oracle_forwards(n: int, k: int, max_new: int) -> int:
     """Forward passes with perfect chains of up to ``k`` tokens for an ``n``-token answer."""
     done = forwards = 0
@@ -122,20 +154,32 @@ def run(
     k: int,
     examples: int,
     limit: int | None,
+    train_requests: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[Tally, int]:
-    """Replays one recording; returns the tally and the oracle's forward passes."""
+    """Replays one recording; returns the tally and the oracle's forward passes.
+    ``train_requests`` (the train split's, as :func:`request_text` gives them) tell which rows
+    are fresh: their request occurs neither there nor earlier in the recording."""
     drafter = make()
     eos = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
     eos |= {int(i) for i in (tokenizer.convert_tokens_to_ids(["<|im_end|>"]) or []) if i}
     tally, oracle = Tally(), 0
+    seen = set(train_requests)
     for row in rec["rows"][:limit]:
         prompt, output = row["prompt"], row["output"]
-        words = set(WORD.findall(request_text(tokenizer, prompt)))
+        request = request_text(tokenizer, prompt)
+        key = request_key(request)
+        fresh = key not in seen
+        seen.add(key)
+        words = set(WORD.findall(request))
         tally.tokens += len(output)
         oracle += oracle_forwards(len(output), k, rec["max_new_tokens"])
+        if fresh:
+            tally.fresh[0] += len(output)
+            tally.fresh[2] += oracle_forwards(len(output), k, rec["max_new_tokens"])
         for done, drafted, m in replay_steps(
             drafter.session(prompt), output, k, rec["max_new_tokens"]
         ):
+            tally.fresh[1] += fresh
             tally.forwards += 1
             tally.empty += not drafted
             miss = done + m
@@ -159,11 +203,17 @@ _BUILT: dict[tuple[str, bool, bool, bool], bytes] = {}
 
 
 def tasc_factory(
-    task: str, tokenizer: Any, respell: bool, aliases: bool, pairs: bool = False
+    task: str,
+    tokenizer: Any,
+    respell: bool,
+    aliases: bool,
+    pairs: bool = False,
+    neighbours: int = 0,
 ) -> Callable[[], Any]:
     """The drafter ``build_drafter`` makes from the task's train split (tuned preset, online
-    learning) with the chosen sources (``pairs``: the copy pointer); each call of the factory
-    gives a fresh copy (no learned state), built once per task."""
+    learning) with the chosen sources (``pairs``: the copy pointer; ``neighbours``: how many
+    similar past requests sessions draft from); each call of the factory gives a fresh copy (no
+    learned state), built once per task."""
     import pickle
 
     from _results import DATA
@@ -182,7 +232,14 @@ def tasc_factory(
         )
         _BUILT[key] = pickle.dumps(drafter)
     blob = _BUILT[key]
-    return lambda: pickle.loads(blob)
+
+    def make() -> Any:
+        drafter = pickle.loads(blob)
+        if pairs:
+            drafter.neighbours = neighbours
+        return drafter
+
+    return make
 
 
 def variants(
@@ -193,6 +250,14 @@ def variants(
     if not args.compare:
         name = ("respell" if args.respell else "defaults") + (" no aliases" * args.no_aliases)
         return [(name, tasc_factory(task, tokenizer, args.respell, not args.no_aliases))]
+    if args.only_new:
+        return [
+            ("copy pointer", tasc_factory(task, tokenizer, True, True, True)),
+            (
+                f"+ {args.neighbours} neighbours",
+                tasc_factory(task, tokenizer, True, True, True, args.neighbours),
+            ),
+        ]
     out: list[tuple[str, Callable[[], Any]]] = []
     try:
         from _peers import PEERS, SuffixDrafter, available
@@ -209,23 +274,37 @@ def variants(
         ("tasc defaults (aliases)", tasc_factory(task, tokenizer, False, True)),
         ("tasc + respelling", tasc_factory(task, tokenizer, True, True)),
         ("tasc + respelling + copy pointer", tasc_factory(task, tokenizer, True, True, True)),
+        (
+            f"+ {args.neighbours} neighbours",
+            tasc_factory(task, tokenizer, True, True, True, args.neighbours),
+        ),
     ]
     return out
 
 
 def report(name: str, tally: Tally, oracle: int, examples: int) -> dict[str, Any]:
     tpf, otpf = tally.tokens / tally.forwards, tally.tokens / oracle
+    tokens, forwards, oracle_fresh = tally.fresh
+    fresh = tokens / forwards if forwards else float("nan")
+    fresh_oracle = tokens / oracle_fresh if oracle_fresh else float("nan")
     total = sum(tally.steps.values())
     shares = {kind: tally.steps[kind] / total for kind in KINDS}
     print(
         f"  {name:<28} tok/fwd {tpf:5.2f} (oracle {otpf:4.2f}, {tpf / otpf:4.0%})  steps {total}"
-        f"  no draft {tally.empty / total:4.0%}"
+        f"  no draft {tally.empty / total:4.0%}  fresh rows {fresh:5.2f} ({fresh / fresh_oracle:4.0%})"
     )
     print("    " + "  ".join(f"{kind} {share:4.0%}" for kind, share in shares.items()))
     for kind, shown in tally.examples.items():
         for line in shown[:examples]:
             print(f"      [{kind}] {line}")
-    return {"tpf": tpf, "oracle_tpf": otpf, "shares": shares, "steps": total}
+    return {
+        "tpf": tpf,
+        "oracle_tpf": otpf,
+        "shares": shares,
+        "steps": total,
+        "fresh_tpf": fresh,
+        "fresh_oracle_tpf": fresh_oracle,
+    }
 
 
 def main() -> None:
@@ -238,6 +317,12 @@ def main() -> None:
     p.add_argument("--no-aliases", action="store_true", help="without space aliases")
     p.add_argument(
         "--compare", action="store_true", help="defaults against each source (before/after)"
+    )
+    p.add_argument(
+        "--neighbours", type=int, default=8, help="similar past requests drafted from"
+    )
+    p.add_argument(
+        "--only-new", action="store_true", help="with --compare: the copy pointer and neighbours"
     )
     p.add_argument("--json", help="write the results here")
     p.add_argument(
@@ -259,12 +344,15 @@ def main() -> None:
         rec = json.loads(path.read_text())
         corpus = train_corpus(rec["task"])
         rows = len(rec["rows"][: args.limit])
+        train = train_requests(rec["task"])
         print(f"\n## {rec['task']} ({rec['model']}), {rows} prompts, chains of {args.k}")
         for name, make in variants(args, rec["task"], corpus, tokenizer):
-            tally, oracle = run(rec, make, tokenizer, args.k, args.examples, args.limit)
+            tally, oracle = run(rec, make, tokenizer, args.k, args.examples, args.limit, train)
             out = report(name, tally, oracle, args.examples)
             results.append(
-                {"task": rec["task"], "model": rec["model"], "drafter": name, "prompts": rows} | out
+                {"task": rec["task"], "model": rec["model"], "drafter": name, "prompts": rows}
+                | out
+                | {"fresh_prompts": sum(1 for _ in fresh_rows(rec, tokenizer, train, args.limit))}
             )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -11,6 +11,7 @@ use crate::context::{ContextFollowers, ContextIndex};
 use crate::copy::CopySource;
 use crate::error::Error;
 use crate::followers::Followers;
+use crate::neighbours::NeighbourSource;
 use crate::store::{CorpusFollowers, NgramStore, StoreMatch};
 
 /// A proposed draft: tokens and each token's mixed probability (the `q` of speculative sampling).
@@ -473,6 +474,7 @@ pub fn propose_with(
         None,
         None,
         None,
+        None,
     )
 }
 
@@ -491,7 +493,8 @@ pub struct PathFloor<'a> {
 /// ([`NgramStore::match_after`]), saving the first step's store search. With `copy`, where the
 /// request's copy pointer has a value at least as likely as the mixture's best token, the
 /// value is drafted (its first token at the pointer's probability, the rest at 1) and the
-/// chain goes on after it.
+/// chain goes on after it. With `near`, where the request's neighbours vote for a token at
+/// least as likely as the mixture's best, it is drafted ([`crate::neighbours`]).
 #[allow(clippy::too_many_arguments)]
 pub fn propose_until(
     store: &NgramStore,
@@ -504,12 +507,17 @@ pub fn propose_until(
     until: Option<PathFloor<'_>>,
     anchor: Option<StoreMatch>,
     copy: Option<CopySource<'_>>,
+    near: Option<NeighbourSource<'_>>,
 ) -> Result<Draft, Error> {
     check_k(k as i64)?;
     check_corpus_weight(corpus_weight)?;
     check_min_prob(min_prob)?;
     let order = store.n_max() - 1;
-    let tail = &ctx.tokens()[ctx.len().saturating_sub(order.max(2))..];
+    // the neighbours match longer suffixes than the mixture reads
+    let keep = order
+        .max(2)
+        .max(near.map_or(0, |_| crate::neighbours::MAX_DEPTH));
+    let tail = &ctx.tokens()[ctx.len().saturating_sub(keep)..];
     let mut history: Vec<u32> = Vec::with_capacity(tail.len() + k);
     history.extend_from_slice(tail);
     let mut draft = Draft {
@@ -533,7 +541,12 @@ pub fn propose_until(
         let suffix = &history[history.len().saturating_sub(order)..];
         let (weight, corp, local) =
             mixed_step(store, online, ctx, suffix, corpus_weight, mixing, &mut at);
-        let found = best_mixed_above(weight, corp, local, min_prob);
+        let mut found = best_mixed_above(weight, corp, local, min_prob);
+        if let Some((token, p)) = near.and_then(|n| n.vote(&history)) {
+            if p >= min_prob && p > 0.0 && found.is_none_or(|(_, q)| p >= q) {
+                found = Some((token, p));
+            }
+        }
         if let Some(src) = copy {
             let room = k - draft.tokens.len();
             let answer = answered + draft.tokens.len();

@@ -8,6 +8,7 @@
 //! - [`context`]: the per-request context index, extended incrementally, `p_ctx`.
 //! - [`aliases`]: token pairs spelling one word (with and without its space), read by the context.
 //! - [`copy`]: the copy pointer, where answers copy their request (from (request, answer) pairs).
+//! - [`neighbours`]: similar past requests, whose answers draft beside the task store.
 //! - [`respell`]: the prompt's words re-encoded as an answer writes them (byte-level BPE).
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
@@ -36,6 +37,7 @@ pub mod draft;
 pub mod enrich;
 pub mod error;
 pub mod followers;
+pub mod neighbours;
 pub mod online;
 pub mod packed;
 pub mod persist;

@@ -1,5 +1,5 @@
-//! The drafter file format (version 2; version 1 files, which end before the copy section,
-//! still load), little-endian:
+//! The drafter file format (version 3; version 1 files, which end before the copy section, and
+//! version 2 files, which end before the pairs section, still load), little-endian:
 //!
 //! ```text
 //! magic    8 bytes  "TASCNGR\0"
@@ -11,6 +11,9 @@
 //! copy section (version 2): anchors u64, then per anchor: context key u64, anchor u64,
 //!                      share f32; enders u64, then that many u32; window u64
 //!                      (see [`crate::copy`])
+//! pairs section (version 3): pairs u64, then per pair: request length u32, its ids,
+//!                      answer length u32, its ids (see [`crate::neighbours`]; the index of
+//!                      request tokens is rebuilt when loading)
 //! packed array = width u8 (1, 2 or 4), length u64, elements of that width
 //! crc32    u32      of every byte before it
 //! ```
@@ -25,11 +28,12 @@ use thiserror::Error;
 use crate::config::{DrafterConfig, MAX_N};
 use crate::copy::{Anchor, CopyIndex, MAX_WINDOW};
 use crate::error::Error;
+use crate::neighbours::NeighbourIndex;
 use crate::packed::Packed;
 use crate::store::{Level, NgramStore};
 
 const MAGIC: &[u8; 8] = b"TASCNGR\0";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this build reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -148,6 +152,16 @@ impl NgramStore {
             out.extend_from_slice(&t.to_le_bytes());
         }
         out.extend_from_slice(&(window as u64).to_le_bytes());
+        let pairs = self.neighbours.as_deref().map_or(0, NeighbourIndex::len);
+        out.extend_from_slice(&(pairs as u64).to_le_bytes());
+        for (request, answer) in self.neighbours.iter().flat_map(|n| n.pairs()) {
+            for ids in [request, answer] {
+                out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+                for t in ids {
+                    out.extend_from_slice(&t.to_le_bytes());
+                }
+            }
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -183,6 +197,10 @@ impl NgramStore {
         if version >= 2 {
             let copy = read_copy(&mut r, store.config.id_limit())?;
             store = store.with_copy(copy);
+        }
+        if version >= 3 {
+            let pairs = read_pairs(&mut r, store.config.id_limit())?;
+            store = store.with_neighbours(pairs);
         }
         if r.pos != body.len() {
             return Err(corrupt(format!("{} trailing bytes", body.len() - r.pos)));
@@ -358,6 +376,32 @@ fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
     Ok(CopyIndex::from_parts(anchors, enders, window as usize))
 }
 
+/// The pairs section (version 3), every id checked against the vocabulary.
+fn read_pairs(r: &mut Reader<'_>, limit: u32) -> Result<NeighbourIndex, Error> {
+    let n = usize::try_from(r.u64()?).map_err(|_| corrupt("pairs".into()))?;
+    // each pair takes 8 bytes at least: a count the file cannot hold is refused
+    if n > r.bytes.len() / 8 {
+        return Err(corrupt(format!("{n} pairs")));
+    }
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut side = || -> Result<Vec<u32>, Error> {
+            let len = r.u32()? as usize;
+            let ids = r.u32s(len)?;
+            if ids.iter().any(|&t| t >= limit) {
+                return Err(corrupt("pair id out of range".into()));
+            }
+            Ok(ids)
+        };
+        let request = side()?;
+        let answer = side()?;
+        pairs.push((request, answer));
+    }
+    Ok(NeighbourIndex::build(
+        pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())),
+    ))
+}
+
 fn corrupt(msg: String) -> Error {
     FormatError::Corrupt(msg).into()
 }
@@ -405,6 +449,7 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
         corpus_tokens,
         sequences,
         copy: None,
+        neighbours: None,
     })
 }
 
@@ -630,10 +675,11 @@ mod tests {
         }
     }
 
-    /// `store` as version 1 wrote it: no copy section.
+    /// `store` (without pairs) as version 1 wrote it: no copy section.
     fn version_1(store: &NgramStore) -> Vec<u8> {
         let mut bytes = store.to_bytes();
-        bytes.truncate(bytes.len() - 4 - 24); // checksum, two empty section counts, window
+        // checksum, two empty copy section counts, window, empty pairs count
+        bytes.truncate(bytes.len() - 4 - 32);
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
@@ -667,7 +713,8 @@ mod tests {
         let body = good.len() - 4;
         let enders = s.copy_index().unwrap().enders().len();
         // the first anchor's share (after the anchor count, its key and tokens)
-        let section = body - 8 - 8 - 4 * enders - 20 * s.copy_index().unwrap().anchors().len() - 8;
+        let section =
+            body - 8 - 8 - 8 - 4 * enders - 20 * s.copy_index().unwrap().anchors().len() - 8;
         let share_at = section + 8 + 16;
         let resign = |mut b: Vec<u8>| {
             b.truncate(body);
@@ -685,6 +732,65 @@ mod tests {
         // the first anchor's tokens: ids past the vocabulary (10)
         bad[section + 16..section + 24].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(NgramStore::from_bytes(&resign(bad)).is_err());
+    }
+
+    fn with_pairs() -> NgramStore {
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..5u32)
+            .map(|i| (vec![1, 2, 5 + i, 6, 3], vec![5 + i, 6, 4]))
+            .collect();
+        with_copy().with_neighbours(NeighbourIndex::build(
+            pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())),
+        ))
+    }
+
+    /// `store` (without pairs) as version 2 wrote it: no pairs section.
+    fn version_2(store: &NgramStore) -> Vec<u8> {
+        let mut bytes = store.to_bytes();
+        bytes.truncate(bytes.len() - 4 - 8);
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn version_2_files_load_and_the_pairs_section_round_trips() {
+        let old = with_copy();
+        assert_eq!(NgramStore::from_bytes(&version_2(&old)).unwrap(), old);
+        let s = with_pairs();
+        let back = NgramStore::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.neighbour_index().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn forged_pairs_sections_are_refused() {
+        let s = with_pairs();
+        let good = s.to_bytes();
+        let body = good.len() - 4;
+        // 5 pairs of 5 + 3 ids, each side with its length
+        let section = body - 8 - 5 * (4 * 5 + 4 * 3 + 8);
+        assert_eq!(good[section..section + 8], 5u64.to_le_bytes());
+        let resign = |mut b: Vec<u8>| {
+            b.truncate(body);
+            let crc = crc32fast::hash(&b);
+            b.extend_from_slice(&crc.to_le_bytes());
+            b
+        };
+        let mut bad = good.clone();
+        bad[section..section + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(NgramStore::from_bytes(&resign(bad)).is_err());
+        let mut bad = good.clone();
+        // the first request's length: past the file's end
+        bad[section + 8..section + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(NgramStore::from_bytes(&resign(bad)).is_err());
+        let mut bad = good.clone();
+        // the first request's first id: past the vocabulary (10)
+        bad[section + 12..section + 16].copy_from_slice(&10u32.to_le_bytes());
+        assert!(matches!(
+            NgramStore::from_bytes(&resign(bad)),
+            Err(Error::Format(FormatError::Corrupt(m))) if m.contains("pair id")
+        ));
     }
 
     #[test]
@@ -720,14 +826,16 @@ mod tests {
             vocab_size: Some(300),
             ..DrafterConfig::default()
         };
-        // with a copy section, so that its corruptions are exercised too
+        // with copy and pairs sections, so that their corruptions are exercised too
         let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..8u32)
             .map(|i| (vec![1, 2, 50 + i, 60 + i, 3], vec![50 + i, 60 + i, 4]))
             .collect();
         let copy = CopyIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+        let near = NeighbourIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
         let good = NgramStore::build(&corpus, &config)
             .unwrap()
             .with_copy(copy)
+            .with_neighbours(near)
             .to_bytes();
         let body_len = good.len() - 4;
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -768,6 +876,14 @@ mod tests {
                         let _ = store.longest_match_depth(history);
                     }
                     crate::draft::propose(&store, &ctx, 8, 0.75, 0.0).unwrap();
+                    if let Some(index) = store.neighbour_index() {
+                        let nearest = index.session(&[1, 2, 52, 62, 3], 8, None);
+                        let src = crate::neighbours::NeighbourSource {
+                            nearest: &nearest,
+                            stats: None,
+                        };
+                        let _ = src.vote(&[3, 52, 62]);
+                    }
                     let _ = store.stats();
                     let _ = NgramStore::from_bytes(&store.to_bytes()).unwrap();
                     true

@@ -35,6 +35,7 @@ use crate::context::ContextIndex;
 use crate::copy::{CopyIndex, CopySource, CopyStats, PromptAnchors};
 use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
 use crate::error::Error;
+use crate::neighbours::{Nearest, NeighbourIndex, NeighbourLearning, NeighbourSource};
 use crate::store::{NgramStore, StoreMatch};
 
 /// Tokens at the start of a row that key the request lookup.
@@ -80,6 +81,13 @@ pub struct ServingConfig {
     pub copy: Option<Arc<CopyIndex>>,
     /// The drafter's copy-pointer outcomes, shared with its sessions.
     pub copy_stats: Option<Arc<CopyStats>>,
+    /// The store's training pairs ([`crate::neighbours`]) and how many of them each request
+    /// drafts from (its most similar, found when the request is first seen; 0: none).
+    pub neighbours: Option<Arc<NeighbourIndex>>,
+    pub neighbour_count: usize,
+    /// What the drafter learns about neighbours (its served answers, how the model followed
+    /// votes), shared with its sessions.
+    pub neighbour_learning: Option<NeighbourLearning>,
 }
 
 /// Most drafting threads a table uses.
@@ -394,6 +402,8 @@ struct Request {
     anchor: Anchor,
     /// The prompt's anchors for the store's copy pointer ([`ServingConfig::copy`]).
     copy: Option<PromptAnchors>,
+    /// The request's most similar training pairs ([`ServingConfig::neighbours`]).
+    nearest: Option<Nearest>,
 }
 
 /// Per-request drafting state for an engine batch, keyed by the rows' tokens.
@@ -435,11 +445,17 @@ fn hash_prefix(tokens: impl Iterator<Item = u32>) -> u64 {
     h.finish()
 }
 
-/// Teaches the copy pointer's statistics what a finished request's response did.
+/// Teaches the copy pointer's and the neighbours' statistics what a finished request's
+/// response did.
 fn learn_copies(config: &ServingConfig, req: &Request) {
     if let (Some(index), Some(stats), Some(anchors)) = (&config.copy, &config.copy_stats, &req.copy)
     {
         stats.learn(index, anchors, req.index.tokens(), req.prompt_len);
+    }
+    if let (Some(index), Some(learning), Some(nearest)) =
+        (&config.neighbours, &config.neighbour_learning, &req.nearest)
+    {
+        learning.finish(index, nearest, req.index.tokens(), req.prompt_len);
     }
 }
 
@@ -708,6 +724,10 @@ impl RequestTable {
                                 tokens,
                                 stats: c.copy_stats.as_deref(),
                             }),
+                        req.nearest.as_ref().map(|nearest| NeighbourSource {
+                            nearest,
+                            stats: c.neighbour_learning.as_ref().map(|l| &*l.stats),
+                        }),
                     )?;
                     Ok((draft, anchor.map(|m| (tokens.len(), m))))
                 }
@@ -867,6 +887,7 @@ impl RequestTable {
             self.drop_oldest();
         }
         let full_key = ids.len() >= KEY_TOKENS;
+        let prompt = &ids[..ids.len().saturating_sub(row.new_tokens)];
         let req = Request {
             key: hash_prefix(ids.iter().copied()),
             full_key,
@@ -884,7 +905,16 @@ impl RequestTable {
                 .config
                 .copy
                 .as_ref()
-                .map(|_| PromptAnchors::new(&ids[..ids.len().saturating_sub(row.new_tokens)])),
+                .map(|_| PromptAnchors::new(prompt)),
+            nearest: self
+                .config
+                .neighbours
+                .as_ref()
+                .filter(|_| self.config.neighbour_count > 0)
+                .map(|n| match &self.config.neighbour_learning {
+                    Some(l) => l.nearest(n, prompt, self.config.neighbour_count),
+                    None => n.session(prompt, self.config.neighbour_count, None),
+                }),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -1033,6 +1063,9 @@ mod tests {
                 id_limit: u32::MAX,
                 copy: None,
                 copy_stats: None,
+                neighbours: None,
+                neighbour_count: 0,
+                neighbour_learning: None,
             },
         )
     }

@@ -17,6 +17,7 @@ use crate::copy::CopyIndex;
 use crate::corpus::{Corpus, InputError};
 use crate::error::Error;
 use crate::followers::Followers;
+use crate::neighbours::NeighbourIndex;
 use crate::packed::Packed;
 
 /// One depth of the trie. Level 0 is the root (the empty context) and has no token.
@@ -102,6 +103,8 @@ pub struct NgramStore {
     pub(crate) sequences: u64,
     /// Where answers copy their request (built from pairs; `None`: answers only).
     pub(crate) copy: Option<Arc<CopyIndex>>,
+    /// The training pairs, for similar past requests (built from pairs; `None`: answers only).
+    pub(crate) neighbours: Option<Arc<NeighbourIndex>>,
 }
 
 /// Where a lookup matched in the store: the matched context's node and its length.
@@ -178,6 +181,7 @@ impl NgramStore {
             corpus_tokens: corpus.num_tokens() as u64,
             sequences: corpus.num_sequences() as u64,
             copy: None,
+            neighbours: None,
         })
     }
 
@@ -185,6 +189,18 @@ impl NgramStore {
     pub fn with_copy(mut self, copy: CopyIndex) -> Self {
         self.copy = (!copy.is_empty()).then(|| Arc::new(copy));
         self
+    }
+
+    /// This store with its training pairs for similar past requests ([`crate::neighbours`]);
+    /// an empty index is dropped.
+    pub fn with_neighbours(mut self, neighbours: NeighbourIndex) -> Self {
+        self.neighbours = (!neighbours.is_empty()).then(|| Arc::new(neighbours));
+        self
+    }
+
+    /// The training pairs' index, when the store was built from (request, answer) pairs.
+    pub fn neighbour_index(&self) -> Option<&NeighbourIndex> {
+        self.neighbours.as_deref()
     }
 
     /// The copy pointer, when the store was built from (request, answer) pairs.
@@ -344,6 +360,7 @@ impl NgramStore {
     pub fn bytes(&self) -> usize {
         self.levels.iter().map(Level::bytes).sum::<usize>()
             + self.copy.as_deref().map_or(0, CopyIndex::bytes)
+            + self.neighbours.as_deref().map_or(0, NeighbourIndex::bytes)
             + std::mem::size_of::<Self>()
     }
 }

@@ -295,6 +295,7 @@ mod tests {
             None,
             None,
             Some(src),
+            None,
         )
         .unwrap();
         // the request's name (the copy stops before 3, which ended the training copies), then

@@ -129,6 +129,26 @@ class NgramDrafter:
     def mixing(self, value: str) -> None:
         self._store.mixing = str_arg("mixing", value)
 
+    @property
+    def neighbours(self) -> int:
+        """How many similar past requests a new session drafts from (default 8; 0: none).
+
+        A drafter built from (request, answer) pairs (:meth:`from_pairs`) keeps the pairs; a
+        session finds the training requests most like its prompt (rare tokens weigh most,
+        tokens every request holds nothing) and, where their answers agree on the next token
+        more than the task store and the context do, drafts it (``rust/neighbours.rs``). A
+        drafter built from answers alone has no pairs: the setting then changes nothing. Not
+        saved with the drafter (pickled with it).
+
+        Raises:
+            InvalidConfigError: not an int in 0..=256.
+        """
+        return self._store.neighbours
+
+    @neighbours.setter
+    def neighbours(self, value: int) -> None:
+        self._store.neighbours = value
+
     @classmethod
     def from_corpus(
         cls,

@@ -15,6 +15,7 @@ use crate::context::ContextIndex;
 use crate::copy::{CopySource, CopyStats, PromptAnchors};
 use crate::draft::{propose_until, Mixing, VerifyCost};
 use crate::error::Error;
+use crate::neighbours::{Nearest, NeighbourLearning, NeighbourSource};
 use crate::store::NgramStore;
 use crate::tree::propose_tree;
 
@@ -46,6 +47,10 @@ pub struct PyDraftSession {
     copy: Option<PromptAnchors>,
     /// The drafter's copy-pointer outcomes (`finish` adds this response's).
     copy_stats: Arc<CopyStats>,
+    /// The request's most similar training pairs, when the store has them.
+    nearest: Option<Nearest>,
+    /// What the drafter learns about neighbours (`finish` adds this request's).
+    near_learning: NeighbourLearning,
 }
 
 impl PyDraftSession {
@@ -56,6 +61,7 @@ impl PyDraftSession {
         mixing: Mixing,
         aliases: Option<Arc<TokenAliases>>,
         copy_stats: Arc<CopyStats>,
+        neighbours: (usize, NeighbourLearning),
         prompt: Vec<u32>,
     ) -> Self {
         let n_max = store.n_max();
@@ -69,10 +75,16 @@ impl PyDraftSession {
             .copy_index()
             .is_some()
             .then(|| PromptAnchors::new(&prompt));
+        let nearest = store
+            .neighbour_index()
+            .filter(|_| neighbours.0 > 0)
+            .map(|n| neighbours.1.nearest(n, &prompt, neighbours.0));
         let config = store.config();
         Self {
             copy,
             copy_stats,
+            nearest,
+            near_learning: neighbours.1,
             corpus_weight: config.corpus_weight,
             min_prob: config.min_prob,
             store,
@@ -95,6 +107,14 @@ impl PyDraftSession {
             anchors: self.copy.as_ref()?,
             tokens: self.index.tokens(),
             stats: Some(&self.copy_stats),
+        })
+    }
+
+    /// The request's neighbours, when the store has training pairs.
+    fn neighbour_source(&self) -> Option<NeighbourSource<'_>> {
+        Some(NeighbourSource {
+            nearest: self.nearest.as_ref()?,
+            stats: Some(&self.near_learning.stats),
         })
     }
 
@@ -152,6 +172,7 @@ impl PyDraftSession {
         let (store, online, index) = (&this.store, &this.online, &this.index);
         let (weight, min_prob) = this.settings(corpus_weight, min_prob);
         let (mixing, cost, copy) = (this.mixing, &this.verify_cost, this.copy_source());
+        let near = this.neighbour_source();
         // Detached: waiting for the online index's lock must never hold the GIL.
         let draft = py.detach(|| {
             let learned = read(online);
@@ -166,6 +187,7 @@ impl PyDraftSession {
                 None,
                 None,
                 copy,
+                near,
             )?;
             if let Some(cost) = cost {
                 cost.truncate(&mut draft);
@@ -297,6 +319,10 @@ impl PyDraftSession {
                 let tokens = this.index.tokens();
                 this.copy_stats
                     .learn(index, anchors, tokens, this.prompt_len);
+            }
+            if let (Some(index), Some(nearest)) = (this.store.neighbour_index(), &this.nearest) {
+                this.near_learning
+                    .finish(index, nearest, this.index.tokens(), this.prompt_len);
             }
             learn(&this.online, response)
         }))

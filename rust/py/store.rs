@@ -1,7 +1,7 @@
 //! `NgramStore`: the immutable task n-gram model, shared by every session and thread.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use pyo3::prelude::*;
@@ -19,6 +19,7 @@ use crate::context::ContextIndex;
 use crate::copy::{CopyIndex, CopyStats};
 use crate::corpus::{to_token_ids, InputError};
 use crate::draft::{propose_with, Mixing, VerifyCost};
+use crate::neighbours::{NeighbourIndex, NeighbourLearning, MAX_NEIGHBOURS, NEIGHBOURS};
 use crate::online::OnlineIndex;
 use crate::respell::Respeller;
 use crate::serving::{default_threads, RequestTable, ServingConfig, MAX_THREADS};
@@ -93,6 +94,11 @@ pub struct PyNgramStore {
     aliases: RwLock<Option<Arc<TokenAliases>>>,
     /// What the served model did where the copy pointer had values (sessions and proposers).
     copy_stats: Arc<CopyStats>,
+    /// Similar past requests new sessions draft from (0: none; see `neighbours`).
+    neighbours: AtomicUsize,
+    /// The served model's answers as pairs, and how it followed the neighbours' votes
+    /// (sessions and proposers; bounded by `online_capacity` as the online index is).
+    near_learning: NeighbourLearning,
 }
 
 impl PyNgramStore {
@@ -104,6 +110,8 @@ impl PyNgramStore {
             longer_match: AtomicBool::new(false),
             aliases: RwLock::new(None),
             copy_stats: Arc::new(CopyStats::default()),
+            neighbours: AtomicUsize::new(NEIGHBOURS),
+            near_learning: NeighbourLearning::new(0),
         }
     }
 
@@ -150,9 +158,10 @@ impl PyNgramStore {
             Ok::<_, crate::error::Error>(if pairs.is_empty() {
                 store
             } else {
-                store.with_copy(CopyIndex::build(
-                    pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())),
-                ))
+                let pairs = || pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice()));
+                store
+                    .with_copy(CopyIndex::build(pairs()))
+                    .with_neighbours(NeighbourIndex::build(pairs()))
             })
         })?;
         Ok(Self::wrap(store))
@@ -168,6 +177,10 @@ impl PyNgramStore {
             self.session_mixing(),
             self.current_aliases(),
             Arc::clone(&self.copy_stats),
+            (
+                self.neighbours.load(Ordering::Relaxed),
+                self.near_learning.clone(),
+            ),
             prompt,
         ))
     }
@@ -252,6 +265,9 @@ impl PyNgramStore {
                 id_limit: self.inner.config().id_limit(),
                 copy: self.inner.copy_shared(),
                 copy_stats: Some(Arc::clone(&self.copy_stats)),
+                neighbours: self.inner.neighbours.clone(),
+                neighbour_count: self.neighbours.load(Ordering::Relaxed),
+                neighbour_learning: Some(self.near_learning.clone()),
             },
         );
         Ok(PyBatchProposer::new(
@@ -360,7 +376,10 @@ impl PyNgramStore {
     /// Forgets every learned response (the capacity stays).
     fn forget(&self, py: Python<'_>) {
         let online = &self.online;
-        py.detach(|| write(online).clear());
+        py.detach(|| {
+            write(online).clear();
+            self.near_learning.clear();
+        });
     }
 
     /// Most tokens of learned responses kept (the oldest responses go first); 0 turns online
@@ -381,7 +400,10 @@ impl PyNgramStore {
             ConfigError::Setting(format!("online_capacity must be >= 0, got {capacity}"))
         })?;
         let online = &self.online;
-        py.detach(|| write(online).set_capacity(capacity));
+        py.detach(|| {
+            write(online).set_capacity(capacity);
+            self.near_learning.set_capacity(capacity);
+        });
         Ok(())
     }
 
@@ -486,6 +508,31 @@ impl PyNgramStore {
         let mixing = Mixing::from_name(value).map_err(crate::error::Error::from)?;
         self.longer_match
             .store(mixing == Mixing::LongerMatch, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many similar past requests (training pairs) a new session drafts from: their
+    /// answers vote for the next token where they agree more than the mixture (default 8;
+    /// 0: none). A store built from answers alone has none to draft from. Not saved with the
+    /// store.
+    #[getter]
+    fn neighbours(&self) -> usize {
+        self.neighbours.load(Ordering::Relaxed)
+    }
+
+    #[setter]
+    fn set_neighbours(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n = args::int(value, "neighbours")?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= MAX_NEIGHBOURS)
+            .ok_or_else(|| {
+                ConfigError::Setting(format!(
+                    "neighbours must be an int in 0..={MAX_NEIGHBOURS}, got {n}"
+                ))
+            })
+            .map_err(crate::error::Error::from)?;
+        self.neighbours.store(n, Ordering::Relaxed);
         Ok(())
     }
 
