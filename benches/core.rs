@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use tasc_rs::copy::{CopyIndex, CopySource, PromptAnchors};
 use tasc_rs::draft::propose_until;
+use tasc_rs::neighbours::{NeighbourIndex, NeighbourSource, OnlinePairs};
 use tasc_rs::{
     propose, ContextIndex, Corpus, DrafterConfig, Mixing, NgramStore, RequestTable, Row,
     ServingConfig,
@@ -83,6 +84,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| ContextIndex::new(4, black_box(&context)))
     });
     copy_pointer(c, &seqs);
+    neighbours(c, &seqs);
     engine_steps(c, &seqs);
 }
 
@@ -145,6 +147,82 @@ fn copy_pointer(c: &mut Criterion, seqs: &[Vec<u32>]) {
                     None,
                     None,
                     copy,
+                    None,
+                )
+                .unwrap()
+            })
+        });
+    }
+}
+
+/// Similar past requests: the index of 100k (request, answer) pairs (requests of 40 tokens drawn
+/// from a skewed vocabulary, as words are: a few frequent, most rare), a session's neighbours
+/// for a 300-token prompt (its whole per-request cost at open), and a chain drafted with them.
+fn neighbours(c: &mut Criterion, seqs: &[Vec<u32>]) {
+    let mut rng = Rng(11);
+    let mut word = move || {
+        let u = f64::from(rng.below(1 << 20)) / f64::from(1u32 << 20);
+        (49_152.0 * u * u * u) as u32
+    };
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = seqs
+        .iter()
+        .cycle()
+        .take(100_000)
+        .map(|answer| ((0..40).map(|_| word()).collect(), answer.clone()))
+        .collect();
+    let mut group = c.benchmark_group("neighbours");
+    group.sample_size(10);
+    group.bench_function(format!("build from {} pairs", pairs.len()), |b| {
+        b.iter(|| NeighbourIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice()))))
+    });
+    let index = NeighbourIndex::build(pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())));
+    eprintln!(
+        "neighbours: {} pairs, {} bytes ({:.0} per pair)",
+        index.len(),
+        index.bytes(),
+        index.bytes() as f64 / index.len() as f64
+    );
+    let prompt: Vec<u32> = (0..300).map(|_| word()).collect();
+    let mut online = OnlinePairs::new(1 << 20);
+    for (r, a) in pairs.iter().take(20_000) {
+        online.add(r, a, index.window());
+    }
+    group.sample_size(50);
+    group.bench_function("session open, 300-token prompt, 8 neighbours", |b| {
+        b.iter(|| index.session(black_box(&prompt), 8, None))
+    });
+    group.bench_function("session open, also 20k learned pairs", |b| {
+        b.iter(|| index.session(black_box(&prompt), 8, Some(&online)))
+    });
+    group.finish();
+    let answers: Vec<Vec<u32>> = pairs.iter().map(|(_, a)| a.clone()).collect();
+    let corpus = Corpus::from_sequences(&answers, Some(49_152)).unwrap();
+    let config = DrafterConfig {
+        min_count: 2,
+        ..DrafterConfig::default()
+    };
+    let store = NgramStore::build(&corpus, &config).unwrap();
+    let ctx = ContextIndex::new(store.n_max(), &prompt);
+    let nearest = index.session(&prompt, 8, None);
+    let src = NeighbourSource {
+        nearest: &nearest,
+        stats: None,
+    };
+    for (name, near) in [("without", None), ("with", Some(src))] {
+        c.bench_function(&format!("propose k=8 {name} neighbours"), |b| {
+            b.iter(|| {
+                propose_until(
+                    &store,
+                    None,
+                    black_box(&ctx),
+                    8,
+                    0.75,
+                    0.0,
+                    Mixing::Fixed,
+                    None,
+                    None,
+                    None,
+                    near,
                 )
                 .unwrap()
             })
@@ -190,6 +268,9 @@ fn engine_steps(c: &mut Criterion, seqs: &[Vec<u32>]) {
                 id_limit: u32::MAX,
                 copy: None,
                 copy_stats: None,
+                neighbours: None,
+                neighbour_count: 0,
+                neighbour_learning: None,
             };
             let id = format!("{rows} rows x {context} tokens, {name}");
             group.bench_function(id, |b| {

@@ -120,9 +120,7 @@ def train_requests(task: str) -> set[str]:
 
     from tasc_rs.hf.task import load_rows
 
-    return {
-        str(r["input"]).strip().lower() for r in load_rows(DATA / task / "train.jsonl")
-    }
+    return {str(r["input"]).strip().lower() for r in load_rows(DATA / task / "train.jsonl")}
 
 
 def fresh_rows(
@@ -291,7 +289,8 @@ def report(name: str, tally: Tally, oracle: int, examples: int) -> dict[str, Any
     shares = {kind: tally.steps[kind] / total for kind in KINDS}
     print(
         f"  {name:<28} tok/fwd {tpf:5.2f} (oracle {otpf:4.2f}, {tpf / otpf:4.0%})  steps {total}"
-        f"  no draft {tally.empty / total:4.0%}  fresh rows {fresh:5.2f} ({fresh / fresh_oracle:4.0%})"
+        f"  no draft {tally.empty / total:4.0%}"
+        f"  fresh rows {fresh:5.2f} ({fresh / fresh_oracle:4.0%})"
     )
     print("    " + "  ".join(f"{kind} {share:4.0%}" for kind, share in shares.items()))
     for kind, shown in tally.examples.items():
@@ -318,9 +317,7 @@ def main() -> None:
     p.add_argument(
         "--compare", action="store_true", help="defaults against each source (before/after)"
     )
-    p.add_argument(
-        "--neighbours", type=int, default=8, help="similar past requests drafted from"
-    )
+    p.add_argument("--neighbours", type=int, default=8, help="similar past requests drafted from")
     p.add_argument(
         "--only-new", action="store_true", help="with --compare: the copy pointer and neighbours"
     )

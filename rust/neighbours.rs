@@ -34,7 +34,7 @@ pub const MAX_NEIGHBOURS: usize = 256;
 /// Score, relative to the best neighbour's, that a neighbour must reach to be kept.
 pub const MIN_RELATIVE: f32 = 0.5;
 /// Postings read per query (the rarest tokens first): bounds a session's cost on large corpora.
-pub const MAX_POSTINGS: usize = 1 << 15;
+pub const MAX_POSTINGS: usize = 1 << 13;
 /// Longest suffix of the history matched in the neighbours' answers.
 pub const MAX_DEPTH: usize = 8;
 /// Most prompt tokens a query reads (the prompt's last ones).

@@ -142,7 +142,13 @@ def test_online_learning_drafts_from_finished_responses(drafter: NgramDrafter) -
     s = drafter.session([1])
     s.extend(response)
     assert s.finish() == 5 and s.finish() == 0  # a second finish learns nothing
-    assert drafter.online_stats() == {"capacity": 100, "tokens": 5, "responses": 1, "learned": 1}
+    assert drafter.online_stats() == {
+        "capacity": 100,
+        "tokens": 5,
+        "responses": 1,
+        "learned": 1,
+        "pairs": 0,
+    }
     after = drafter.session([5, 11]).propose(3)[0].tolist()
     assert after == [12, 13, 2] != before
     assert drafter.propose([5, 11], 3)[0].tolist() == after  # stateless proposals too
@@ -364,7 +370,7 @@ def test_unigram_only_drafter_and_corpus_fallback() -> None:
 
 def test_repr_and_version(drafter: NgramDrafter) -> None:
     assert "NgramDrafter(n_max=4" in repr(drafter)
-    assert tasc_rs.__version__ and tasc_rs.FORMAT_VERSION == 2
+    assert tasc_rs.__version__ and tasc_rs.FORMAT_VERSION == 3
 
 
 def test_the_tuned_preset_is_the_default_and_the_paper_one_reproducible(tmp_path) -> None:

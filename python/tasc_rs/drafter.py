@@ -42,6 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_prob": 0.0,
         "mixing": "longer_match",
         "online_capacity": 1 << 20,
+        "neighbours": 8,
     },
     "paper": {
         "n_max": 4,
@@ -50,6 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "min_prob": 0.0,
         "mixing": "fixed",
         "online_capacity": 0,
+        "neighbours": 0,
     },
 }
 DEFAULT_PRESET = "tuned"
@@ -221,8 +223,10 @@ class NgramDrafter:
         """Builds a drafter from (request, answer) pairs of token ids: the task store from the
         answers, as :meth:`from_corpus` does, plus the copy pointer, which learns where answers
         copy a value of their request (after which two request tokens, at which point of the
-        answer) and drafts the live request's value there (``rust/copy.rs``). Saved with the
-        drafter (file format 2). Settings as in :meth:`from_corpus`.
+        answer) and drafts the live request's value there (``rust/copy.rs``), and the pairs
+        themselves, whose answers draft for similar requests (:attr:`neighbours`,
+        ``rust/neighbours.rs``). Saved with the drafter (file format 3). Settings as in
+        :meth:`from_corpus`.
 
         Each request should be tokenized as the prompt holds it (for a chat model, the user
         turn's text after its header, e.g. ``tokenizer.encode("\\n" + text)``); the copy pointer
@@ -263,6 +267,7 @@ class NgramDrafter:
         """Applies the settings that are not saved with a drafter (mixing, online learning)."""
         self.mixing = settings["mixing"]
         self.online_capacity = settings["online_capacity"]
+        self.neighbours = settings["neighbours"]
         return self
 
     @classmethod
@@ -451,7 +456,8 @@ class NgramDrafter:
         self._store.forget()
 
     def online_stats(self) -> dict[str, int]:
-        """``capacity``, ``tokens`` and ``responses`` indexed now, ``learned`` ever."""
+        """``capacity``, ``tokens`` and ``responses`` indexed now, ``learned`` ever, and the
+        ``pairs`` (prompt, response) kept for :attr:`neighbours`."""
         return self._store.online_stats()
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -524,7 +530,7 @@ class NgramDrafter:
 
     def __reduce__(
         self,
-    ) -> tuple[Any, tuple[bytes, str, int, list[tuple[int, int]], tuple[Any, ...] | None]]:
+    ) -> tuple[Any, tuple[bytes, str, int, list[tuple[int, int]], tuple[Any, ...] | None, int]]:
         # A module-level reconstructor: a restricted Unpickler.find_class that allows
         # ("tasc_rs.drafter", "restore_drafter") needs nothing else (no builtins.getattr).
         # The settings travel with it; the learned responses do not.
@@ -537,6 +543,7 @@ class NgramDrafter:
                 self.token_aliases,
                 # plain lists, so that a restricted unpickler needs no class but restore_drafter
                 None if self._respelling is None else tuple(self._respelling),
+                self.neighbours,
             ),
         )
 
@@ -555,6 +562,7 @@ def restore_drafter(
     online_capacity: int | None = None,
     token_aliases: Iterable[tuple[int, int]] | None = None,
     respelling: tuple[Any, ...] | None = None,
+    neighbours: int | None = None,
 ) -> NgramDrafter:
     """Rebuilds a drafter from :meth:`NgramDrafter.to_bytes` output and the settings not saved
     in it (default: the tuned preset's): what unpickling calls.
@@ -572,4 +580,6 @@ def restore_drafter(
         drafter.token_aliases = token_aliases
     if respelling is not None:
         drafter.respelling = respelling  # type: ignore[assignment]  # checked by the setter
+    if neighbours is not None:
+        drafter.neighbours = neighbours
     return drafter

@@ -113,6 +113,10 @@ class ProposerSettings:
             (:func:`tasc_rs.bpe_respelling`: byte-level BPE tokenizers only): a copied word of
             several tokens (`` char`` ``lotte`` in the prompt, ``ch`` ``arl`` ``otte`` after
             ``=``) is then found after its first token. Needs the tokenizer, as above.
+        neighbours: How many similar past requests each request drafts from
+            (``NgramDrafter.neighbours``; a drafter built from (request, answer) pairs, and the
+            pairs the server learns online): where their answers agree on the next token more
+            than the mixture does, it is drafted. 0: none.
         measure_step_cost: Whether the overhead is measured (``None``: only with ``"auto"``).
         threads: Threads that draft batches of 96 rows or more in parallel (``None``: on a
             GPU the machine's cores, at most 8; on vLLM's CPU backend 1, the engine's thread
@@ -133,6 +137,7 @@ class ProposerSettings:
     step_overhead: float | str | None = "auto"
     token_aliases: bool = True
     respelling: bool = True
+    neighbours: int = 8
     measure_step_cost: bool | None = None
     threads: int | None = None
 
@@ -156,6 +161,7 @@ PAPER: dict[str, Any] = {
     "step_overhead": None,
     "token_aliases": False,
     "respelling": False,
+    "neighbours": 0,
 }
 
 
@@ -192,6 +198,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "measure_step_cost": (bool, True),
         "token_aliases": (bool, False),
         "respelling": (bool, False),
+        "neighbours": (int, False),
     }
     for name, (types, nullable) in checks.items():
         if name not in values:
@@ -210,6 +217,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "max_requests": (1, 1 << 24),
         "stale_steps": (1, 1 << 32),
         "threads": (1, 1 << 10),
+        "neighbours": (0, 256),
     }
     for name, (lo, hi) in limits.items():
         v = values.get(name)
@@ -444,6 +452,7 @@ class TascProposer:
         tokenizer = _tokenizer(model_config)
         check_vocabulary(drafter, model_config, str(settings.drafter), tokenizer)
         drafter.online_capacity = settings.online_capacity
+        drafter.neighbours = settings.neighbours
         if settings.token_aliases or settings.respelling:
             if tokenizer is None:
                 _logger().warning(

@@ -60,8 +60,8 @@ impl PyDraftSession {
         online: SharedOnline,
         mixing: Mixing,
         aliases: Option<Arc<TokenAliases>>,
-        copy_stats: Arc<CopyStats>,
-        neighbours: (usize, NeighbourLearning),
+        // the copy pointer's outcomes, the neighbours drafted from, what they learn
+        learned: (Arc<CopyStats>, usize, NeighbourLearning),
         prompt: Vec<u32>,
     ) -> Self {
         let n_max = store.n_max();
@@ -77,14 +77,14 @@ impl PyDraftSession {
             .then(|| PromptAnchors::new(&prompt));
         let nearest = store
             .neighbour_index()
-            .filter(|_| neighbours.0 > 0)
-            .map(|n| neighbours.1.nearest(n, &prompt, neighbours.0));
+            .filter(|_| learned.1 > 0)
+            .map(|n| learned.2.nearest(n, &prompt, learned.1));
         let config = store.config();
         Self {
             copy,
-            copy_stats,
+            copy_stats: learned.0,
             nearest,
-            near_learning: neighbours.1,
+            near_learning: learned.2,
             corpus_weight: config.corpus_weight,
             min_prob: config.min_prob,
             store,

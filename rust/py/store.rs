@@ -176,8 +176,8 @@ impl PyNgramStore {
             Arc::clone(&self.online),
             self.session_mixing(),
             self.current_aliases(),
-            Arc::clone(&self.copy_stats),
             (
+                Arc::clone(&self.copy_stats),
                 self.neighbours.load(Ordering::Relaxed),
                 self.near_learning.clone(),
             ),
@@ -349,12 +349,15 @@ impl PyNgramStore {
     }
 
     /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used, and
-    /// the copy pointer's `copy_anchors` (0 for a store built from answers only).
+    /// the copy pointer's `copy_anchors` and the training `pairs` kept for neighbours (0 for a
+    /// store built from answers only).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
         let d = PyDict::new(py);
         let anchors = self.inner.copy_index().map_or(0, |c| c.anchors().len());
         d.set_item("copy_anchors", anchors)?;
+        let pairs = self.inner.neighbour_index().map_or(0, |n| n.len());
+        d.set_item("pairs", pairs)?;
         d.set_item("ngrams", s.ngrams)?;
         d.set_item("contexts", s.contexts)?;
         d.set_item("corpus_tokens", s.corpus_tokens)?;
@@ -407,18 +410,21 @@ impl PyNgramStore {
         Ok(())
     }
 
-    /// `capacity`, `tokens` and `responses` currently indexed, and `learned` (ever added).
+    /// `capacity`, `tokens` and `responses` currently indexed, `learned` (ever added), and the
+    /// `pairs` of prompt and response kept for neighbours (by a drafter built from pairs).
     fn online_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let online = &self.online;
-        let (capacity, tokens, responses, learned) = py.detach(|| {
+        let (capacity, tokens, responses, learned, pairs) = py.detach(|| {
             let o = read(online);
-            (o.capacity(), o.tokens(), o.responses(), o.learned())
+            let pairs = self.near_learning.pairs.read().map_or(0, |p| p.len());
+            (o.capacity(), o.tokens(), o.responses(), o.learned(), pairs)
         });
         let d = PyDict::new(py);
         d.set_item("capacity", capacity)?;
         d.set_item("tokens", tokens)?;
         d.set_item("responses", responses)?;
         d.set_item("learned", learned)?;
+        d.set_item("pairs", pairs)?;
         Ok(d)
     }
 
