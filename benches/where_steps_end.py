@@ -362,6 +362,7 @@ def main() -> None:
 def markdown(results: list[dict[str, Any]], host: str, args: argparse.Namespace) -> str:
     """One row per (recording, drafter): tokens per forward, share of the oracle, step ends."""
     prompts = {(r["task"], r["model"]): r["prompts"] for r in results}
+    fresh = {(r["task"], r["model"]): r["fresh_prompts"] for r in results}
     lines = [
         "## Where drafting steps end (benches/where_steps_end.py)",
         "",
@@ -371,20 +372,25 @@ def markdown(results: list[dict[str, Any]], host: str, args: argparse.Namespace)
         "--epochs 1 --limit 800 --trainable-layers 10`), 0-shot; "
         + ", ".join(f"{t} ({m}) {n}" for (t, m), n in prompts.items())
         + f" test prompts. Chains of {args.k}, every drafter with its online learning in test "
-        "order; drafters built from the train split (the copy pointer from its (request, "
-        "answer) pairs). Oracle: perfect chains of the same cap. Step ends as shares of all "
+        "order; drafters built from the train split (the copy pointer and the neighbours from "
+        "its (request, answer) pairs; `+ N neighbours`: sessions also draft from the N "
+        "training and learned pairs most like the request). `fresh`: tokens per forward over "
+        "the rows whose request occurs neither in train nor earlier in the recording (e2e_nlg "
+        "repeats each test input for several references: "
+        + ", ".join(f"{t} ({m}) {n}" for (t, m), n in fresh.items())
+        + " fresh rows). Oracle: perfect chains of the same cap. Step ends as shares of all "
         "steps (see the script's docstring for the kinds). SuffixDecoding is left out when "
         "ArcticInference is not installed (`benches/setup_peers.sh`). Command: `python "
         "benches/where_steps_end.py --compare --write`.",
         "",
-        "| recording | drafter | tok/fwd | of oracle | " + " | ".join(KINDS) + " |",
-        "|---|---|---:|---:|" + "---:|" * len(KINDS),
+        "| recording | drafter | tok/fwd | of oracle | fresh | " + " | ".join(KINDS) + " |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(KINDS),
     ]
     for r in results:
         shares = " | ".join(f"{r['shares'][k]:.0%}" for k in KINDS)
         lines.append(
             f"| {r['task']} ({r['model']}) | {r['drafter']} | {r['tpf']:.2f} |"
-            f" {r['tpf'] / r['oracle_tpf']:.0%} | {shares} |"
+            f" {r['tpf'] / r['oracle_tpf']:.0%} | {r['fresh_tpf']:.2f} | {shares} |"
         )
     return "\n".join(lines) + "\n"
 

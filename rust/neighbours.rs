@@ -88,6 +88,7 @@ impl Nearest {
             .map(|&(a, s)| (a.to_vec(), s))
             .collect();
         let mut after: FxHashMap<u64, Vec<(u16, u32)>> = FxHashMap::default();
+        after.reserve(2 * answers.iter().map(|(a, _)| a.len()).sum::<usize>());
         for (k, (answer, _)) in answers.iter().enumerate() {
             for p in 1..answer.len() {
                 let at = (k as u16, p as u32);
@@ -248,20 +249,25 @@ impl NeighbourIndex {
     }
 }
 
-/// The `m` best-scoring documents for the distinct tokens of `query` among `n` documents:
+thread_local! {
+    /// A query's scores, one per document, and the documents it touched (reset after each).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<u32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The `m` best-scoring documents (ids `0..n`) for the distinct tokens of `query`:
 /// `postings(t)` gives a token's document frequency and documents, `norm(d)` a document's
-/// weight. Tokens are read rarest first, at most [`MAX_POSTINGS`] postings; best first (the
-/// smaller id on ties).
-fn rank<I, P>(
+/// weight. Tokens are read rarest first, at most [`MAX_POSTINGS`] postings, into a per-thread
+/// array of scores; best first (the smaller id on ties).
+fn rank<P>(
     n: usize,
     query: &[u32],
     postings: impl Fn(u32) -> Option<(usize, P)>,
-    norm: impl Fn(I) -> f32,
+    norm: impl Fn(u32) -> f32,
     m: usize,
-) -> Vec<(I, f32)>
+) -> Vec<(u32, f32)>
 where
-    I: Copy + Ord + std::hash::Hash,
-    P: Iterator<Item = I>,
+    P: Iterator<Item = u32>,
 {
     if m == 0 || n == 0 {
         return Vec::new();
@@ -278,29 +284,45 @@ where
     if weight <= 0.0 {
         return Vec::new();
     }
-    let mut scores: FxHashMap<I, f32> = FxHashMap::default();
-    let mut read = 0usize;
-    for &(df, t) in &terms {
-        let w = idf(n, df);
-        if w <= 0.0 || read + df > MAX_POSTINGS {
-            break;
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (scores, touched) = &mut *guard;
+        if scores.len() < n {
+            scores.resize(n, 0.0);
         }
-        read += df;
-        for d in postings(t).into_iter().flat_map(|(_, l)| l) {
-            *scores.entry(d).or_default() += w;
+        let mut read = 0usize;
+        for &(df, t) in &terms {
+            let w = idf(n, df);
+            if w <= 0.0 || read + df > MAX_POSTINGS {
+                break;
+            }
+            read += df;
+            for d in postings(t).into_iter().flat_map(|(_, l)| l) {
+                let Some(s) = scores.get_mut(d as usize) else {
+                    continue;
+                };
+                if *s == 0.0 {
+                    touched.push(d);
+                }
+                *s += w;
+            }
         }
-    }
-    let mut ranked: Vec<(I, f32)> = scores
-        .into_iter()
-        .map(|(d, s)| (d, 2.0 * s / (weight + norm(d))))
-        .collect();
-    let key = |&(d, s): &(I, f32)| (std::cmp::Reverse(s.to_bits()), d);
-    if ranked.len() > m {
-        ranked.select_nth_unstable_by_key(m - 1, key);
-        ranked.truncate(m);
-    }
-    ranked.sort_unstable_by_key(key);
-    ranked
+        let mut ranked: Vec<(u32, f32)> = touched
+            .iter()
+            .map(|&d| (d, 2.0 * scores[d as usize] / (weight + norm(d))))
+            .collect();
+        for &d in touched.iter() {
+            scores[d as usize] = 0.0;
+        }
+        touched.clear();
+        let key = |&(d, s): &(u32, f32)| (std::cmp::Reverse(s.to_bits()), d);
+        if ranked.len() > m {
+            ranked.select_nth_unstable_by_key(m - 1, key);
+            ranked.truncate(m);
+        }
+        ranked.sort_unstable_by_key(key);
+        ranked
+    })
 }
 
 /// What the served model answered, as (request, answer) pairs a later session's neighbours
@@ -403,7 +425,11 @@ impl OnlinePairs {
     /// are scored with their weights as they are now.
     pub fn nearest(&self, request: &[u32], m: usize) -> Vec<(u64, f32)> {
         let n = self.pairs.len();
-        let postings = |t| self.postings.get(&t).map(|l| (l.len(), l.iter().copied()));
+        let first = self.first;
+        let postings = |t| {
+            let l = self.postings.get(&t)?;
+            Some((l.len(), l.iter().map(move |&seq| (seq - first) as u32)))
+        };
         let shared = rank(n, request, postings, |_| 0.0, m.saturating_mul(4));
         if shared.is_empty() {
             return Vec::new();
@@ -423,9 +449,12 @@ impl OnlinePairs {
         let mut scored: Vec<(u64, f32)> = shared
             .into_iter()
             .filter_map(|(d, s)| {
-                let pair = self.pairs.get(usize::try_from(d - self.first).ok()?)?;
+                let pair = self.pairs.get(d as usize)?;
                 let common = s * query / 2.0;
-                Some((d, 2.0 * common / (query + weight(&pair.0))))
+                Some((
+                    first + u64::from(d),
+                    2.0 * common / (query + weight(&pair.0)),
+                ))
             })
             .collect();
         scored.sort_unstable_by_key(|&(d, s)| (std::cmp::Reverse(s.to_bits()), d));
