@@ -20,6 +20,7 @@ use crate::context::ContextIndex;
 use crate::copy::CopySource;
 use crate::draft::{mixed_step, top_mixed, Cursor, Mixing, VerifyCost};
 use crate::error::Error;
+use crate::neighbours::{NeighbourSource, MAX_DEPTH};
 use crate::store::NgramStore;
 
 /// A drafted token tree as flat arrays, parents before children.
@@ -105,7 +106,10 @@ impl Ord for Candidate {
 /// tokens per unit of verification cost. With `copy`, a node where the request's copy pointer
 /// has a value takes its first token as a child (in place of the last of the `width` best when
 /// at least as likely), and that child's subtree is the value's tokens, then the mixture again:
-/// with `width = 1` the tree is still the chain.
+/// with `width = 1` the tree is still the chain. With `near`, a node where the request's
+/// neighbours vote for a token takes it as a child at the vote's probability when that is
+/// higher than the mixture's for it (in place of the last of the `width` best when at least as
+/// likely), as a chain does.
 #[allow(clippy::too_many_arguments)]
 pub fn propose_tree(
     store: &NgramStore,
@@ -118,13 +122,16 @@ pub fn propose_tree(
     mixing: Mixing,
     cost: Option<&VerifyCost>,
     copy: Option<CopySource<'_>>,
+    near: Option<NeighbourSource<'_>>,
 ) -> Result<DraftTree, Error> {
     check_k(max_nodes as i64)?;
     check_width(width as i64)?;
     check_corpus_weight(corpus_weight)?;
     check_min_prob(min_prob)?;
     let order = store.n_max() - 1;
-    let tail = &ctx.tokens()[ctx.len().saturating_sub(order.max(2))..];
+    // the neighbours match longer suffixes than the mixture reads
+    let keep = order.max(2).max(near.map_or(0, |_| MAX_DEPTH));
+    let tail = &ctx.tokens()[ctx.len().saturating_sub(keep)..];
     let answered = copy.map_or(0, |c| ctx.len().saturating_sub(c.anchors.len()));
     // each node's copy state (see `Candidate::copy`), for its children
     let mut copying: Vec<Option<(usize, usize, usize)>> = Vec::with_capacity(max_nodes);
@@ -192,6 +199,19 @@ pub fn propose_tree(
             }
         }
         top_mixed(weight, corp, local, width, min_prob, &mut top);
+        if let Some((token, p)) = near.and_then(|n| n.vote(&history)) {
+            if p > 0.0 && p >= min_prob {
+                if let Some(known) = top.iter_mut().find(|(t, _)| *t == token) {
+                    known.1 = known.1.max(p);
+                } else if top.len() < width || top.last().is_some_and(|&(_, q)| p >= q) {
+                    if top.len() >= width {
+                        top.pop();
+                    }
+                    top.push((token, p));
+                }
+                top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            }
+        }
         let room = max_nodes.saturating_sub(depth);
         let value = copy
             .and_then(|src| {
@@ -313,6 +333,7 @@ mod tests {
             Mixing::Fixed,
             None,
             Some(src),
+            None,
         )
         .unwrap();
         assert_eq!(one.tokens, chain.tokens);
@@ -327,13 +348,26 @@ mod tests {
             Mixing::Fixed,
             None,
             Some(src),
+            None,
         )
         .unwrap();
         assert_eq!(wide.tokens[..2], [77, 78]);
         assert_eq!(wide.parents[..2], [-1, 0]);
         // without the pointer the first token is one of the training names
-        let plain =
-            propose_tree(&s, None, &ctx, 5, 1, 0.75, 0.0, Mixing::Fixed, None, None).unwrap();
+        let plain = propose_tree(
+            &s,
+            None,
+            &ctx,
+            5,
+            1,
+            0.75,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         assert_ne!(plain.tokens[0], 77);
     }
 
@@ -342,7 +376,20 @@ mod tests {
         // After [1, 2] the corpus continues with 3 twice and 4 once.
         let s = store(&[vec![1, 2, 3, 5], vec![1, 2, 3, 5], vec![1, 2, 4, 6]], 3);
         let ctx = ContextIndex::new(3, &[1, 2]);
-        let tree = propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, None, None).unwrap();
+        let tree = propose_tree(
+            &s,
+            None,
+            &ctx,
+            8,
+            2,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         // best first: 3 (2/3), then 5 after 3 (2/3), then 4 (1/3), then 6 after 4 (1/3)
         assert_eq!(tree.tokens[..4], [3, 5, 4, 6]);
         assert_eq!(tree.parents[..4], [-1, 0, -1, 2]);
@@ -367,9 +414,10 @@ mod tests {
             for min_prob in [0.0, 0.3, 0.6] {
                 for mixing in [Mixing::Fixed, Mixing::LongerMatch] {
                     let chain = propose_with(&s, None, &ctx, 6, 0.75, min_prob, mixing).unwrap();
-                    let tree =
-                        propose_tree(&s, None, &ctx, 6, 1, 0.75, min_prob, mixing, None, None)
-                            .unwrap();
+                    let tree = propose_tree(
+                        &s, None, &ctx, 6, 1, 0.75, min_prob, mixing, None, None, None,
+                    )
+                    .unwrap();
                     assert_eq!(tree.tokens, chain.tokens);
                     assert_eq!(tree.probs, chain.probs);
                     let chain_parents: Vec<i64> = (-1..chain.tokens.len() as i64 - 1).collect();
@@ -396,12 +444,26 @@ mod tests {
             Mixing::Fixed,
             Some(&dear),
             None,
+            None,
         )
         .unwrap();
         assert!(tree.is_empty());
         // free positions: everything drafted is kept
         let free = VerifyCost::new(vec![1.0]).unwrap();
-        let all = propose_tree(&s, None, &ctx, 8, 2, 1.0, 0.0, Mixing::Fixed, None, None).unwrap();
+        let all = propose_tree(
+            &s,
+            None,
+            &ctx,
+            8,
+            2,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         let kept = propose_tree(
             &s,
             None,
@@ -413,6 +475,7 @@ mod tests {
             Mixing::Fixed,
             Some(&free),
             None,
+            None,
         )
         .unwrap();
         assert_eq!(kept, all);
@@ -423,7 +486,20 @@ mod tests {
         let seqs: Vec<Vec<u32>> = (0..6).map(|i| vec![1, 2, 10 + i, 20 + i, 30]).collect();
         let s = store(&seqs, 3);
         let ctx = ContextIndex::new(3, &[1, 2]);
-        let tree = propose_tree(&s, None, &ctx, 5, 3, 1.0, 0.0, Mixing::Fixed, None, None).unwrap();
+        let tree = propose_tree(
+            &s,
+            None,
+            &ctx,
+            5,
+            3,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(tree.len(), 5);
         let roots = tree.parents.iter().filter(|&&p| p == -1).count();
         assert!(roots <= 3);
@@ -431,9 +507,48 @@ mod tests {
             assert!(p < i as i64);
         }
         // each branch after [1, 2] has probability 1/6: a threshold of 0.2 removes them all
-        let none = propose_tree(&s, None, &ctx, 5, 3, 1.0, 0.2, Mixing::Fixed, None, None).unwrap();
+        let none = propose_tree(
+            &s,
+            None,
+            &ctx,
+            5,
+            3,
+            1.0,
+            0.2,
+            Mixing::Fixed,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(none.is_empty());
-        assert!(propose_tree(&s, None, &ctx, 5, 0, 1.0, 0.0, Mixing::Fixed, None, None).is_err());
-        assert!(propose_tree(&s, None, &ctx, 0, 1, 1.0, 0.0, Mixing::Fixed, None, None).is_err());
+        assert!(propose_tree(
+            &s,
+            None,
+            &ctx,
+            5,
+            0,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            None
+        )
+        .is_err());
+        assert!(propose_tree(
+            &s,
+            None,
+            &ctx,
+            0,
+            1,
+            1.0,
+            0.0,
+            Mixing::Fixed,
+            None,
+            None,
+            None
+        )
+        .is_err());
     }
 }

@@ -106,3 +106,15 @@ def test_out_of_range_settings_are_refused(bad: int) -> None:
 def test_wrong_types_are_refused(bad: Any) -> None:
     with pytest.raises(ArgumentTypeError, match="neighbours"):
         paired().neighbours = bad
+
+
+def test_trees_take_the_vote_and_width_one_is_the_chain() -> None:
+    s = paired().session(KIND_11)
+    s.extend([50])
+    chain = s.propose(3, min_prob=0.0)[0].tolist()
+    assert chain[0] == 61
+    ids, _, _ = s.propose_tree(3, width=1, min_prob=0.0)
+    assert ids.tolist() == chain
+    ids, parents, probs = s.propose_tree(6, width=2, min_prob=0.0)
+    assert ids.tolist()[0] == 61 and parents.tolist()[0] == -1
+    assert 60 in ids.tolist()  # the task store's branch is the second child

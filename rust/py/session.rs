@@ -221,6 +221,7 @@ impl PyDraftSession {
         let (store, online, index) = (&this.store, &this.online, &this.index);
         let (weight, min_prob) = this.settings(corpus_weight, min_prob);
         let (mixing, cost, copy) = (this.mixing, this.verify_cost.as_ref(), this.copy_source());
+        let near = this.neighbour_source();
         let tree = py.detach(|| {
             let learned = read(online);
             propose_tree(
@@ -234,6 +235,7 @@ impl PyDraftSession {
                 mixing,
                 cost,
                 copy,
+                near,
             )
         })?;
         Ok(tree_to_numpy(py, tree))
