@@ -7,6 +7,7 @@ import os
 import platform
 import re
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
@@ -64,3 +65,31 @@ def outputs(task: str, split: str) -> list[str]:
     """The ``output`` field of ../shared/data/<task>/<split>.jsonl."""
     with open(DATA / task / f"{split}.jsonl", encoding="utf-8") as f:
         return [json.loads(line)["output"] for line in f]
+
+
+def dev_split(task: str, n: int = 100) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, dev) rows of ``task``'s train split, for choosing settings without the test
+    split: dev is the rows of the last requests in the file (every row of each, as a test split
+    repeats a request for several references; at most ``n`` rows) that never occur in the first
+    800 rows (what ``finetune_task.py --limit 800`` trained on); train the rows of every other
+    request, so that nothing retrieves a dev request's own answer."""
+    from tasc_rs.hf.task import load_rows
+
+    rows = load_rows(DATA / task / "train.jsonl")
+    seen_early = {str(r.get("input")) for r in rows[:800]}
+    by_input: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_input.setdefault(str(r.get("input")), []).append(i)
+    chosen: set[str] = set()
+    count = 0
+    for r in reversed(rows):
+        key = str(r.get("input"))
+        if key in chosen or key in seen_early:
+            continue
+        if count + len(by_input[key]) > n:
+            break
+        chosen.add(key)
+        count += len(by_input[key])
+    train = [r for r in rows if str(r.get("input")) not in chosen]
+    dev = [r for r in rows if str(r.get("input")) in chosen]
+    return train, dev

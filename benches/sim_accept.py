@@ -35,6 +35,8 @@ from _results import DATA, TASKS  # noqa: E402
 from finetune_task import INSTRUCTIONS  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "tasc_rs" / "greedy"
+#: Recordings of the dev split (``record --dev``: train rows held out, see ``_results.dev_split``).
+CACHE_DEV = Path.home() / ".cache" / "tasc_rs" / "greedy-dev"
 MAX_NEW = {"slurp": 64, "e2e_nlg": 96, "spider_dev": 96, "medquad": 64}
 COST_SIZES = list(range(1, 26))
 #: The rows of the RESULTS.md table (``replay --write`` without ``--only``).
@@ -68,12 +70,13 @@ def record(args: argparse.Namespace) -> None:
     for spec in args.finetuned:
         task, _, path = spec.partition("=")
         models.append(("ft", str(Path(path).expanduser()), [task]))
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache = CACHE_DEV if args.dev else CACHE
+    cache.mkdir(parents=True, exist_ok=True)
     for label, path, tasks in models:
         model, tokenizer = load_model(path)
         costs = forward_costs(model)
         for task in tasks:
-            out = CACHE / f"{task}__{label}.json"
+            out = cache / f"{task}__{label}.json"
             if out.exists() and args.retime:
                 retime(model, out, costs)
                 continue
@@ -88,7 +91,12 @@ def record(args: argparse.Namespace) -> None:
             else:
                 prompt = finetuned_prompt(path, tokenizer)
             rows = []
-            test = load_rows(DATA / task / "test.jsonl", limit=args.limit)
+            if args.dev:
+                from _results import dev_split
+
+                test = dev_split(task, args.limit)[1]
+            else:
+                test = load_rows(DATA / task / "test.jsonl", limit=args.limit)
             for i, row in enumerate(test):
                 ids = prompt.ids(row["input"]).to(model.device)
                 with torch.no_grad():
@@ -475,6 +483,9 @@ def main() -> None:
     r.add_argument("--no-base", action="store_true")
     r.add_argument("--finetuned", nargs="*", action="extend", default=[], metavar="TASK=DIR")
     r.add_argument("--force", action="store_true", help="record again")
+    r.add_argument(
+        "--dev", action="store_true", help="record held-out train rows (for tuning) instead"
+    )
     r.add_argument(
         "--retime", action="store_true", help="only measure the costs again (quiet machine)"
     )

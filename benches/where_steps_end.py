@@ -38,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))
-from sim_accept import CACHE, replay_steps, train_corpus  # noqa: E402
+from sim_accept import CACHE, CACHE_DEV, replay_steps, train_corpus  # noqa: E402
 
 KINDS = (
     "full",
@@ -114,13 +114,25 @@ def request_key(text: str) -> str:
     return text.split("<|im_end|>")[0].strip()
 
 
-def train_requests(task: str) -> set[str]:
-    """The train split's requests, as :func:`request_key` reads them from a prompt."""
-    from _results import DATA
+def train_file(task: str, dev: bool) -> Path:
+    """The JSONL file drafters are built from: the train split, or with ``dev`` its rows that
+    ``_results.dev_split`` keeps for training (written once under the cache)."""
+    from _results import DATA, dev_split
 
+    if not dev:
+        return DATA / task / "train.jsonl"
+    path = CACHE_DEV / "train" / f"{task}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in dev_split(task)[0]))
+    return path
+
+
+def train_requests(task: str, dev: bool = False) -> set[str]:
+    """The requests drafters are built from, as :func:`request_key` reads them from a prompt."""
     from tasc_rs.hf.task import load_rows
 
-    return {str(r["input"]).strip().lower() for r in load_rows(DATA / task / "train.jsonl")}
+    return {str(r["input"]).strip().lower() for r in load_rows(train_file(task, dev))}
 
 
 def fresh_rows(
@@ -197,7 +209,7 @@ def run(
     return tally, oracle
 
 
-_BUILT: dict[tuple[str, bool, bool, bool], bytes] = {}
+_BUILT: dict[tuple[str, bool, bool, bool, bool], bytes] = {}
 
 
 def tasc_factory(
@@ -207,22 +219,21 @@ def tasc_factory(
     aliases: bool,
     pairs: bool = False,
     neighbours: int = 0,
+    dev: bool = False,
 ) -> Callable[[], Any]:
     """The drafter ``build_drafter`` makes from the task's train split (tuned preset, online
     learning) with the chosen sources (``pairs``: the copy pointer; ``neighbours``: how many
     similar past requests sessions draft from); each call of the factory gives a fresh copy (no
-    learned state), built once per task."""
+    learned state), built once per task (``dev``: from the dev split's training rows)."""
     import pickle
-
-    from _results import DATA
 
     from tasc_rs.hf.corpus import build_drafter
 
-    key = (task, respell, aliases, pairs)
+    key = (task, respell, aliases, pairs, dev)
     if key not in _BUILT:
         drafter = build_drafter(
             tokenizer,
-            DATA / task / "train.jsonl",
+            train_file(task, dev),
             token_aliases=aliases,
             respelling=respell,
             pairs=pairs,
@@ -245,17 +256,16 @@ def variants(
 ) -> list[tuple[str, Callable[[], Any]]]:
     """(name, drafter factory) for each drafter to replay (``corpus``: the train answers'
     token ids, for the peers)."""
+    dev = args.dev
     if not args.compare:
         name = ("respell" if args.respell else "defaults") + (" no aliases" * args.no_aliases)
-        return [(name, tasc_factory(task, tokenizer, args.respell, not args.no_aliases))]
+        return [(name, tasc_factory(task, tokenizer, args.respell, not args.no_aliases, dev=dev))]
+    near = [
+        (f"+ {n} neighbours", tasc_factory(task, tokenizer, True, True, True, n, dev))
+        for n in args.neighbours
+    ]
     if args.only_new:
-        return [
-            ("copy pointer", tasc_factory(task, tokenizer, True, True, True)),
-            (
-                f"+ {args.neighbours} neighbours",
-                tasc_factory(task, tokenizer, True, True, True, args.neighbours),
-            ),
-        ]
+        return [("copy pointer", tasc_factory(task, tokenizer, True, True, True, dev=dev)), *near]
     out: list[tuple[str, Callable[[], Any]]] = []
     try:
         from _peers import PEERS, SuffixDrafter, available
@@ -268,14 +278,14 @@ def variants(
     except ImportError:
         pass
     out += [
-        ("tasc, no aliases", tasc_factory(task, tokenizer, False, False)),
-        ("tasc defaults (aliases)", tasc_factory(task, tokenizer, False, True)),
-        ("tasc + respelling", tasc_factory(task, tokenizer, True, True)),
-        ("tasc + respelling + copy pointer", tasc_factory(task, tokenizer, True, True, True)),
+        ("tasc, no aliases", tasc_factory(task, tokenizer, False, False, dev=dev)),
+        ("tasc, aliases", tasc_factory(task, tokenizer, False, True, dev=dev)),
+        ("tasc + respelling", tasc_factory(task, tokenizer, True, True, dev=dev)),
         (
-            f"+ {args.neighbours} neighbours",
-            tasc_factory(task, tokenizer, True, True, True, args.neighbours),
+            "tasc + respelling + copy pointer",
+            tasc_factory(task, tokenizer, True, True, True, dev=dev),
         ),
+        *near,
     ]
     return out
 
@@ -317,7 +327,18 @@ def main() -> None:
     p.add_argument(
         "--compare", action="store_true", help="defaults against each source (before/after)"
     )
-    p.add_argument("--neighbours", type=int, default=8, help="similar past requests drafted from")
+    p.add_argument(
+        "--neighbours",
+        type=int,
+        nargs="+",
+        default=[8],
+        help="similar past requests drafted from (a row for each number)",
+    )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="the dev recordings (sim_accept.py record --dev), drafters from the rest of train",
+    )
     p.add_argument(
         "--only-new", action="store_true", help="with --compare: the copy pointer and neighbours"
     )
@@ -331,17 +352,18 @@ def main() -> None:
     from _results import load_tokenizer
 
     tokenizer = load_tokenizer()
-    recordings = sorted(CACHE.glob("*.json"))
+    cache = CACHE_DEV if args.dev else CACHE
+    recordings = sorted(cache.glob("*.json"))
     if args.tasks:
         recordings = [r for r in recordings if r.name.split("__")[0] in args.tasks]
     if not recordings:
-        sys.exit(f"no recordings in {CACHE}: run benches/sim_accept.py record first")
+        sys.exit(f"no recordings in {cache}: run benches/sim_accept.py record first")
     results = []
     for path in recordings:
         rec = json.loads(path.read_text())
         corpus = train_corpus(rec["task"])
         rows = len(rec["rows"][: args.limit])
-        train = train_requests(rec["task"])
+        train = train_requests(rec["task"], args.dev)
         print(f"\n## {rec['task']} ({rec['model']}), {rows} prompts, chains of {args.k}")
         for name, make in variants(args, rec["task"], corpus, tokenizer):
             tally, oracle = run(rec, make, tokenizer, args.k, args.examples, args.limit, train)

@@ -33,6 +33,9 @@ pub const NEIGHBOURS: usize = 8;
 pub const MAX_NEIGHBOURS: usize = 256;
 /// Score, relative to the best neighbour's, that a neighbour must reach to be kept.
 pub const MIN_RELATIVE: f32 = 0.5;
+/// Score of a request the same as the live one (every token shared): when the best neighbour
+/// reaches it, only such neighbours are kept.
+pub const SAME: f32 = 0.999;
 /// Postings read per query (the rarest tokens first): bounds a session's cost on large corpora.
 pub const MAX_POSTINGS: usize = 1 << 13;
 /// Longest suffix of the history matched in the neighbours' answers.
@@ -78,12 +81,18 @@ pub struct Nearest {
 
 impl Nearest {
     /// The neighbours `found` (answer, score), best first; those under [`MIN_RELATIVE`] of the
-    /// best are left out.
+    /// best are left out, and all but those of the same request ([`SAME`]) when it has some.
     pub fn new(found: &[(&[u32], f32)]) -> Self {
         let best = found.first().map_or(0.0, |&(_, s)| s);
+        // a request seen before: the answers it had alone
+        let floor = if best >= SAME {
+            SAME
+        } else {
+            MIN_RELATIVE * best
+        };
         let answers: Vec<(Vec<u32>, f32)> = found
             .iter()
-            .filter(|&&(_, s)| s > 0.0 && s >= MIN_RELATIVE * best)
+            .filter(|&&(_, s)| s > 0.0 && s >= floor)
             .take(MAX_NEIGHBOURS)
             .map(|&(a, s)| (a.to_vec(), s))
             .collect();
@@ -763,6 +772,8 @@ mod tests {
         }
         assert_eq!(online.len(), 6);
         let near = idx.session(&[1, 12, 300, 7, 8, 9], 8, Some(&online));
+        // the same request was answered before: that answer alone
+        assert_eq!(near.len(), 1);
         let src = NeighbourSource {
             nearest: &near,
             stats: None,
