@@ -9,6 +9,7 @@
 //! - [`aliases`]: token pairs spelling one word (with and without its space), read by the context.
 //! - [`copy`]: the copy pointer, where answers copy their request (from (request, answer) pairs).
 //! - [`neighbours`]: similar past requests, whose answers draft beside the task store.
+//! - [`router`]: which task a request belongs to, for a drafter serving several.
 //! - [`respell`]: the prompt's words re-encoded as an answer writes them (byte-level BPE).
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
@@ -42,6 +43,7 @@ pub mod online;
 pub mod packed;
 pub mod persist;
 pub mod respell;
+pub mod router;
 pub mod serving;
 pub mod store;
 pub mod tree;

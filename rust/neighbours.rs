@@ -207,12 +207,31 @@ impl NeighbourIndex {
     /// The `m` pairs whose requests are most like `prompt`'s last [`window`](Self::window)
     /// tokens, best first, with their scores (see the module docs).
     pub fn nearest(&self, prompt: &[u32], m: usize) -> Vec<(u32, f32)> {
+        self.nearest_within(prompt, m, self.window)
+    }
+
+    /// [`nearest`](Self::nearest) reading the prompt's last `window` tokens.
+    pub fn nearest_within(&self, prompt: &[u32], m: usize, window: usize) -> Vec<(u32, f32)> {
+        let from = prompt.len().saturating_sub(window);
+        rank(
+            self.len(),
+            &prompt[from..],
+            |t| self.postings.get(&t).map(|l| (l.len(), l.iter().copied())),
+            |shared, query, d| 2.0 * shared / (query + self.norms[d as usize]),
+            m,
+        )
+    }
+
+    /// The `m` pairs whose requests the prompt's last [`window`](Self::window) tokens hold
+    /// most of: each scored by the share of its own weight found there (1: every token of
+    /// the request is in the prompt, whatever else the prompt holds: examples, instructions).
+    pub fn contained(&self, prompt: &[u32], m: usize) -> Vec<(u32, f32)> {
         let from = prompt.len().saturating_sub(self.window);
         rank(
             self.len(),
             &prompt[from..],
             |t| self.postings.get(&t).map(|l| (l.len(), l.iter().copied())),
-            |i| self.norms[i as usize],
+            |shared, _, d| shared / self.norms[d as usize].max(f32::MIN_POSITIVE),
             m,
         )
     }
@@ -265,14 +284,14 @@ thread_local! {
 }
 
 /// The `m` best-scoring documents (ids `0..n`) for the distinct tokens of `query`:
-/// `postings(t)` gives a token's document frequency and documents, `norm(d)` a document's
-/// weight. Tokens are read rarest first, at most [`MAX_POSTINGS`] postings, into a per-thread
+/// `postings(t)` gives a token's document frequency and documents, `score(shared, query, d)`
+/// document `d`'s score from the weight it shares with the query and the query's weight. Tokens are read rarest first, at most [`MAX_POSTINGS`] postings, into a per-thread
 /// array of scores; best first (the smaller id on ties).
 fn rank<P>(
     n: usize,
     query: &[u32],
     postings: impl Fn(u32) -> Option<(usize, P)>,
-    norm: impl Fn(u32) -> f32,
+    score: impl Fn(f32, f32, u32) -> f32,
     m: usize,
 ) -> Vec<(u32, f32)>
 where
@@ -318,7 +337,7 @@ where
         }
         let mut ranked: Vec<(u32, f32)> = touched
             .iter()
-            .map(|&d| (d, 2.0 * scores[d as usize] / (weight + norm(d))))
+            .map(|&d| (d, score(scores[d as usize], weight, d)))
             .collect();
         for &d in touched.iter() {
             scores[d as usize] = 0.0;
@@ -439,7 +458,13 @@ impl OnlinePairs {
             let l = self.postings.get(&t)?;
             Some((l.len(), l.iter().map(move |&seq| (seq - first) as u32)))
         };
-        let shared = rank(n, request, postings, |_| 0.0, m.saturating_mul(4));
+        let shared = rank(
+            n,
+            request,
+            postings,
+            |shared, query, _| 2.0 * shared / query,
+            m.saturating_mul(4),
+        );
         if shared.is_empty() {
             return Vec::new();
         }

@@ -19,6 +19,7 @@ from tasc_rs._core import (
     CorpusBuilder,
     DraftSession,
     NgramStore,
+    TaskRouter,
     __version__,
 )
 from tasc_rs.aliases import Respelling, bpe_respelling, space_aliases
@@ -33,6 +34,7 @@ from tasc_rs.errors import (
     TascIOError,
     UnsupportedModelError,
 )
+from tasc_rs.multitask import MultiTaskDrafter
 
 __all__ = [
     "FORMAT_VERSION",
@@ -46,11 +48,13 @@ __all__ = [
     "DtypeError",
     "InvalidConfigError",
     "InvalidInputError",
+    "MultiTaskDrafter",
     "NgramDrafter",
     "NgramStore",
     "Respelling",
     "TascError",
     "TascIOError",
+    "TaskRouter",
     "TokenIds",
     "UnsupportedModelError",
     "__version__",

@@ -93,6 +93,14 @@ def input_file(text: str) -> str:
     return text
 
 
+def task_file(text: str) -> tuple[str, str]:
+    """``NAME=FILE``: a task's name and its JSONL corpus (an existing, readable file)."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=FILE")
+    return name, input_file(path)
+
+
 @_path_argument
 def output_file(text: str) -> str:
     """A file path whose directory exists and is writable (checked before any work starts)."""

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, ClassVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,7 @@ __all__ = [
     "CorpusBuilder",
     "DraftSession",
     "NgramStore",
+    "TaskRouter",
     "__version__",
 ]
 
@@ -159,6 +160,18 @@ class NgramStore:
     def min_prob(self) -> float: ...
     @property
     def vocab_size(self) -> int | None: ...
+
+@final
+class TaskRouter:
+    """Routes requests among several stores' tasks (rust/py/router.rs)."""
+
+    min_score: ClassVar[float]
+    @staticmethod
+    def from_stores(stores: Sequence[NgramStore]) -> TaskRouter: ...
+    def route(self, prompt: _Ids) -> tuple[int | None, float, float]: ...
+    @property
+    def tasks(self) -> int: ...
+    def __len__(self) -> int: ...
 
 @final
 class BatchProposer:

@@ -27,17 +27,19 @@ from tasc_rs._cli_types import (
     model_ref,
     number,
     output_file,
+    task_file,
 )
 from tasc_rs._core import MAX_K, MAX_N, MAX_WIDTH, __version__
 from tasc_rs.aliases import bpe_respelling, space_aliases
 from tasc_rs.drafter import DEFAULT_PRESET, DEFAULT_TREE_WIDTH, PRESETS
-from tasc_rs.errors import TascError
+from tasc_rs.errors import InvalidConfigError, TascError
 from tasc_rs.ft.cli import add_subcommands
 
 _EPILOG = """\
 examples:
   tasc demo                                  plain greedy vs TASC-spec on the embedded model
   tasc build train.jsonl -o task.tasc        drafter from the "output" field of each JSONL row
+  tasc build --task a=a.jsonl --task b=b.jsonl -o tasks.tasc   one drafter for two tasks
   tasc generate -d task.tasc "turn the lights off"
   tasc bench test.jsonl -d task.tasc --shots-from train.jsonl --limit 30
 
@@ -132,7 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
         " learns where answers copy their request (the copy pointer).",
     )
     b.add_argument(
-        "corpus", type=input_file, help="JSONL file, one object per line with the output in --field"
+        "corpus",
+        type=input_file,
+        nargs="?",
+        help="JSONL file, one object per line with the output in --field",
+    )
+    b.add_argument(
+        "--task",
+        type=task_file,
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="one task of a multi-task drafter (repeat per task; instead of CORPUS): one file "
+        "holds a drafter per task, and each request is routed to the task its most similar "
+        "training requests belong to (tasc_rs.MultiTaskDrafter)",
     )
     b.add_argument("-o", "--out", required=True, type=output_file, help="drafter file to write")
     b.add_argument(
@@ -301,23 +316,40 @@ def _cmd_build(args: argparse.Namespace) -> None:
     from tasc_rs.embedded import EMBEDDED_ALIASES, ensure_embedded, load_tokenizer
     from tasc_rs.hf.corpus import build_drafter
 
+    if (args.corpus is None) == (not args.task):
+        raise InvalidConfigError("give either CORPUS or one --task NAME=FILE per task")
+    names = [name for name, _ in args.task]
+    if len(set(names)) != len(names):
+        raise InvalidConfigError(f"a task is named twice: {', '.join(names)}")
     name = args.tokenizer
     path = ensure_embedded() if name is None or name in EMBEDDED_ALIASES else name
     tokenizer = load_tokenizer(path)
-    drafter = build_drafter(
-        tokenizer,
-        args.corpus,
-        field=args.field,
-        wrap=not args.no_wrap,
-        pairs=not args.no_pairs,
-        preset=args.preset,
-        n_max=args.n_max,
-        min_count=args.min_count,
-        corpus_weight=args.corpus_weight,
-        progress=True,
-    )
-    drafter.save(args.out)
-    print(f"wrote {args.out}: {json.dumps(drafter.stats())}", file=sys.stderr)
+
+    def build(corpus: str) -> Any:
+        return build_drafter(
+            tokenizer,
+            corpus,
+            field=args.field,
+            wrap=not args.no_wrap,
+            pairs=not args.no_pairs,
+            preset=args.preset,
+            n_max=args.n_max,
+            min_count=args.min_count,
+            corpus_weight=args.corpus_weight,
+            progress=True,
+        )
+
+    if args.corpus is not None:
+        drafter = build(args.corpus)
+        drafter.save(args.out)
+        print(f"wrote {args.out}: {json.dumps(drafter.stats())}", file=sys.stderr)
+        return
+    from tasc_rs import MultiTaskDrafter
+
+    multi = MultiTaskDrafter({task: build(corpus) for task, corpus in args.task})
+    multi.save(args.out)
+    sizes = {task: multi[task].stats()["corpus_tokens"] for task in multi}
+    print(f"wrote {args.out}: tasks {json.dumps(sizes)} (corpus tokens)", file=sys.stderr)
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:

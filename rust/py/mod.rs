@@ -7,6 +7,7 @@ mod convert;
 mod corpus;
 mod enrich;
 mod errors;
+mod router;
 mod serving;
 mod session;
 mod store;
@@ -24,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyNgramStore>()?;
     m.add_class::<session::PyDraftSession>()?;
     m.add_class::<serving::PyBatchProposer>()?;
+    m.add_class::<router::PyTaskRouter>()?;
     m.add_function(wrap_pyfunction!(enrich::enrich_vocabulary, m)?)?;
     m.add_class::<enrich::PyEnrichment>()?;
     Ok(())

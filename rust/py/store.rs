@@ -86,7 +86,7 @@ pub(crate) fn learn(online: &SharedOnline, response: &[u32]) -> usize {
 ///     [3, 4]
 #[pyclass(frozen, module = "tasc_rs._core", name = "NgramStore")]
 pub struct PyNgramStore {
-    inner: Arc<NgramStore>,
+    pub(crate) inner: Arc<NgramStore>,
     online: SharedOnline,
     /// The mixing rule new sessions start with: `Mixing::LongerMatch` when set.
     longer_match: AtomicBool,
