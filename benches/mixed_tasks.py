@@ -144,7 +144,8 @@ def main() -> None:
         results["rows"][name] = r
         each = "  ".join(f"{t} {v:.2f}" for t, v in r["per_task"].items())
         print(
-            f"  {name:<36} tok/fwd {r['tpf']:.2f} ({r['tpf'] / r['oracle_tpf']:.0%} of oracle)  {each}"
+            f"  {name:<36} tok/fwd {r['tpf']:.2f}"
+            f" ({r['tpf'] / r['oracle_tpf']:.0%} of oracle)  {each}"
         )
     if args.write:
         from _results import machine, write_results

@@ -115,6 +115,6 @@ def test_trees_take_the_vote_and_width_one_is_the_chain() -> None:
     assert chain[0] == 61
     ids, _, _ = s.propose_tree(3, width=1, min_prob=0.0)
     assert ids.tolist() == chain
-    ids, parents, probs = s.propose_tree(6, width=2, min_prob=0.0)
+    ids, parents, _ = s.propose_tree(6, width=2, min_prob=0.0)
     assert ids.tolist()[0] == 61 and parents.tolist()[0] == -1
     assert 60 in ids.tolist()  # the task store's branch is the second child
