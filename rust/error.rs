@@ -5,7 +5,7 @@ use thiserror::Error;
 use crate::config::ConfigError;
 use crate::corpus::InputError;
 use crate::enrich::EnrichError;
-use crate::persist::FormatError;
+use crate::format::FormatError;
 
 /// Everything a public core function can fail with.
 #[derive(Debug, Error)]

@@ -1,6 +1,6 @@
 //! tasc-rs core: the n-gram drafting engine of TASC-spec (Task-Adaptive Sequence Compression).
 //!
-//! The crate is pure Rust; the Python bindings live in [`py`] behind the `python` cargo feature.
+//! The crate is pure Rust; the Python bindings live in `py` behind the `python` cargo feature.
 //!
 //! - [`corpus`]: task output corpora as one flat token buffer plus sequence offsets.
 //! - [`followers`]: the next-token distribution interface both sides of the mixture implement.
@@ -14,7 +14,7 @@
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`tree`]: token trees, several continuations drafted best first under a node budget.
-//! - [`persist`]: the versioned, checksummed file format.
+//! - [`persist`]: the versioned, checksummed file format ([`mod@format`]: its version and errors).
 //! - [`serving`]: drafting for a serving engine's batch (vLLM), requests followed by their tokens.
 //! - [`enrich`]: TASC-ft vocabulary enrichment (score, PCS filter, incremental merges).
 //!
@@ -38,6 +38,8 @@ pub mod draft;
 pub mod enrich;
 pub mod error;
 pub mod followers;
+pub mod format;
+pub mod level;
 pub mod neighbours;
 pub mod online;
 pub mod packed;
@@ -58,8 +60,8 @@ pub use corpus::{Corpus, InputError};
 pub use draft::{propose, propose_with, Draft, Mixing, TaskFollowers, VerifyCost};
 pub use error::Error;
 pub use followers::Followers;
+pub use format::FormatError;
 pub use online::OnlineIndex;
-pub use persist::FormatError;
 pub use serving::{RequestTable, Row, ServingConfig, ServingStats};
 pub use store::{NgramStore, StoreStats};
 pub use tree::{propose_tree, DraftTree};

@@ -23,8 +23,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use thiserror::Error;
-
 use crate::config::{DrafterConfig, MAX_N};
 use crate::copy::{Anchor, CopyIndex, MAX_WINDOW};
 use crate::error::Error;
@@ -33,30 +31,7 @@ use crate::packed::Packed;
 use crate::store::{Level, NgramStore};
 
 const MAGIC: &[u8; 8] = b"TASCNGR\0";
-pub const FORMAT_VERSION: u32 = 3;
-/// The oldest version this build reads.
-pub const OLDEST_VERSION: u32 = 1;
-
-/// A drafter file that cannot be read.
-#[derive(Debug, Clone, PartialEq, Error)]
-pub enum FormatError {
-    #[error("not a tasc-rs drafter file (bad magic bytes)")]
-    BadMagic,
-    #[error("unsupported drafter file version {found}; this build reads versions {OLDEST_VERSION} to {FORMAT_VERSION}")]
-    UnsupportedVersion { found: u32 },
-    #[error(
-        "drafter file is truncated: needed {needed} bytes at offset {offset}, {available} left"
-    )]
-    Truncated {
-        offset: usize,
-        needed: usize,
-        available: usize,
-    },
-    #[error("drafter file checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupted")]
-    Checksum { stored: u32, computed: u32 },
-    #[error("drafter file is corrupted: {0}")]
-    Corrupt(String),
-}
+pub use crate::format::{FormatError, FORMAT_VERSION, OLDEST_VERSION};
 
 /// Longest file name part of a temporary file's name kept from its target's: with the rest of
 /// the temporary name it stays under the 255 bytes file systems allow.

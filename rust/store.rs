@@ -11,6 +11,7 @@
 
 use crate::build;
 use crate::config::DrafterConfig;
+pub use crate::level::Level;
 use std::sync::Arc;
 
 use crate::copy::CopyIndex;
@@ -19,24 +20,6 @@ use crate::error::Error;
 use crate::followers::Followers;
 use crate::neighbours::NeighbourIndex;
 use crate::packed::Packed;
-
-/// One depth of the trie. Level 0 is the root (the empty context) and has no token.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Level {
-    pub tokens: Packed,
-    pub counts: Packed,
-    /// For levels that can have children: `child_start[i]..child_start[i + 1]` are node i's
-    /// children in the next level. Empty for the deepest level.
-    pub child_start: Vec<u32>,
-    /// Sum of the kept children's counts (the normaliser of the next-token distribution).
-    pub totals: Packed,
-    /// Offset from `child_start[i]` of the most frequent child, smallest token on ties
-    /// (0 when there are no children).
-    pub best: Packed,
-    /// The count of the runner-up child (0 with fewer than two children). Derived from the
-    /// other arrays when a store is built or loaded ([`fill_runner_up`]), never written.
-    pub runner_up: Packed,
-}
 
 /// Fills every parent level's `runner_up` counts from its children.
 pub(crate) fn fill_runner_up(levels: &mut [Level]) {
@@ -57,28 +40,6 @@ pub(crate) fn fill_runner_up(levels: &mut [Level]) {
             })
             .collect();
         level.runner_up = Packed::new(&values);
-    }
-}
-
-impl Level {
-    pub(crate) fn len(&self) -> usize {
-        self.counts.len()
-    }
-
-    pub(crate) fn children(&self, node: usize) -> (usize, usize) {
-        (
-            self.child_start[node] as usize,
-            self.child_start[node + 1] as usize,
-        )
-    }
-
-    fn bytes(&self) -> usize {
-        self.tokens.bytes()
-            + self.counts.bytes()
-            + 4 * self.child_start.len()
-            + self.totals.bytes()
-            + self.best.bytes()
-            + self.runner_up.bytes()
     }
 }
 

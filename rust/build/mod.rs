@@ -8,8 +8,8 @@ mod grouped;
 mod sorted;
 
 use crate::corpus::Corpus;
+use crate::level::Level;
 use crate::packed::Packed;
-use crate::store::Level;
 
 /// Per depth (0 = root): kept tokens and counts in (parent, token) order, and each node's number
 /// of kept children.

@@ -7,6 +7,7 @@ mod convert;
 mod corpus;
 mod enrich;
 mod errors;
+mod online;
 mod router;
 mod serving;
 mod session;

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList};
 
 use super::args;
 use super::errors::{dtype_error, input_error};
-use super::store::{learn, read, SharedOnline};
+use super::online::{learn, read, SharedOnline};
 use crate::config::MAX_K;
 use crate::serving::{RequestTable, Row, StepDrafts};
 use crate::store::NgramStore;

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use super::args;
 use super::convert::{draft_to_numpy, token_ids, tree_to_numpy, DraftArrays, TreeArrays};
 use super::errors::input_error;
-use super::store::{learn, read, SharedOnline};
+use super::online::{learn, read, SharedOnline};
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;

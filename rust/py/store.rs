@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -11,6 +11,7 @@ use super::args;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
 use super::errors::input_error;
+use super::online::{learn, read, write, SharedOnline};
 use super::serving::PyBatchProposer;
 use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
@@ -35,42 +36,6 @@ fn id_pairs(pairs: &[(i64, i64)], limit: u32) -> Result<Vec<(u32, u32)>, InputEr
         &mut checked,
     )?;
     Ok(checked.chunks_exact(2).map(|p| (p[0], p[1])).collect())
-}
-
-/// The learned responses of one drafter, shared with its sessions.
-pub(crate) type SharedOnline = Arc<RwLock<OnlineIndex>>;
-
-/// Read access that survives a panicked writer (the index is valid after every call).
-pub(crate) fn read(online: &SharedOnline) -> RwLockReadGuard<'_, OnlineIndex> {
-    online.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn write(online: &SharedOnline) -> RwLockWriteGuard<'_, OnlineIndex> {
-    online.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Learns one response without making drafting threads wait for an eviction: the rebuild that
-/// an eviction needs runs under the read lock (drafting goes on), and only the swap and the
-/// new response take the write lock. Call it detached from the interpreter.
-pub(crate) fn learn(online: &SharedOnline, response: &[u32]) -> usize {
-    for _ in 0..4 {
-        let mut plan = {
-            let index = read(online);
-            if !index.needs_eviction(response.len()) {
-                break;
-            }
-            index.plan_eviction(response.len())
-        };
-        let mut index = write(online);
-        if index.install(&mut plan) || !index.needs_eviction(response.len()) {
-            let learned = index.learn(response);
-            drop(index);
-            drop(plan); // the replaced index is freed after the lock is released
-            return learned;
-        }
-    }
-    // no eviction needed, or other learners kept changing the index: learn under the lock
-    write(online).learn(response)
 }
 
 /// The task n-gram store (`p_corp`) with its drafting defaults. Immutable and thread-safe,

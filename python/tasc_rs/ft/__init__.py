@@ -22,13 +22,8 @@ from tasc_rs.ft.enrichment import (
     enrich,
     enrich_ids,
 )
-from tasc_rs.ft.expand import (
-    expand_model,
-    expand_tokenizer,
-    is_byte_level,
-    prompt_tokenizer,
-    token_bytes,
-)
+from tasc_rs.ft.expand import expand_model, expand_tokenizer, prompt_tokenizer
+from tasc_rs.ft.vocab import is_byte_level, token_bytes
 
 __all__ = [
     "DEFAULT_ALPHA",

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from tasc_rs._core import CorpusBuilder, Enrichment, enrich_vocabulary
 from tasc_rs.errors import ArgumentTypeError, InvalidConfigError, InvalidInputError
+from tasc_rs.ft.vocab import is_byte_level, token_bytes
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -294,8 +295,6 @@ def enrich(
         >>> result.compression_ratio()  # doctest: +SKIP
         4.1
     """
-    from tasc_rs.ft.expand import is_byte_level, token_bytes
-
     vocab = token_bytes(tokenizer)
     if len(outputs) == 0:
         raise InvalidInputError("the corpus holds no outputs")

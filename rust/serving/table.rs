@@ -1,42 +1,19 @@
-//! Drafting for a serving engine's batch: one call per engine step drafts for every row.
-//!
-//! An engine such as vLLM hands the drafter its whole batch each step: a token buffer with one
-//! row per running request, each row's valid length, and how many tokens each row gained this
-//! step. It names no requests, and rows move between requests from step to step (finished
-//! requests leave holes that the engine fills by moving other rows). The [`RequestTable`] keeps
-//! one incremental [`ContextIndex`] per request and recognises each row's request by its tokens:
-//!
-//! 1. the request the row held last step, if its tokens still fit (the common case, O(1));
-//! 2. otherwise a hash of the row's first [`KEY_TOKENS`] tokens names the candidates (requests
-//!    with shorter contexts sit on a short list), and the longest one that fits wins.
-//!
-//! A request "fits" a row when the row is at least as long as the request's indexed tokens and
-//! agrees with them on their first and last [`CHECK_TOKENS`] tokens. The check is a fingerprint,
-//! not a proof: two requests that agree on both windows are interchangeable for drafting anyway,
-//! and a wrong draft only costs speed, never correctness (the engine verifies every draft).
-//!
-//! A request ends for the drafter when its last token is a stop token (its response is learned
-//! at once when online learning is on) or when it has not been seen for `stale_steps` steps
-//! (learned then, its state dropped). At most `max_requests` states are kept; beyond that the
-//! least recently seen go first, unlearned (they may still be running).
-//!
-//! Where verified positions cost (a CPU backend), each step's drafts are cut together
-//! ([`cut_batch`]) with two measurements the table takes from the engine itself: how often the
-//! target agrees with a drafted token of a given probability ([`Calibration`]) and what a step
-//! costs per verified position ([`StepCostFit`]).
+//! The request table: each row of an engine batch recognised as its request, drafted for, and
+//! learned once it ends.
 
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 use std::sync::{Arc, Mutex};
 
-use crate::aliases::TokenAliases;
 use crate::context::ContextIndex;
-use crate::copy::{CopyIndex, CopySource, CopyStats, PromptAnchors};
-use crate::draft::{propose_until, Draft, Mixing, PathFloor, VerifyCost};
+use crate::copy::{CopySource, PromptAnchors};
+use crate::draft::{propose_until, Draft, PathFloor};
 use crate::error::Error;
-use crate::neighbours::{Nearest, NeighbourIndex, NeighbourLearning, NeighbourSource};
+use crate::neighbours::{Nearest, NeighbourSource};
 use crate::store::{NgramStore, StoreMatch};
+
+use super::{cut_batch, Calibration, ServingConfig, StepCostFit, MAX_THREADS, PARALLEL_ROWS};
 
 /// Tokens at the start of a row that key the request lookup.
 pub const KEY_TOKENS: usize = 32;
@@ -44,274 +21,6 @@ pub const KEY_TOKENS: usize = 32;
 pub const CHECK_TOKENS: usize = 32;
 
 const NONE: u32 = u32::MAX;
-
-/// How a [`RequestTable`] drafts and when it forgets requests.
-#[derive(Debug, Clone)]
-pub struct ServingConfig {
-    /// Most request states kept at once (at least 1).
-    pub max_requests: usize,
-    /// A request unseen for this many steps is finished: learned and dropped (at least 1).
-    pub stale_steps: u64,
-    /// Token ids that end a response (EOS and friends): a row ending in one is learned at once.
-    pub stop_tokens: Vec<u32>,
-    pub corpus_weight: f64,
-    pub min_prob: f64,
-    pub mixing: Mixing,
-    pub verify_cost: Option<VerifyCost>,
-    /// The fixed cost of one engine step in units of one verified position, or `None` (verify
-    /// cost independent of the batch's draft tokens, as on a GPU). When set, the step's drafts
-    /// are cut together: draft positions are kept in order of their path probability while
-    /// they raise the expected tokens of the step per unit of its cost (see [`cut_batch`]).
-    pub step_overhead: Option<f64>,
-    /// Whether the table measures the step overhead itself: the time between calls is one
-    /// engine step, fitted against the positions that step verified ([`StepCostFit`]); once
-    /// the fit can tell, it replaces `step_overhead` (then only the prior).
-    pub measure_step_cost: bool,
-    /// Threads that draft a large batch's rows in parallel (at most [`MAX_THREADS`]; 0 or 1:
-    /// the calling thread alone). Batches under [`PARALLEL_ROWS`] rows always draft on the
-    /// calling thread: waking the pool would cost more than it saves.
-    pub threads: usize,
-    /// Token aliases every request's context index reads (see [`TokenAliases`]).
-    pub aliases: Option<Arc<TokenAliases>>,
-    /// The drafter's vocabulary size (`u32::MAX`: unbounded): a row holding an id at or above
-    /// it is invalid and gets no draft, as a session refuses such ids.
-    pub id_limit: u32,
-    /// The store's copy pointer ([`crate::copy`]): requests index their prompt for it, and
-    /// finished responses teach `copy_stats` what the served model did where it had values.
-    pub copy: Option<Arc<CopyIndex>>,
-    /// The drafter's copy-pointer outcomes, shared with its sessions.
-    pub copy_stats: Option<Arc<CopyStats>>,
-    /// The store's training pairs ([`crate::neighbours`]) and how many of them each request
-    /// drafts from (its most similar, found when the request is first seen; 0: none).
-    pub neighbours: Option<Arc<NeighbourIndex>>,
-    pub neighbour_count: usize,
-    /// What the drafter learns about neighbours (its served answers, how the model followed
-    /// votes), shared with its sessions.
-    pub neighbour_learning: Option<NeighbourLearning>,
-}
-
-/// Most drafting threads a table uses.
-pub const MAX_THREADS: usize = 64;
-/// Fewest rows that make a step draft on the pool (when the table has one). Measured on 2
-/// cores (`BatchProposer.propose` alone, full chains): 64 rows drafted no faster on 2 threads
-/// than on one, 128 rows 1.6x faster, 256 rows 1.4-2.2x.
-pub const PARALLEL_ROWS: usize = 96;
-
-/// The default drafting threads: the machine's parallelism, at most 8 (the pool works only
-/// while the engine waits for the proposer, so it takes no cores from the model).
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-}
-
-/// Cuts a batch's drafts to maximise expected tokens per unit of step cost, when every verified
-/// position costs one unit and the step `overhead` units more; returns how many tokens of each
-/// draft to keep.
-///
-/// A row with a draft yields its own next token plus the accepted prefix of its draft: the
-/// expected tokens are `1 + sum_j prod_{l<=j} rate(probs[l])`, `rate` mapping the drafter's
-/// probability of a token to the chance the engine accepts it ([`Calibration::rate`]).
-/// Positions are added in decreasing path probability (each row's decrease along its draft,
-/// so the order keeps prefixes) while the next one's probability exceeds the current ratio of
-/// expected tokens to cost.
-pub fn cut_batch(
-    drafts: &[Draft],
-    rows: usize,
-    overhead: f64,
-    rate: impl Fn(f64) -> f64,
-) -> Vec<usize> {
-    let paths: Vec<Vec<f64>> = drafts
-        .iter()
-        .map(|d| {
-            d.probs
-                .iter()
-                .scan(1.0, |path, &p| {
-                    *path *= rate(p).clamp(0.0, 1.0);
-                    Some(*path)
-                })
-                .collect()
-        })
-        .collect();
-    let mut keep = vec![0usize; drafts.len()];
-    let (mut value, mut cost) = (rows as f64, overhead + rows as f64);
-    loop {
-        let best = paths
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.get(keep[i]).map(|&v| (v, i)))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        match best {
-            Some((p, i)) if p * cost > value => {
-                keep[i] += 1;
-                value += p;
-                cost += 1.0;
-            }
-            _ => break,
-        }
-    }
-    keep
-}
-
-/// How often the engine accepts a drafted token, by the drafter's probability for it, learned
-/// from the rows themselves.
-///
-/// The drafter's mixed probabilities are not calibrated acceptance rates: a fine-tuned model
-/// accepts more than they predict, a base model prompted few-shot often fewer, and by how much
-/// depends on the probability (a few-shot model may take the near-certain tokens and refuse
-/// the middling ones). The table remembers each row's whole draft, before any cut; the tokens
-/// the row gains the next step are the target's own, so they tell, position by position,
-/// whether the draft agreed, up to the first disagreement, also for the positions the cut
-/// removed (the target's bonus token shows the first of them). Each position counts in the
-/// bin of its probability ([`BINS`](Self::BINS) equal bins of `[0, 1]`); a bin's rate is its
-/// decayed accepted / tried, starting from the identity (a prior of
-/// [`PRIOR`](Self::PRIOR) tries at the bin's centre).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Calibration {
-    accepted: [f64; Calibration::BINS],
-    tried: [f64; Calibration::BINS],
-    /// Undecayed totals of the drafts the engine verified (after the cut), for the statistics.
-    pub accepted_tokens: u64,
-    pub drafted_tokens: u64,
-}
-
-impl Default for Calibration {
-    fn default() -> Self {
-        let mut c = Self {
-            accepted: [0.0; Self::BINS],
-            tried: [Self::PRIOR; Self::BINS],
-            accepted_tokens: 0,
-            drafted_tokens: 0,
-        };
-        for (b, a) in c.accepted.iter_mut().enumerate() {
-            *a = Self::PRIOR * Self::centre(b);
-        }
-        c
-    }
-}
-
-impl Calibration {
-    /// Probability bins.
-    pub const BINS: usize = 10;
-    /// Weight of a bin's starting rate (its centre), in tries.
-    pub const PRIOR: f64 = 4.0;
-    /// Each try counted in a bin keeps this share of the evidence before it (about the last
-    /// 200 tries count).
-    pub const DECAY: f64 = 0.995;
-    /// Each engine step moves every bin this much toward its prior, so a bin whose rate fell
-    /// low enough to cut every draft in it recovers over a few thousand steps.
-    pub const RELAX: f64 = 0.999;
-
-    fn centre(bin: usize) -> f64 {
-        (bin as f64 + 0.5) / Self::BINS as f64
-    }
-
-    fn bin(p: f64) -> usize {
-        // `as` saturates: negatives and NaN land in bin 0
-        ((p * Self::BINS as f64) as usize).min(Self::BINS - 1)
-    }
-
-    /// Records what the target did with a draft: `probs` are the drafted tokens'
-    /// probabilities (the whole draft, before any cut), `agreed` how many leading tokens the
-    /// target's own tokens matched, `known` how many of the target's tokens are known (the
-    /// tokens the row gained). Positions past `known`, or past the first disagreement, tell
-    /// nothing and are not counted.
-    pub fn observe(&mut self, probs: &[f64], agreed: usize, known: usize) {
-        for (j, &p) in probs.iter().enumerate().take(known) {
-            let b = Self::bin(p);
-            let hit = j < agreed;
-            self.tried[b] = self.tried[b] * Self::DECAY + 1.0;
-            self.accepted[b] = self.accepted[b] * Self::DECAY + f64::from(u8::from(hit));
-            if !hit {
-                break;
-            }
-        }
-    }
-
-    /// Counts a verified draft of `drafted` tokens, `accepted` of them accepted.
-    pub fn count(&mut self, drafted: usize, accepted: usize) {
-        self.drafted_tokens += drafted as u64;
-        self.accepted_tokens += accepted as u64;
-    }
-
-    /// One engine step passed (called once per step, drafts or not).
-    pub fn step(&mut self) {
-        for b in 0..Self::BINS {
-            let prior = Self::PRIOR * (1.0 - Self::RELAX);
-            self.tried[b] = self.tried[b] * Self::RELAX + prior;
-            self.accepted[b] = self.accepted[b] * Self::RELAX + prior * Self::centre(b);
-        }
-    }
-
-    /// The measured chance that a token drafted with probability `p` is accepted.
-    pub fn rate(&self, p: f64) -> f64 {
-        let b = Self::bin(p);
-        (self.accepted[b] / self.tried[b].max(1e-9)).clamp(0.0, 1.0)
-    }
-
-    /// Every bin's rate, lowest probabilities first.
-    pub fn rates(&self) -> [f64; Self::BINS] {
-        std::array::from_fn(|b| self.rate(Self::centre(b)))
-    }
-}
-
-/// An engine step's cost learned from the engine itself: seconds = `a + b x positions`, fitted
-/// by decayed least squares over the steps the table can account for (see
-/// [`RequestTable::observe_at`]). The cut needs only `a / b`, the step's fixed cost in verified
-/// positions, which depends on the model, the device and the context lengths.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StepCostFit {
-    /// Decayed sums of 1, p, t, p^2 and p t.
-    sums: [f64; 5],
-    /// Steps measured so far.
-    pub samples: u64,
-}
-
-impl StepCostFit {
-    /// Each measured step keeps this share of the evidence before it (about the last 200 count).
-    pub const DECAY: f64 = 0.995;
-    /// Steps measured before the fit is used.
-    pub const MIN_SAMPLES: u64 = 32;
-    /// Largest overhead reported: positions that cost nothing measurable.
-    pub const MAX_OVERHEAD: f64 = 1000.0;
-
-    /// Adds one step: `positions` verified in `seconds`.
-    pub fn add(&mut self, positions: f64, seconds: f64) {
-        if !(positions.is_finite() && seconds.is_finite() && seconds > 0.0) {
-            return;
-        }
-        for (sum, v) in self.sums.iter_mut().zip([
-            1.0,
-            positions,
-            seconds,
-            positions * positions,
-            positions * seconds,
-        ]) {
-            *sum = *sum * Self::DECAY + v;
-        }
-        self.samples += 1;
-    }
-
-    /// The fixed cost of a step in verified positions (`a / b`), once [`MIN_SAMPLES`] steps
-    /// spread over enough different position counts to tell the slope.
-    ///
-    /// [`MIN_SAMPLES`]: Self::MIN_SAMPLES
-    pub fn overhead(&self) -> Option<f64> {
-        let [n, sp, st, spp, spt] = self.sums;
-        if self.samples < Self::MIN_SAMPLES || n <= 0.0 {
-            return None;
-        }
-        let (mp, mt) = (sp / n, st / n);
-        let var = spp / n - mp * mp;
-        if var < 0.25 {
-            return None; // every step verified about as many positions: no slope to read
-        }
-        let b = (spt / n - mp * mt) / var;
-        let a = mt - b * mp;
-        if b <= 0.0 {
-            return Some(Self::MAX_OVERHEAD);
-        }
-        Some((a / b).clamp(0.0, Self::MAX_OVERHEAD))
-    }
-}
 
 /// One row of an engine batch: its valid tokens and how many of them arrived this step
 /// (`new_tokens == 0` marks a row that wants no draft, such as a partial prefill).
@@ -1033,6 +742,7 @@ mod tests {
     use crate::corpus::Corpus;
     use crate::draft::propose_with;
     use crate::draft::tests::xorshift;
+    use crate::draft::Mixing;
     use crate::followers::Followers;
 
     /// A store that keeps every n-gram of `seqs` (min_count 1).
@@ -1446,38 +1156,6 @@ mod tests {
     }
 
     #[test]
-    fn step_cost_fit_reads_the_overhead_from_timed_steps() {
-        let mut fit = StepCostFit::default();
-        // 20 ms + 1 ms per position, with a little deterministic jitter
-        for i in 0..200u32 {
-            let p = f64::from(i % 9 + 1);
-            let jitter = f64::from(i % 5) * 1e-4 - 2e-4;
-            fit.add(p, 0.020 + 0.001 * p + jitter);
-            if u64::from(i) + 1 < StepCostFit::MIN_SAMPLES {
-                assert_eq!(fit.overhead(), None);
-            }
-        }
-        let o = fit.overhead().unwrap();
-        assert!((o - 20.0).abs() < 1.0, "{o}");
-        // nothing to read when every step verified the same positions
-        let mut flat = StepCostFit::default();
-        for _ in 0..100 {
-            flat.add(4.0, 0.03);
-        }
-        assert_eq!(flat.overhead(), None);
-        // positions that cost nothing: the largest overhead (draft everything)
-        let mut free = StepCostFit::default();
-        for i in 0..100u32 {
-            free.add(f64::from(i % 9 + 1), 0.02 - f64::from(i % 9) * 1e-5);
-        }
-        assert_eq!(free.overhead(), Some(StepCostFit::MAX_OVERHEAD));
-        // bad samples are ignored
-        free.add(f64::NAN, 1.0);
-        free.add(3.0, -1.0);
-        assert_eq!(free.samples, 100);
-    }
-
-    #[test]
     fn the_table_times_the_steps_it_can_account_for() {
         let s = store_of(&[vec![1, 2, 3, 4, 5, 6, 7, 8, 9]]);
         let config = ServingConfig {
@@ -1528,53 +1206,5 @@ mod tests {
         assert!((last - 15.0).abs() < 0.5, "{last}");
         // the step with the new request's prefill was left out (it would add 5 s)
         assert_eq!(t.step_cost().samples, 118);
-    }
-
-    #[test]
-    fn calibration_counts_up_to_the_first_disagreement() {
-        let mut c = Calibration::default();
-        let prior = c.rates();
-        for (b, r) in prior.iter().enumerate() {
-            assert!((r - Calibration::centre(b)).abs() < 1e-12);
-        }
-        // three tokens known: two agreed, the third did not; the fourth tells nothing
-        for _ in 0..400 {
-            c.observe(&[0.95, 0.65, 0.35, 0.15], 2, 3);
-        }
-        assert!(c.rate(0.95) > 0.99 && c.rate(0.65) > 0.99, "{c:?}");
-        assert!(c.rate(0.35) < 0.01, "{c:?}");
-        assert_eq!(c.rate(0.15), prior[1]);
-        // fewer known tokens than drafted: only those count
-        let mut d = Calibration::default();
-        for _ in 0..400 {
-            d.observe(&[0.35, 0.35], 5, 1);
-        }
-        assert!(d.rate(0.35) > 0.99, "{d:?}");
-        // out-of-range probabilities land in the end bins instead of panicking
-        assert!(d.rate(f64::NAN).is_finite() && d.rate(-1.0).is_finite() && d.rate(7.0) <= 1.0);
-    }
-
-    #[test]
-    fn batch_cut_keeps_likely_positions_and_prefixes() {
-        let draft = |probs: &[f64]| Draft {
-            tokens: (0..probs.len() as u32).collect(),
-            probs: probs.to_vec(),
-        };
-        let same = |p: f64| p;
-        // one row, cheap positions next to a large overhead: everything likely is kept
-        let one = vec![draft(&[0.9, 0.9, 0.9, 0.2])];
-        assert_eq!(cut_batch(&one, 1, 8.0, same), vec![3]);
-        // a big batch: only near-certain positions pay for themselves
-        let many: Vec<Draft> = (0..16).map(|_| draft(&[0.99, 0.9, 0.6, 0.5])).collect();
-        for k in cut_batch(&many, 16, 8.0, same) {
-            assert!((1..=2).contains(&k), "{k}");
-        }
-        // no overhead at all and unlikely drafts: nothing is worth verifying
-        let weak = vec![draft(&[0.3, 0.2])];
-        assert_eq!(cut_batch(&weak, 1, 0.0, same), vec![0]);
-        // the measured rates, not the drafter's probabilities, decide
-        assert_eq!(cut_batch(&weak, 1, 0.5, same), vec![0]);
-        assert_eq!(cut_batch(&weak, 1, 0.5, |_| 1.0), vec![2]);
-        assert_eq!(cut_batch(&one, 1, 8.0, |_| 0.0), vec![0]);
     }
 }
