@@ -262,6 +262,21 @@ impl CopyStats {
         }
     }
 
+    /// Every `(context key, tries, hits)`, by key (for snapshots).
+    pub fn entries(&self) -> Vec<(u64, u32, u32)> {
+        let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(u64, u32, u32)> = counts.iter().map(|(&k, &(t, h))| (k, t, h)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Replaces every outcome with `entries` (a snapshot's).
+    pub fn restore(&self, entries: &[(u64, u32, u32)]) {
+        let mut counts = self.counts.write().unwrap_or_else(|e| e.into_inner());
+        counts.clear();
+        counts.extend(entries.iter().map(|&(k, t, h)| (k, (t, h))));
+    }
+
     /// `(tries, hits)` at `key`.
     pub fn outcomes(&self, key: u64) -> (u32, u32) {
         let counts = self.counts.read().unwrap_or_else(|e| e.into_inner());

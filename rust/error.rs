@@ -6,6 +6,7 @@ use crate::config::ConfigError;
 use crate::corpus::InputError;
 use crate::enrich::EnrichError;
 use crate::format::FormatError;
+use crate::learned::SnapshotError;
 
 /// Everything a public core function can fail with.
 #[derive(Debug, Error)]
@@ -19,6 +20,9 @@ pub enum Error {
     /// A saved drafter file is truncated, corrupted or of another version.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A learned-state file is damaged, of another version or of another drafter.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// Vocabulary enrichment settings or input are invalid, or the budget cannot be filled.
     #[error(transparent)]
     Enrich(#[from] EnrichError),

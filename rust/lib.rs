@@ -11,6 +11,7 @@
 //! - [`neighbours`]: similar past requests, whose answers draft beside the task store.
 //! - [`router`]: which task a request belongs to, for a drafter serving several.
 //! - [`respell`]: the prompt's words re-encoded as an answer writes them (byte-level BPE).
+//! - [`learned`]: what a drafter learned while serving, as a file that survives restarts.
 //! - [`online`]: the bounded index of learned responses (online learning).
 //! - [`draft`]: mixing `p_mixed = w * p_corp + (1 - w) * p_ctx` and greedy chain proposals.
 //! - [`tree`]: token trees, several continuations drafted best first under a node budget.
@@ -39,6 +40,7 @@ pub mod enrich;
 pub mod error;
 pub mod followers;
 pub mod format;
+pub mod learned;
 pub mod level;
 pub mod neighbours;
 pub mod online;

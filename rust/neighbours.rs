@@ -398,6 +398,32 @@ impl OnlinePairs {
         self.capacity
     }
 
+    /// Every pair kept, oldest first: its distinct request tokens (sorted) and its answer (the
+    /// tokens before the response, then the response), for snapshots.
+    pub fn each_pair(&self) -> impl Iterator<Item = (&[u32], &[u32])> {
+        self.pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice()))
+    }
+
+    /// Adds a pair: its request tokens (kept distinct) and its answer as
+    /// [`each_pair`](Self::each_pair) gives them (a snapshot's); one larger than the capacity,
+    /// or with an empty side, is not kept.
+    pub fn insert(&mut self, request: &[u32], answer: &[u32]) {
+        let mut request = request.to_vec();
+        request.sort_unstable();
+        request.dedup();
+        let size = request.len() + answer.len();
+        if request.is_empty() || answer.is_empty() || size > self.capacity {
+            return;
+        }
+        let seq = self.first + self.pairs.len() as u64;
+        for &t in &request {
+            self.postings.entry(t).or_default().push_back(seq);
+        }
+        self.tokens += size;
+        self.pairs.push_back((request, answer.to_vec()));
+        self.evict();
+    }
+
     /// Sets the capacity in tokens, dropping the oldest pairs that no longer fit (0: none kept).
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
@@ -412,22 +438,12 @@ impl OnlinePairs {
     /// Adds a finished response after `prompt` (its request: the last `window` tokens); a
     /// pair larger than the capacity, or with an empty response, is not kept.
     pub fn add(&mut self, prompt: &[u32], response: &[u32], window: usize) {
-        let mut request = prompt[prompt.len().saturating_sub(window)..].to_vec();
-        request.sort_unstable();
-        request.dedup();
-        let mut answer = prompt[prompt.len().saturating_sub(LEAD)..].to_vec();
-        answer.extend_from_slice(response);
-        let size = request.len() + answer.len();
-        if response.is_empty() || request.is_empty() || size > self.capacity {
+        if response.is_empty() {
             return;
         }
-        let seq = self.first + self.pairs.len() as u64;
-        for &t in &request {
-            self.postings.entry(t).or_default().push_back(seq);
-        }
-        self.tokens += size;
-        self.pairs.push_back((request, answer));
-        self.evict();
+        let mut answer = prompt[prompt.len().saturating_sub(LEAD)..].to_vec();
+        answer.extend_from_slice(response);
+        self.insert(&prompt[prompt.len().saturating_sub(window)..], &answer);
     }
 
     fn evict(&mut self) {
@@ -557,6 +573,27 @@ impl NeighbourStats {
         let tries = f64::from(self.tries[b].load(Ordering::Relaxed));
         let hits = f64::from(self.hits[b].load(Ordering::Relaxed));
         (hits + p * PRIOR) / (tries + PRIOR)
+    }
+
+    /// Every bucket's `(tries, hits)`, lowest probabilities first (for snapshots).
+    pub fn buckets(&self) -> Vec<(u32, u32)> {
+        (0..BUCKETS)
+            .map(|b| {
+                (
+                    self.tries[b].load(Ordering::Relaxed),
+                    self.hits[b].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Replaces every bucket's outcomes with `buckets` (a snapshot's; extra ones are ignored).
+    pub fn restore(&self, buckets: &[(u32, u32)]) {
+        self.clear();
+        for (b, &(t, h)) in buckets.iter().take(BUCKETS).enumerate() {
+            self.tries[b].store(t, Ordering::Relaxed);
+            self.hits[b].store(h.min(t), Ordering::Relaxed);
+        }
     }
 
     /// Forgets every outcome.

@@ -23,6 +23,8 @@ pub struct OnlineIndex {
     capacity: usize,
     /// Responses ever learned (including evicted ones).
     learned: u64,
+    /// Tokens ever learned (including evicted ones).
+    learned_tokens: u64,
     /// Bumped by every change, so an eviction planned outside the lock knows it is still valid.
     generation: u64,
 }
@@ -44,6 +46,7 @@ impl OnlineIndex {
             lengths: VecDeque::new(),
             capacity,
             learned: 0,
+            learned_tokens: 0,
             generation: 0,
         }
     }
@@ -99,6 +102,7 @@ impl OnlineIndex {
         self.index.extend(response);
         self.lengths.push_back(response.len());
         self.learned += 1;
+        self.learned_tokens += response.len() as u64;
         self.generation += 1;
         response.len()
     }
@@ -168,6 +172,21 @@ impl OnlineIndex {
     /// Responses ever learned, evicted ones included.
     pub fn learned(&self) -> u64 {
         self.learned
+    }
+
+    /// Tokens ever learned, evicted ones included.
+    pub fn learned_tokens(&self) -> u64 {
+        self.learned_tokens
+    }
+
+    /// The responses indexed now, oldest first.
+    pub fn each_response(&self) -> impl Iterator<Item = &[u32]> {
+        let tokens = self.index.tokens();
+        self.lengths.iter().scan(0usize, move |at, &n| {
+            let r = &tokens[*at..*at + n];
+            *at += n;
+            Some(r)
+        })
     }
 }
 

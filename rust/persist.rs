@@ -188,113 +188,130 @@ impl NgramStore {
     /// link is followed (the file it points to is replaced, the link stays), and an existing
     /// file keeps its permissions.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let io = |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let target = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(path) {
-                Ok(resolved) => resolved,
-                // a dangling link: create the file it names
-                Err(_) => {
-                    let link = std::fs::read_link(path).map_err(io)?;
-                    path.parent().map_or(link.clone(), |p| p.join(&link))
-                }
-            },
-            _ => path.to_path_buf(),
-        };
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let existing = std::fs::metadata(&target).ok();
-        if existing.as_ref().is_some_and(|m| !m.is_file()) {
-            // renaming over a device, FIFO or directory would replace it with a regular file
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "exists and is not a regular file (a device, FIFO or directory is never replaced)",
-            )));
-        }
-        let permissions = existing.map(|m| m.permissions());
-        remove_stale_temps(&dir, &name);
-        // Unique per process and per call, so concurrent saves to one path never share a file.
-        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{}.{}.{n}.tmp",
-            temp_stem(&name),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut file = std::fs::File::create_new(&tmp)?;
-            if let Some(p) = permissions {
-                file.set_permissions(p)?;
-            }
-            file.write_all(&self.to_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &target)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        write_atomically(path, &self.to_bytes())
     }
 
     /// Reads a store written by [`NgramStore::save`]. Only regular files are read (a device,
     /// FIFO or directory is refused at once, without blocking), and no more bytes than the file
     /// held when it was opened.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        use std::io::Read;
-        let io = |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let not_regular = || {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ))
-        };
-        if !std::fs::metadata(path).map_err(io)?.is_file() {
-            return Err(not_regular());
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(0o4000); // O_NONBLOCK: a FIFO swapped in cannot block the open
-        }
-        let file = options.open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(not_regular());
-        }
-        let len = meta.len();
-        // The magic first: a large file of another format costs 8 bytes, not its size.
-        let mut file = file.take(len);
-        let mut magic = [0u8; MAGIC.len()];
-        let head = read_up_to(&mut file, &mut magic).map_err(io)?;
-        if head < MAGIC.len() || &magic != MAGIC {
-            return Self::from_bytes(&magic[..head]);
-        }
-        // A drafter file is read whole; one too large for memory is an error, not an abort.
-        let mut bytes = Vec::new();
-        let size = usize::try_from(len).unwrap_or(usize::MAX);
-        bytes.try_reserve_exact(size).map_err(|_| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::OutOfMemory,
-                format!("a drafter file of {len} bytes does not fit in memory"),
-            ))
-        })?;
-        bytes.extend_from_slice(&magic);
-        file.read_to_end(&mut bytes).map_err(io)?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&read_file(path, MAGIC)?)
     }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
+/// synced and renamed over `path`, so a crash never leaves a half-written file. A symbolic link
+/// is followed (the file it points to is replaced, the link stays), an existing file keeps its
+/// permissions, and a device, FIFO or directory is never replaced.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(path) {
+            Ok(resolved) => resolved,
+            // a dangling link: create the file it names
+            Err(_) => {
+                let link = std::fs::read_link(path).map_err(io)?;
+                path.parent().map_or(link.clone(), |p| p.join(&link))
+            }
+        },
+        _ => path.to_path_buf(),
+    };
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let existing = std::fs::metadata(&target).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        // renaming over a device, FIFO or directory would replace it with a regular file
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "exists and is not a regular file (a device, FIFO or directory is never replaced)",
+        )));
+    }
+    let permissions = existing.map(|m| m.permissions());
+    remove_stale_temps(&dir, &name);
+    // Unique per process and per call, so concurrent saves to one path never share a file.
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.{}.{n}.tmp",
+        temp_stem(&name),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create_new(&tmp)?;
+        if let Some(p) = permissions {
+            file.set_permissions(p)?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// The bytes of the regular file at `path`, read whole, unless its first bytes are not `magic`:
+/// then those first bytes alone (what the caller's parser refuses), so that a large file of
+/// another format costs a few bytes, not its size. A device, FIFO or directory is refused at
+/// once, without blocking; a file too large for memory is an error, not an abort.
+pub fn read_file(path: &Path, magic: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let not_regular = || {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    };
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(0o4000); // O_NONBLOCK: a FIFO swapped in cannot block the open
+    }
+    let file = options.open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let len = meta.len();
+    // The magic first: a large file of another format costs 8 bytes, not its size.
+    let mut file = file.take(len);
+    let mut head = vec![0u8; magic.len()];
+    let n = read_up_to(&mut file, &mut head).map_err(io)?;
+    if n < magic.len() || head != magic {
+        head.truncate(n);
+        return Ok(head);
+    }
+    // A drafter file is read whole; one too large for memory is an error, not an abort.
+    let mut bytes = Vec::new();
+    let size = usize::try_from(len).unwrap_or(usize::MAX);
+    bytes.try_reserve_exact(size).map_err(|_| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!("a file of {len} bytes does not fit in memory"),
+        ))
+    })?;
+    bytes.extend_from_slice(&head);
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Reads into `buf` until it is full or the reader ends; the bytes read.

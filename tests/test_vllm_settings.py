@@ -302,3 +302,28 @@ def test_config_files_that_are_not_regular_files_are_refused(
     monkeypatch.setenv(CONFIG_ENV, str(big))
     with pytest.raises(InvalidConfigError, match="larger than"):
         resolve_settings()
+
+
+def test_learned_state_survives_a_restart_of_the_proposer(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "learned.bin"
+    config = {"drafter": str(drafter_file), "min_prob": 0.0, "learned_state": str(state)}
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(config))
+    p = TascProposer(vllm_config(k=3))
+    buf = np.zeros((1, 64), dtype=np.int32)
+    buf[0, :6] = [9, 9, 5, 6, 7, 0]  # a response the corpus never held, ended by the EOS
+    p.propose([[0]], np.array([6], dtype=np.int32), buf)
+    assert p.drafter.online_stats()["responses"] == 1
+    p.drafter.stop_autosave()  # what interpreter exit does
+    assert state.exists()
+    again = TascProposer(vllm_config(k=3))
+    assert again.drafter.online_stats()["tokens"] == p.drafter.online_stats()["tokens"]
+    again.drafter.stop_autosave(save=False)
+    # relative to the config file's folder; a directory is refused
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({**config, "learned_state": str(tmp_path)}))
+    with pytest.raises(InvalidConfigError, match="not a regular file"):
+        resolve_settings()
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({**config, "save_every_tokens": 0}))
+    with pytest.raises(InvalidConfigError, match="save_every_tokens must be >= 1"):
+        resolve_settings()

@@ -106,7 +106,7 @@ class NgramDrafter:
         >>> session.extend(ids[:2])
     """
 
-    __slots__ = ("_respelling", "_store")
+    __slots__ = ("__weakref__", "_autosave", "_respelling", "_store")
 
     def __init__(self, store: NgramStore) -> None:
         """Wraps a native store; use :meth:`from_corpus`, :meth:`from_flat` or :meth:`load`."""
@@ -114,6 +114,7 @@ class NgramDrafter:
             raise TypeError(f"expected a tasc_rs._core.NgramStore, got {type(store).__name__}")
         self._store = store
         self._respelling: Respelling | None = None
+        self._autosave: Any = None
 
     @property
     def mixing(self) -> str:
@@ -454,6 +455,55 @@ class NgramDrafter:
     def forget(self) -> None:
         """Drops every learned response."""
         self._store.forget()
+
+    def save_learned(self, path: str | os.PathLike[str]) -> None:
+        """Writes what the drafter learned while serving (the learned responses, the copy
+        pointer's and the neighbours' outcomes, the served pairs) to ``path``, atomically: a
+        process killed while saving leaves the previous file whole. The file is tied to this
+        drafter: :meth:`load_learned` refuses it for another.
+
+        Raises:
+            TascIOError: the file cannot be written (or ``path`` is a device, FIFO or
+                directory).
+        """
+        self._store.save_learned(path)
+
+    def load_learned(self, path: str | os.PathLike[str]) -> None:
+        """Replaces what the drafter learned with the state :meth:`save_learned` wrote.
+
+        Raises:
+            DrafterFileError: a damaged file, or one of another drafter (nothing changes).
+            TascIOError: the file cannot be read.
+        """
+        self._store.load_learned(path)
+
+    def autosave(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        every_tokens: int = 1 << 16,
+        every_seconds: float = 60.0,
+    ) -> None:
+        """Keeps what the drafter learns across restarts: loads ``path`` now if it exists (a
+        damaged file, or one of another drafter, is logged once and ignored: the drafter starts
+        without it), then saves to it from a background thread whenever ``every_tokens`` more
+        tokens were learned or ``every_seconds`` passed with something new, and at interpreter
+        exit. A ``kill -9`` loses at most the last interval. Calling it again replaces the
+        previous autosave; :meth:`stop_autosave` stops it.
+
+        Raises:
+            InvalidConfigError: ``every_tokens`` < 1 or ``every_seconds`` not > 0.
+        """
+        from tasc_rs._autosave import Autosave
+
+        self.stop_autosave()
+        self._autosave = Autosave(self, path, every_tokens, every_seconds)
+
+    def stop_autosave(self, save: bool = True) -> None:
+        """Stops :meth:`autosave` (saving once more when ``save``); nothing if none runs."""
+        if self._autosave is not None:
+            self._autosave.stop(save)
+            self._autosave = None
 
     def online_stats(self) -> dict[str, int]:
         """``capacity``, ``tokens`` and ``responses`` indexed now, ``learned`` ever, and the

@@ -113,6 +113,15 @@ class ProposerSettings:
             (:func:`tasc_rs.bpe_respelling`: byte-level BPE tokenizers only): a copied word of
             several tokens (`` char`` ``lotte`` in the prompt, ``ch`` ``arl`` ``otte`` after
             ``=``) is then found after its first token. Needs the tokenizer, as above.
+        learned_state: A file that keeps what the proposer learns online across restarts
+            (``NgramDrafter.autosave``): loaded at start (a damaged file, or one of another
+            drafter, is logged once and ignored), saved atomically every
+            ``save_every_tokens`` learned tokens or ``save_every_seconds`` seconds and at
+            exit. ``None`` (default): nothing kept. With several ranks or engines on one file,
+            each saves its own state over it (the last save wins; see README).
+        save_every_tokens: Tokens learned between saves of ``learned_state``.
+        save_every_seconds: Longest time between saves of ``learned_state`` (when something
+            was learned).
         neighbours: How many similar past requests each request drafts from
             (``NgramDrafter.neighbours``; a drafter built from (request, answer) pairs, and the
             pairs the server learns online): where their answers agree on the next token more
@@ -138,6 +147,9 @@ class ProposerSettings:
     token_aliases: bool = True
     respelling: bool = True
     neighbours: int = 8
+    learned_state: Path | None = None
+    save_every_tokens: int = 1 << 16
+    save_every_seconds: float = 60.0
     measure_step_cost: bool | None = None
     threads: int | None = None
 
@@ -199,6 +211,8 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "token_aliases": (bool, False),
         "respelling": (bool, False),
         "neighbours": (int, False),
+        "save_every_tokens": (int, False),
+        "save_every_seconds": ((int, float), False),
     }
     for name, (types, nullable) in checks.items():
         if name not in values:
@@ -218,6 +232,8 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "stale_steps": (1, 1 << 32),
         "threads": (1, 1 << 10),
         "neighbours": (0, 256),
+        "save_every_tokens": (1, 1 << 40),
+        "save_every_seconds": (1e-3, 1e9),
     }
     for name, (lo, hi) in limits.items():
         v = values.get(name)
@@ -243,7 +259,16 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         if any(isinstance(x, bool) or not isinstance(x, kind) for x in v):
             raise InvalidConfigError(f"{where}: {name} must be a list of numbers, got {v!r}")
         values[name] = tuple(v)
-    return ProposerSettings(drafter=path, **values)
+    learned = values.pop("learned_state", None)
+    if learned is not None:
+        if not isinstance(learned, (str, os.PathLike)) or not os.fspath(learned):
+            raise InvalidConfigError(f"{where}: learned_state must be a file path, got {learned!r}")
+        learned = Path(os.fspath(learned)).expanduser()
+        if not learned.is_absolute() and base is not None:
+            learned = base / learned
+        if learned.exists() and not learned.is_file():
+            raise InvalidConfigError(f"{where}: learned_state {learned} is not a regular file")
+    return ProposerSettings(drafter=path, learned_state=learned, **values)
 
 
 def resolve_settings(
@@ -453,6 +478,12 @@ class TascProposer:
         check_vocabulary(drafter, model_config, str(settings.drafter), tokenizer)
         drafter.online_capacity = settings.online_capacity
         drafter.neighbours = settings.neighbours
+        if settings.learned_state is not None and settings.online_capacity > 0:
+            drafter.autosave(
+                settings.learned_state,
+                every_tokens=settings.save_every_tokens,
+                every_seconds=settings.save_every_seconds,
+            )
         if settings.token_aliases or settings.respelling:
             if tokenizer is None:
                 _logger().warning(

@@ -84,7 +84,9 @@ impl From<Error> for PyErr {
             Error::Input(_) => input_error(msg),
             Error::Enrich(e) if e.is_config() => config_error(msg),
             Error::Enrich(_) => input_error(msg),
-            Error::Format(_) => raise(&FILE_FORMAT, "DrafterFileError", msg, PyValueError::new_err),
+            Error::Format(_) | Error::Snapshot(_) => {
+                raise(&FILE_FORMAT, "DrafterFileError", msg, PyValueError::new_err)
+            }
             Error::Io { path, source } => io_error(path, source),
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -20,6 +20,7 @@ use crate::context::ContextIndex;
 use crate::copy::{CopyIndex, CopyStats};
 use crate::corpus::{to_token_ids, InputError};
 use crate::draft::{propose_with, Mixing, VerifyCost};
+use crate::learned::{Snapshot, MAGIC as LEARNED_MAGIC};
 use crate::neighbours::{NeighbourIndex, NeighbourLearning, MAX_NEIGHBOURS, NEIGHBOURS};
 use crate::online::OnlineIndex;
 use crate::respell::Respeller;
@@ -64,6 +65,8 @@ pub struct PyNgramStore {
     /// The served model's answers as pairs, and how it followed the neighbours' votes
     /// (sessions and proposers; bounded by `online_capacity` as the online index is).
     near_learning: NeighbourLearning,
+    /// The drafter file's checksum, which a learned-state snapshot is tied to (computed once).
+    fingerprint: OnceLock<u32>,
 }
 
 impl PyNgramStore {
@@ -77,6 +80,7 @@ impl PyNgramStore {
             copy_stats: Arc::new(CopyStats::default()),
             neighbours: AtomicUsize::new(NEIGHBOURS),
             near_learning: NeighbourLearning::new(0),
+            fingerprint: OnceLock::new(),
         }
     }
 
@@ -85,6 +89,39 @@ impl PyNgramStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn fingerprint(&self) -> u32 {
+        *self
+            .fingerprint
+            .get_or_init(|| crc32fast::hash(&self.inner.to_bytes()))
+    }
+
+    /// What every learner holds now (each read under its own lock).
+    fn snapshot(&self) -> Snapshot {
+        let online = read(&self.online);
+        let pairs = self
+            .near_learning
+            .pairs
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        Snapshot::take(&online, &self.copy_stats, &self.near_learning.stats, &pairs)
+    }
+
+    /// Replaces what the learners hold with `snapshot`.
+    fn restore(&self, snapshot: &Snapshot) {
+        let mut online = write(&self.online);
+        let mut pairs = self
+            .near_learning
+            .pairs
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        snapshot.restore(
+            &mut online,
+            &self.copy_stats,
+            &self.near_learning.stats,
+            &mut pairs,
+        );
     }
 
     fn session_mixing(&self) -> Mixing {
@@ -341,6 +378,58 @@ impl PyNgramStore {
         Ok(())
     }
 
+    /// What the drafter learned while serving (learned responses, copy-pointer and neighbour
+    /// outcomes, served pairs) as bytes tied to this drafter (see `save_learned`).
+    fn learned_state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| self.snapshot().to_bytes(self.fingerprint()));
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Replaces what the drafter learned with `learned_state` output; state of another
+    /// drafter, or damaged, raises `DrafterFileError` and changes nothing.
+    fn restore_learned(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = args::data(data)?;
+        let limit = self.inner.config().id_limit();
+        py.detach(|| {
+            let snap = Snapshot::from_bytes(&data, self.fingerprint(), limit)
+                .map_err(crate::error::Error::from)?;
+            self.restore(&snap);
+            Ok::<_, crate::error::Error>(())
+        })?;
+        Ok(())
+    }
+
+    /// Writes what the drafter learned to `path` atomically (a temporary file renamed over
+    /// it: a process killed meanwhile leaves the previous file whole).
+    fn save_learned(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::path)] path: PathBuf,
+    ) -> PyResult<()> {
+        py.detach(|| {
+            let bytes = self.snapshot().to_bytes(self.fingerprint());
+            crate::persist::write_atomically(&path, &bytes)
+        })?;
+        Ok(())
+    }
+
+    /// Replaces what the drafter learned with the state `save_learned` wrote to `path`; a
+    /// damaged file or one of another drafter raises `DrafterFileError` and changes nothing.
+    fn load_learned(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::path)] path: PathBuf,
+    ) -> PyResult<()> {
+        let limit = self.inner.config().id_limit();
+        py.detach(|| {
+            let bytes = crate::persist::read_file(&path, LEARNED_MAGIC)?;
+            let snap = Snapshot::from_bytes(&bytes, self.fingerprint(), limit)?;
+            self.restore(&snap);
+            Ok::<_, crate::error::Error>(())
+        })?;
+        Ok(())
+    }
+
     /// Forgets every learned response (the capacity stays).
     fn forget(&self, py: Python<'_>) {
         let online = &self.online;
@@ -375,20 +464,23 @@ impl PyNgramStore {
         Ok(())
     }
 
-    /// `capacity`, `tokens` and `responses` currently indexed, `learned` (ever added), and the
+    /// `capacity`, `tokens` and `responses` currently indexed, `learned` responses and
+    /// `learned_tokens` (ever added), and the
     /// `pairs` of prompt and response kept for neighbours (by a drafter built from pairs).
     fn online_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let online = &self.online;
-        let (capacity, tokens, responses, learned, pairs) = py.detach(|| {
+        let (capacity, tokens, responses, learned, learned_tokens, pairs) = py.detach(|| {
             let o = read(online);
             let pairs = self.near_learning.pairs.read().map_or(0, |p| p.len());
-            (o.capacity(), o.tokens(), o.responses(), o.learned(), pairs)
+            let (c, t, r) = (o.capacity(), o.tokens(), o.responses());
+            (c, t, r, o.learned(), o.learned_tokens(), pairs)
         });
         let d = PyDict::new(py);
         d.set_item("capacity", capacity)?;
         d.set_item("tokens", tokens)?;
         d.set_item("responses", responses)?;
         d.set_item("learned", learned)?;
+        d.set_item("learned_tokens", learned_tokens)?;
         d.set_item("pairs", pairs)?;
         Ok(d)
     }

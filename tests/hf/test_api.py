@@ -171,6 +171,40 @@ def test_calibrate_is_cached_per_model() -> None:
     assert len(first.verify_cost) == max(CANDIDATE_K) + 1 and first.verify_cost[0] == 1.0
 
 
+def test_the_verify_cost_is_kept_across_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service's first requests do not pay the measurement once a process on the machine has."""
+    from tasc_rs.hf import adaptive
+
+    monkeypatch.setenv("TASC_RS_CACHE", str(tmp_path))
+    model = tiny_model("llama")
+    first = calibrate(model, batch=3)
+    path = tmp_path / "verify_cost.json"
+    assert path.exists() and len(json.loads(path.read_text())) == 1
+
+    def measured(*args: object, **kwargs: object) -> dict[int, float]:
+        raise AssertionError("measured again")
+
+    adaptive._cache.clear()  # a new process: only the file remains
+    monkeypatch.setattr(adaptive, "measure_verify_cost", measured)
+    assert calibrate(model, batch=3) == first
+    # another batch size or a damaged file is measured (here: a fixed profile), never an error
+    fixed = {k: 1.0 + k / 10 for k in CANDIDATE_K}
+    monkeypatch.setattr(adaptive, "measure_verify_cost", lambda *a, **k: fixed)
+    assert calibrate(model, batch=4).relative_cost == fixed
+    adaptive._cache.clear()
+    path.write_text("{damaged")
+    assert calibrate(model, batch=3).relative_cost == fixed
+    assert len(json.loads(path.read_text())) == 1
+    # off: nothing read or written
+    monkeypatch.setenv("TASC_RS_VERIFY_CACHE", "0")
+    path.unlink()
+    adaptive._cache.clear()
+    assert calibrate(model, batch=3).relative_cost == fixed
+    assert not path.exists()
+
+
 def test_read_outputs_reports_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text('{"output": "a"}\n"b"\n\n{"input": "x"}\n')

@@ -29,10 +29,15 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import logging
+import os
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -194,11 +199,16 @@ def measure_verify_cost(
 def calibrate(model: Any, refresh: bool = False, batch: int = 1) -> AdaptiveDefaults:
     """Measure the verify cost of ``model`` on its device and choose draft defaults.
 
-    Results are cached per model object, device and dtype (about a second on a CPU).
+    Results are cached per model object, device and dtype in memory, and across processes in
+    ``verify_cost.json`` under the tasc_rs cache directory (:func:`tasc_rs.embedded.cache_dir`),
+    keyed by the model's configuration, device, dtype, batch size and CPU threads: only the
+    first process on a machine pays the measurement (about a second on a CPU), not every
+    service's first requests. ``TASC_RS_VERIFY_CACHE=0`` turns the file off; an unreadable or
+    damaged file is measured over, never an error.
 
     Args:
         model: A transformers causal LM.
-        refresh: Measure again even if a cached result exists.
+        refresh: Measure again even if a cached result exists (and store the new one).
         batch: Rows verified together (the batched loop calibrates at its batch size).
 
     Returns:
@@ -212,8 +222,82 @@ def calibrate(model: Any, refresh: bool = False, batch: int = 1) -> AdaptiveDefa
     key = (str(model.device), str(model.dtype), batch)
     per_model = _cache.setdefault(model, {})
     if refresh or key not in per_model:
-        per_model[key] = choose_defaults(measure_verify_cost(model, batch=batch))
+        disk_key = _disk_key(model, batch)
+        cost = None if refresh else _read_disk(disk_key)
+        if cost is None:
+            cost = measure_verify_cost(model, batch=batch)
+            _write_disk(disk_key, cost)
+        per_model[key] = choose_defaults(cost)
     return per_model[key]
+
+
+#: Measurements the verify-cost file keeps (the most recent first out of the way last).
+_DISK_ENTRIES = 256
+
+
+def _disk_path() -> Path | None:
+    if os.environ.get("TASC_RS_VERIFY_CACHE", "1") == "0":
+        return None
+    from tasc_rs.embedded import cache_dir
+
+    return cache_dir() / "verify_cost.json"
+
+
+def _disk_key(model: Any, batch: int) -> str:
+    """What a measurement depends on: the model's configuration (architecture, sizes), the
+    device (and its name on CUDA), dtype, batch size and the CPU threads torch uses."""
+    config = getattr(model, "config", None)
+    text = config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else ""
+    device = str(model.device)
+    if model.device.type == "cuda":
+        device += ":" + torch.cuda.get_device_name(model.device)
+    parts = [
+        hashlib.sha256(text.encode()).hexdigest()[:16],
+        device,
+        str(model.dtype),
+        f"batch={batch}",
+        f"threads={torch.get_num_threads()}",
+        f"torch={torch.__version__}",
+    ]
+    return "|".join(parts)
+
+
+def _read_disk(key: str) -> dict[int, float] | None:
+    path = _disk_path()
+    if path is None:
+        return None
+    try:
+        entry = json.loads(path.read_text()).get(key)
+        cost = {int(k): float(v) for k, v in entry.items()} if isinstance(entry, dict) else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if not cost or not all(v > 0 and v == v and v != float("inf") for v in cost.values()):
+        return None
+    return cost
+
+
+def _write_disk(key: str, cost: dict[int, float]) -> None:
+    """Adds a measurement to the file, atomically (a temporary file renamed over it); a file
+    that cannot be written is skipped with one log line."""
+    path = _disk_path()
+    if path is None:
+        return
+    try:
+        try:
+            data = json.loads(path.read_text())
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data.pop(key, None)
+        data[key] = {str(k): v for k, v in cost.items()}
+        while len(data) > _DISK_ENTRIES:
+            data.pop(next(iter(data)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=0))
+        os.replace(tmp, path)
+    except OSError as e:
+        logging.getLogger("tasc_rs").warning("tasc_rs: cannot save the verify cost: %s", e)
 
 
 get_defaults = calibrate
