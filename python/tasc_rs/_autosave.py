@@ -1,4 +1,4 @@
-"""The background saver behind ``NgramDrafter.autosave``: learned state kept across restarts."""
+"""The background saver behind ``Learner.autosave``: learned state kept across restarts."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tasc_rs.errors import InvalidConfigError, TascError
 
-if TYPE_CHECKING:
-    from tasc_rs.drafter import NgramDrafter
+
+class Learner(Protocol):
+    """What the saver needs of a drafter (``Learner``)."""
+
+    def online_stats(self) -> dict[str, int]: ...
+    def save_learned(self, path: str | os.PathLike[str]) -> None: ...
+    def load_learned(self, path: str | os.PathLike[str]) -> None: ...
+
 
 _log = logging.getLogger("tasc_rs")
 #: How often the thread looks at the drafter's learned-token count (seconds).
@@ -22,12 +28,13 @@ _POLL = 0.5
 
 
 class Autosave:
-    """Loads ``path`` into ``drafter`` once, then saves it there every ``every_tokens`` learned
-    tokens or ``every_seconds`` (when something was learned), and at exit."""
+    """Loads ``path`` into ``drafter`` (an ``NgramDrafter``) once, then saves it there every
+    ``every_tokens`` learned tokens or ``every_seconds`` (when something was learned), and at
+    exit."""
 
     def __init__(
         self,
-        drafter: NgramDrafter,
+        drafter: Learner,
         path: str | os.PathLike[str],
         every_tokens: int,
         every_seconds: float,
@@ -57,7 +64,7 @@ class Autosave:
         atexit.register(self._at_exit)
 
     @staticmethod
-    def _learned(drafter: NgramDrafter) -> int:
+    def _learned(drafter: Learner) -> int:
         return int(drafter.online_stats()["learned_tokens"])
 
     def save_now(self) -> bool:

@@ -477,6 +477,18 @@ class NgramDrafter:
         """
         self._store.load_learned(path)
 
+    def learned_state(self) -> bytes:
+        """What :meth:`save_learned` writes, as bytes (tied to this drafter)."""
+        return self._store.learned_state()
+
+    def restore_learned(self, data: bytes) -> None:
+        """Replaces what the drafter learned with :meth:`learned_state` output.
+
+        Raises:
+            DrafterFileError: damaged, or of another drafter (nothing changes).
+        """
+        self._store.restore_learned(data)
+
     def autosave(
         self,
         path: str | os.PathLike[str],
