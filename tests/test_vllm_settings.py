@@ -327,3 +327,34 @@ def test_learned_state_survives_a_restart_of_the_proposer(
     monkeypatch.setenv(CONFIG_ENV, json.dumps({**config, "save_every_tokens": 0}))
     with pytest.raises(InvalidConfigError, match="save_every_tokens must be >= 1"):
         resolve_settings()
+
+
+def test_one_server_drafts_for_several_tasks_from_one_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tasc_rs import MultiTaskDrafter
+
+    a = NgramDrafter.from_pairs(
+        [[1, 2, 3, 20 + i] for i in range(8)], [[40, 50, 51, 52]] * 8, vocab_size=100, min_count=1
+    )
+    b = NgramDrafter.from_pairs(
+        [[5, 20 + i, 6, 7] for i in range(8)], [[40, 60, 61, 62]] * 8, vocab_size=100, min_count=1
+    )
+    path = tmp_path / "tasks.tasc"
+    MultiTaskDrafter({"a": a, "b": b}).save(path)
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(path), "min_prob": 0.0}))
+    p = TascProposer(vllm_config(k=3))
+    buf = np.zeros((3, 64), dtype=np.int32)
+    rows = [[9, 1, 2, 3, 99, 40], [9, 5, 88, 6, 7, 40], [11, 12, 13, 11, 12]]
+    for i, row in enumerate(rows):
+        buf[i, : len(row)] = row
+    num = np.array([6, 6, 5], dtype=np.int32)
+    drafts = p.propose([[40], [40], [12]], num, buf)
+    assert drafts[:2] == [[50, 51, 52], [60, 61, 62]]
+    assert drafts[2][:1] == [13]  # like no task: its context alone
+    assert set(p.stats()["tasks"]) == {"a", "b", ""}
+    # the next step: each request keeps its task (routed once)
+    buf[0, 6], buf[1, 6] = 50, 60
+    num[:2] = 7
+    drafts = p.propose([[50], [60]], num[:2], buf[:2])
+    assert [d[:2] for d in drafts] == [[51, 52], [61, 62]]

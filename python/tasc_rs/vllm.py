@@ -37,9 +37,11 @@ stops start-up with a clear error rather than failing mid-request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -49,6 +51,8 @@ from tasc_rs._core import MAX_K
 from tasc_rs.aliases import bpe_respelling, space_aliases
 from tasc_rs.drafter import NgramDrafter
 from tasc_rs.errors import InvalidConfigError, TascError
+from tasc_rs.multitask import MAGIC as MULTI_MAGIC
+from tasc_rs.multitask import MultiTaskDrafter
 
 __all__ = [
     "CONFIG_ENV",
@@ -471,19 +475,30 @@ class TascProposer:
         settings, origin = resolve_settings(getattr(model_config, "model", None), self.config)
         self.settings = settings
         try:
-            drafter = NgramDrafter.load(settings.drafter)
+            multi = _starts_with(settings.drafter, MULTI_MAGIC)
+            self.multi: MultiTaskDrafter | None = (
+                MultiTaskDrafter.load(settings.drafter) if multi else None
+            )
+            drafter = NgramDrafter.load(settings.drafter) if self.multi is None else None
         except TascError as e:
             raise type(e)(f"tasc_rs.vllm: cannot load the drafter ({origin}): {e}") from None
         tokenizer = _tokenizer(model_config)
-        check_vocabulary(drafter, model_config, str(settings.drafter), tokenizer)
-        drafter.online_capacity = settings.online_capacity
-        drafter.neighbours = settings.neighbours
-        if settings.learned_state is not None and settings.online_capacity > 0:
-            drafter.autosave(
-                settings.learned_state,
-                every_tokens=settings.save_every_tokens,
-                every_seconds=settings.save_every_seconds,
-            )
+        # one drafter per task (a multi-task file), keyed by task name; None: a single drafter
+        drafters: dict[str | None, NgramDrafter] = (
+            {None: drafter} if drafter is not None else dict(_tasks(self.multi))
+        )
+        for task, d in drafters.items():
+            where = str(settings.drafter) + ("" if task is None else f" (task {task})")
+            check_vocabulary(d, model_config, where, tokenizer)
+            d.online_capacity = settings.online_capacity
+            d.neighbours = settings.neighbours
+            if settings.learned_state is not None and settings.online_capacity > 0:
+                state = settings.learned_state
+                d.autosave(
+                    state if task is None else state.with_name(f"{state.name}.{task}"),
+                    every_tokens=settings.save_every_tokens,
+                    every_seconds=settings.save_every_seconds,
+                )
         if settings.token_aliases or settings.respelling:
             if tokenizer is None:
                 _logger().warning(
@@ -491,11 +506,18 @@ class TascProposer:
                     "token aliases and respelling"
                 )
             else:
-                if settings.token_aliases:
-                    drafter.token_aliases = space_aliases(tokenizer)
-                if settings.respelling:
-                    drafter.respelling = bpe_respelling(tokenizer)
-        self.drafter = drafter
+                aliases = space_aliases(tokenizer) if settings.token_aliases else None
+                respelling = bpe_respelling(tokenizer) if settings.respelling else None
+                for d in drafters.values():
+                    if aliases is not None:
+                        d.token_aliases = aliases
+                    if respelling is not None:
+                        d.respelling = respelling
+        if self.multi is not None:
+            # requests like no task draft from their context alone
+            drafters[""] = self.multi._context_drafter()
+        self.drafters = drafters
+        self.drafter = next(iter(drafters.values()))
         max_num_seqs = int(getattr(vllm_config.scheduler_config, "max_num_seqs", 256) or 256)
         stop = _stop_ids(model_config) | set(settings.stop_token_ids)
         device = getattr(getattr(vllm_config, "device_config", None), "device_type", None)
@@ -506,18 +528,23 @@ class TascProposer:
         if overhead == "auto":
             overhead = CPU_STEP_OVERHEAD if device == "cpu" else None
         measure = bool(measure) and overhead is not None  # nothing to refine without a cut
-        self._batch = drafter.batch_proposer(
-            max_requests=settings.max_requests or 4 * max_num_seqs,
-            stale_steps=settings.stale_steps,
-            stop_tokens=sorted(stop),
-            corpus_weight=settings.corpus_weight,
-            min_prob=settings.min_prob,
-            mixing=settings.mixing,
-            verify_cost=settings.verify_cost,
-            step_overhead=None if overhead is None else float(overhead),
-            measure_step_cost=measure,
-            threads=1 if settings.threads is None and device == "cpu" else settings.threads,
-        )
+        self._batches = {
+            task: d.batch_proposer(
+                max_requests=settings.max_requests or 4 * max_num_seqs,
+                stale_steps=settings.stale_steps,
+                stop_tokens=sorted(stop),
+                corpus_weight=settings.corpus_weight,
+                min_prob=settings.min_prob,
+                mixing=settings.mixing,
+                verify_cost=settings.verify_cost,
+                step_overhead=None if overhead is None else float(overhead),
+                measure_step_cost=measure,
+                threads=1 if settings.threads is None and device == "cpu" else settings.threads,
+            )
+            for task, d in self.drafters.items()
+        }
+        self._batch = self._batches[next(iter(self._batches))]
+        self._routes = _Routes(4 * max_num_seqs)
         self._failures = 0
         if device == "cpu":
             _logger().warning(
@@ -538,8 +565,8 @@ class TascProposer:
             overhead,
             measure,
             sorted(stop),
-            len(drafter.token_aliases),
-            self._batch,
+            len(self.drafter.token_aliases),
+            self._batch if self.multi is None else self.multi,
         )
 
     def propose(
@@ -556,13 +583,15 @@ class TascProposer:
         drafts.
         """
         try:
-            return self._batch.propose(
-                sampled_token_ids,
-                num_tokens_no_spec,
-                token_ids_cpu,
-                self.k,
-                self.max_model_len,
-            )
+            if self.multi is None:
+                return self._batch.propose(
+                    sampled_token_ids,
+                    num_tokens_no_spec,
+                    token_ids_cpu,
+                    self.k,
+                    self.max_model_len,
+                )
+            return self._propose_by_task(sampled_token_ids, num_tokens_no_spec, token_ids_cpu)
         except Exception:
             self._failures += 1
             if self._failures == 1 or self._failures % 1000 == 0:
@@ -572,9 +601,87 @@ class TascProposer:
                 )
             return [[] for _ in sampled_token_ids]
 
+    def _propose_by_task(
+        self, sampled: Sequence[Sequence[int]], num_tokens: Any, token_ids: Any
+    ) -> list[list[int]]:
+        """A multi-task file's step: each row routed to its task (once per request) and the
+        batch drafted by each task's proposer on its own rows."""
+        import numpy as np
+
+        multi = self.multi
+        assert multi is not None
+        num = np.asarray(num_tokens)
+        buf = np.asarray(token_ids)
+        groups: dict[str, list[int]] = {}
+        for i in range(len(sampled)):
+            n = int(num[i])
+            task = self._routes.task(buf[i, :n], multi) if n > 0 else ""
+            groups.setdefault(task, []).append(i)
+        out: list[list[int]] = [[] for _ in sampled]
+        for task, rows in groups.items():
+            drafts = self._batches[task].propose(
+                [sampled[i] for i in rows], num[rows], buf[rows], self.k, self.max_model_len
+            )
+            for i, draft in zip(rows, drafts, strict=True):
+                out[i] = draft
+        return out
+
     def load_model(self, *args: Any, **kwargs: Any) -> None:
         """No model to load (vLLM's CPU runner calls this unconditionally)."""
 
-    def stats(self) -> dict[str, int | float | list[float] | None]:
-        """The batch proposer's counters (see ``BatchProposer.stats``) and ``failures``."""
-        return {**self._batch.stats(), "failures": self._failures}
+    def stats(self) -> dict[str, Any]:
+        """The batch proposer's counters (see ``BatchProposer.stats``) and ``failures``; with
+        a multi-task file, each task's under ``tasks`` (``""``: requests like no task) and the
+        first task's at the top level."""
+        out: dict[str, Any] = {**self._batch.stats(), "failures": self._failures}
+        if self.multi is not None:
+            out["tasks"] = {task: b.stats() for task, b in self._batches.items()}
+        return out
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    """Whether the regular file at ``path`` starts with ``magic`` (False for anything else:
+    the drafter loader then reports what is wrong)."""
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def _tasks(multi: MultiTaskDrafter | None) -> list[tuple[str, NgramDrafter]]:
+    return [] if multi is None else [(t, multi[t]) for t in multi]
+
+
+class _Routes:
+    """Each running request's task, routed once: a request is known by its first 64 tokens and
+    the 32 before the length it was first seen at (its prompt's end); the oldest entries go
+    first beyond ``capacity``."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.known: OrderedDict[bytes, list[tuple[int, bytes, str]]] = OrderedDict()
+
+    def task(self, row: Any, multi: MultiTaskDrafter) -> str:
+        n = len(row)
+        head = hashlib.blake2b(row[:64].tobytes(), digest_size=8).digest()
+        for at, tail, task in self.known.get(head, ()):
+            if (
+                at <= n
+                and hashlib.blake2b(row[max(0, at - 32) : at].tobytes(), digest_size=8).digest()
+                == tail
+            ):
+                self.known.move_to_end(head)
+                return task
+        task = multi.route(row) or ""
+        tail = hashlib.blake2b(row[max(0, n - 32) : n].tobytes(), digest_size=8).digest()
+        entries = self.known.setdefault(head, [])
+        entries.append((n, tail, task))
+        if len(entries) > self.capacity:  # requests sharing their first 64 tokens
+            del entries[0]
+        self.known.move_to_end(head)
+        while len(self.known) > self.capacity:
+            self.known.popitem(last=False)
+        return task
