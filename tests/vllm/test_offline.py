@@ -127,3 +127,52 @@ def test_sampling_keeps_the_target_distribution(plain: LLM, spec: LLM, tokenizer
     chi2 = sum((c[0] - c[1]) ** 2 / (c[0] + c[1]) for c in cells)  # equal sample sizes
     critical = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52}[len(cells) - 1]
     assert chi2 < critical, (chi2, cells)
+
+
+@pytest.fixture(scope="module")
+def multi(
+    model_dir: str, tokenizer: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LLM]:
+    """An engine drafting from one multi-task file: slurp and a small SQL task."""
+    from tasc_rs import MultiTaskDrafter
+    from tasc_rs.hf.corpus import build_drafter
+    from tasc_rs.hf.demo import demo_corpus
+
+    tables = ["users", "orders", "items", "shops", "staff", "cities", "trips", "songs"]
+    sql = build_drafter(
+        tokenizer,
+        [f"SELECT count(*) FROM {t} WHERE id > {i}" for i, t in enumerate(tables * 3)],
+        requests=[f"how many {t} have an id above {i}" for i, t in enumerate(tables * 3)],
+        min_count=1,
+        progress=False,
+    )
+    slurp = build_drafter(tokenizer, demo_corpus(), min_count=2, progress=False)
+    path = tmp_path_factory.mktemp("multi") / "tasks.tasc"
+    MultiTaskDrafter({"slurp": slurp, "sql": sql}).save(path)
+    before = os.environ.get(CONFIG_ENV)
+    config = speculative_config(path, k=K, stale_steps=4)
+    llm = LLM(model=model_dir, speculative_config=config, disable_log_stats=False, **ENGINE_ARGS)
+    yield llm
+    shutdown(llm)
+    if before is None:
+        os.environ.pop(CONFIG_ENV, None)
+    else:
+        os.environ[CONFIG_ENV] = before
+
+
+def test_one_file_drafts_for_several_tasks(plain: LLM, multi: LLM, tokenizer: Any) -> None:
+    """Slurp and SQL requests interleaved in one batch: each drafted from its own task's store,
+    greedy output identical to vLLM without speculation."""
+    from tasc_rs.hf.task import TaskPrompt
+
+    sql = TaskPrompt(tokenizer, instruction="Answer with one SQL query.")
+    prompts = slurp_prompts(tokenizer, 4, offset=60, shots=3)
+    prompts += [
+        sql.ids(q)[0].tolist()
+        for q in ("how many songs have an id above 3", "how many shops are there")
+    ]
+    params = SamplingParams(temperature=0, max_tokens=40)
+    d0, a0 = accepted(multi)
+    assert run(multi, prompts, params) == run(plain, prompts, params)
+    d1, a1 = accepted(multi)
+    assert d1 > d0 and a1 > a0, "the proposer drafted and vLLM accepted"
