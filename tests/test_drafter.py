@@ -147,6 +147,7 @@ def test_online_learning_drafts_from_finished_responses(drafter: NgramDrafter) -
         "tokens": 5,
         "responses": 1,
         "learned": 1,
+        "learned_tokens": 5,
         "pairs": 0,
     }
     after = drafter.session([5, 11]).propose(3)[0].tolist()
