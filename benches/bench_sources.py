@@ -28,17 +28,20 @@ from _results import DATA, machine, write_results  # noqa: E402
 from finetune_task import INSTRUCTIONS  # noqa: E402
 from sim_accept import MAX_NEW  # noqa: E402
 
-DECODERS = ("plain", "answers", "pairs")
+DECODERS = ("plain", "answers", "pointer", "pairs")
 
 
 def drafters(task: str, tokenizer: Any) -> dict[str, Any]:
-    """The old default (answers, aliases) and the new one (pairs, aliases, respelling)."""
+    """The old default (answers, aliases), the copy pointer and respelling without neighbours,
+    and the new default (pairs: copy pointer, respelling, 8 neighbours)."""
     from tasc_rs.hf.corpus import build_drafter
 
     path = DATA / task / "train.jsonl"
     old = build_drafter(tokenizer, path, pairs=False, respelling=False, progress=False)
+    pointer = build_drafter(tokenizer, path, progress=False)
+    pointer.neighbours = 0
     new = build_drafter(tokenizer, path, progress=False)
-    return {"answers": old, "pairs": new}
+    return {"answers": old, "pointer": pointer, "pairs": new}
 
 
 def run_row(task: str, model_dir: str | None, limit: int) -> dict[str, Any]:
@@ -68,7 +71,7 @@ def run_row(task: str, model_dir: str | None, limit: int) -> dict[str, Any]:
             generate(model, warm, made[d], max_new_tokens=4)  # calibration, cached per model
         for i, row in enumerate(rows):
             ids = prompt.ids(row["input"]).to(model.device)
-            order = DECODERS[i % 3 :] + DECODERS[: i % 3]
+            order = DECODERS[i % len(DECODERS) :] + DECODERS[: i % len(DECODERS)]
             outs: dict[str, Any] = {}
             for d in order:
                 start = time.perf_counter()
@@ -105,23 +108,28 @@ def markdown(results: list[dict[str, Any]], host: str, command: str) -> str:
         "## HF loop: the request-reading sources, wall clock (benches/bench_sources.py)",
         "",
         f"Machine: {host}. `tasc_rs.hf.generate` defaults (token trees, measured verify cost), "
-        "greedy; per test prompt plain `model.generate`, the drafter built from the answers "
-        "alone (token aliases: the defaults before this round) and the one `build_drafter` "
-        "now makes from (request, answer) pairs (copy pointer, respelling), in rotating "
-        f"order. Command: `{command}`.",
+        "greedy, online learning in test order; per test prompt plain `model.generate`, the "
+        "drafter built from the answers alone (token aliases: the defaults before this round), "
+        "the one built from (request, answer) pairs without neighbours (copy pointer, "
+        "respelling) and with them (`build_drafter`'s default now: 8 neighbours), in rotating "
+        "order. Speedup: total plain time / total time (median of per-prompt ratios, and "
+        f"their range). Command: `{command}`.",
         "",
-        "| row | prompts | plain s | answers only: s / speedup (median) / tok per fwd | "
-        "pairs: s / speedup (median) / tok per fwd | pairs vs answers | identical |",
-        "|---|---:|---:|---|---|---:|---:|",
+        "| row | prompts | plain s | answers only | copy pointer | + neighbours | "
+        "neighbours vs pointer | identical |",
+        "|---|---:|---:|---|---|---|---:|---:|",
     ]
+
+    def cell(d: dict[str, Any]) -> str:
+        return f"{d['speedup']:.2f}x ({d['median']:.2f}x), {d['tpf']:.2f} tok/fwd"
+
     for r in results:
-        a, p = r["answers"], r["pairs"]
+        a, c, p = r["answers"], r["pointer"], r["pairs"]
+        same = min(a["identical"], c["identical"], p["identical"])
         lines.append(
-            f"| {r['row']} | {r['prompts']} | {r['plain']['seconds']:.1f} |"
-            f" {a['seconds']:.1f} / {a['speedup']:.2f}x ({a['median']:.2f}x) / {a['tpf']:.2f} |"
-            f" {p['seconds']:.1f} / {p['speedup']:.2f}x ({p['median']:.2f}x) / {p['tpf']:.2f} |"
-            f" {a['seconds'] / p['seconds']:.2f}x |"
-            f" {min(a['identical'], p['identical'])}/{r['prompts']} |"
+            f"| {r['row']} | {r['prompts']} | {r['plain']['seconds']:.1f} | {cell(a)} |"
+            f" {cell(c)} | {cell(p)} | {c['seconds'] / p['seconds']:.2f}x |"
+            f" {same}/{r['prompts']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -141,13 +149,12 @@ def main() -> None:
     for task, model_dir in rows:
         r = run_row(task, model_dir, args.limit)
         results.append(r)
-        a, q = r["answers"], r["pairs"]
-        print(
-            f"{r['row']}: plain {r['plain']['seconds']:.1f} s; answers {a['seconds']:.1f} s"
-            f" ({a['speedup']:.2f}x, tpf {a['tpf']:.2f}); pairs {q['seconds']:.1f} s"
-            f" ({q['speedup']:.2f}x, tpf {q['tpf']:.2f}); identical {a['identical']}"
-            f"/{q['identical']} of {r['prompts']}"
-        )
+        parts = [
+            f"{d} {r[d]['seconds']:.1f} s ({r[d]['speedup']:.2f}x, tpf {r[d]['tpf']:.2f},"
+            f" identical {r[d]['identical']}/{r['prompts']})"
+            for d in DECODERS[1:]
+        ]
+        print(f"{r['row']}: plain {r['plain']['seconds']:.1f} s; " + "; ".join(parts))
     if args.write:
         command = "python benches/bench_sources.py " + " ".join(sys.argv[1:])
         write_results("hf_sources", markdown(results, machine(), command), results)
