@@ -113,7 +113,7 @@ def markdown(results: list[dict[str, Any]], host: str, command: str) -> str:
         "the one built from (request, answer) pairs without neighbours (copy pointer, "
         "respelling) and with them (`build_drafter`'s default now: 8 neighbours), in rotating "
         "order, one run. Speedup: total plain time / total time (median of the per-prompt "
-        "ratios); the first 30 e2e_nlg test rows hold 6 distinct requests (each repeated for "
+        "ratios); the first 30 e2e_nlg test rows hold 10 distinct requests (each repeated for "
         f"several references). Command: `{command}`.",
         "",
         "| row | prompts | plain s | answers only | copy pointer | + neighbours | "
