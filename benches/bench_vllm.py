@@ -151,6 +151,8 @@ def spec_config(method: str, row: Row) -> tuple[dict[str, Any] | None, dict[str,
         config["step_overhead"] = float(variant[1:])
     elif variant.startswith("s"):  # tasc-s<N>: a request unseen for N steps has finished
         config["stale_steps"] = int(variant[1:])
+    elif variant.startswith("n"):  # tasc-n<N>: N similar past requests (tasc-n0: none)
+        config["neighbours"] = int(variant[1:])
     spec = {
         "method": "custom_class",
         "model": "tasc_rs.vllm.TascProposer",
@@ -577,8 +579,8 @@ def main() -> None:
         "--methods",
         nargs="+",
         default=METHODS[:-2],
-        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N) "
-        "or tasc-s<N> (stale_steps N)",
+        help=f"of {METHODS}, or tasc-o<N> (the batch cut with step overhead N), "
+        "tasc-s<N> (stale_steps N) or tasc-n<N> (N neighbours; tasc-n0: none)",
     )
     parser.add_argument("--prompts", type=int, default=32, help="prompts per concurrency level")
     parser.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
