@@ -389,7 +389,7 @@ def fake_vllm_config(
     )
 
 
-def proposer_cost(write: bool) -> None:
+def proposer_cost(write: bool, batches: list[int]) -> None:
     """Median cost of one proposer step for the whole batch: tasc-rs against vLLM's n-gram
     proposer (numba), both given the same token buffer, each row gaining one token a step."""
     import numpy as np
@@ -406,7 +406,6 @@ def proposer_cost(write: bool) -> None:
     drafter = work / "medquad.tasc"
     build_drafter(tok, texts[3000:6000], progress=False).save(drafter)
     contexts = [512, 2048, 8192]
-    batches = [1, 4, 16, 64]
     max_len = max(contexts) + 512
     configs = {
         "full": fake_vllm_config(
@@ -439,8 +438,9 @@ def proposer_cost(write: bool) -> None:
         "as the engine's forward pass between two steps evicts the caches.",
         "",
         "| caches | context | batch | tasc-rs full chains p50 / p99 | tasc-rs CPU cut p50 / "
-        "p99 | vLLM ngram p50 / p99 | ngram / tasc-rs (full) | ngram / tasc-rs (cut) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "p99 | vLLM ngram p50 / p99 | ngram / tasc-rs (full) | ngram / tasc-rs (cut) | "
+        "tasc-rs full, per row |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cold in (False, True):
         rng = np.random.default_rng(0)
@@ -481,6 +481,7 @@ def proposer_cost(write: bool) -> None:
                 lines.append(
                     f"| {'cold' if cold else 'warm'} | {ctx} | {b} | {cells} | "
                     f"{med['ngram'] / med['full']:.2f}x | {med['ngram'] / med['cut']:.2f}x |"
+                    f" {med['full'] / b:.2f} us |"
                 )
                 print(lines[-1], flush=True)
     text = "## vLLM proposer step cost (issue 14)\n\n" + "\n".join(lines)
@@ -593,6 +594,13 @@ def main() -> None:
         "--levels", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="stepcost: rows per step"
     )
     parser.add_argument(
+        "--batches",
+        nargs="+",
+        type=int,
+        default=[1, 4, 16, 64, 256],
+        help="proposer: rows per step",
+    )
+    parser.add_argument(
         "--lengths",
         nargs="+",
         type=int,
@@ -613,7 +621,7 @@ def main() -> None:
         step_cost(args.write, args.levels, args.lengths)
         return
     if args.what == "proposer":
-        proposer_cost(args.write)
+        proposer_cost(args.write, args.batches)
         return
     from transformers import AutoTokenizer
 
