@@ -276,6 +276,31 @@ pub fn propose_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tree with fixed mixing and neither the copy pointer nor neighbours.
+    fn tree_of(
+        s: &NgramStore,
+        ctx: &ContextIndex,
+        max_nodes: usize,
+        width: usize,
+        corpus_weight: f64,
+        min_prob: f64,
+        cost: Option<&VerifyCost>,
+    ) -> Result<DraftTree, Error> {
+        propose_tree(
+            s,
+            None,
+            ctx,
+            max_nodes,
+            width,
+            corpus_weight,
+            min_prob,
+            Mixing::Fixed,
+            cost,
+            None,
+            None,
+        )
+    }
     use crate::draft::propose_with;
     use crate::draft::tests::store;
 
@@ -354,20 +379,7 @@ mod tests {
         assert_eq!(wide.tokens[..2], [77, 78]);
         assert_eq!(wide.parents[..2], [-1, 0]);
         // without the pointer the first token is one of the training names
-        let plain = propose_tree(
-            &s,
-            None,
-            &ctx,
-            5,
-            1,
-            0.75,
-            0.0,
-            Mixing::Fixed,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let plain = tree_of(&s, &ctx, 5, 1, 0.75, 0.0, None).unwrap();
         assert_ne!(plain.tokens[0], 77);
     }
 
@@ -376,20 +388,7 @@ mod tests {
         // After [1, 2] the corpus continues with 3 twice and 4 once.
         let s = store(&[vec![1, 2, 3, 5], vec![1, 2, 3, 5], vec![1, 2, 4, 6]], 3);
         let ctx = ContextIndex::new(3, &[1, 2]);
-        let tree = propose_tree(
-            &s,
-            None,
-            &ctx,
-            8,
-            2,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let tree = tree_of(&s, &ctx, 8, 2, 1.0, 0.0, None).unwrap();
         // best first: 3 (2/3), then 5 after 3 (2/3), then 4 (1/3), then 6 after 4 (1/3)
         assert_eq!(tree.tokens[..4], [3, 5, 4, 6]);
         assert_eq!(tree.parents[..4], [-1, 0, -1, 2]);
@@ -433,51 +432,12 @@ mod tests {
         let ctx = ContextIndex::new(3, &[1, 2]);
         // every position costs as much as the step: only sure nodes would pay, none is
         let dear = VerifyCost::new(vec![1.0, 2.0, 3.0]).unwrap();
-        let tree = propose_tree(
-            &s,
-            None,
-            &ctx,
-            8,
-            2,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            Some(&dear),
-            None,
-            None,
-        )
-        .unwrap();
+        let tree = tree_of(&s, &ctx, 8, 2, 1.0, 0.0, Some(&dear)).unwrap();
         assert!(tree.is_empty());
         // free positions: everything drafted is kept
         let free = VerifyCost::new(vec![1.0]).unwrap();
-        let all = propose_tree(
-            &s,
-            None,
-            &ctx,
-            8,
-            2,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
-        let kept = propose_tree(
-            &s,
-            None,
-            &ctx,
-            8,
-            2,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            Some(&free),
-            None,
-            None,
-        )
-        .unwrap();
+        let all = tree_of(&s, &ctx, 8, 2, 1.0, 0.0, None).unwrap();
+        let kept = tree_of(&s, &ctx, 8, 2, 1.0, 0.0, Some(&free)).unwrap();
         assert_eq!(kept, all);
     }
 
@@ -486,20 +446,7 @@ mod tests {
         let seqs: Vec<Vec<u32>> = (0..6).map(|i| vec![1, 2, 10 + i, 20 + i, 30]).collect();
         let s = store(&seqs, 3);
         let ctx = ContextIndex::new(3, &[1, 2]);
-        let tree = propose_tree(
-            &s,
-            None,
-            &ctx,
-            5,
-            3,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let tree = tree_of(&s, &ctx, 5, 3, 1.0, 0.0, None).unwrap();
         assert_eq!(tree.len(), 5);
         let roots = tree.parents.iter().filter(|&&p| p == -1).count();
         assert!(roots <= 3);
@@ -507,48 +454,9 @@ mod tests {
             assert!(p < i as i64);
         }
         // each branch after [1, 2] has probability 1/6: a threshold of 0.2 removes them all
-        let none = propose_tree(
-            &s,
-            None,
-            &ctx,
-            5,
-            3,
-            1.0,
-            0.2,
-            Mixing::Fixed,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let none = tree_of(&s, &ctx, 5, 3, 1.0, 0.2, None).unwrap();
         assert!(none.is_empty());
-        assert!(propose_tree(
-            &s,
-            None,
-            &ctx,
-            5,
-            0,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            None,
-            None,
-            None
-        )
-        .is_err());
-        assert!(propose_tree(
-            &s,
-            None,
-            &ctx,
-            0,
-            1,
-            1.0,
-            0.0,
-            Mixing::Fixed,
-            None,
-            None,
-            None
-        )
-        .is_err());
+        assert!(tree_of(&s, &ctx, 5, 0, 1.0, 0.0, None).is_err());
+        assert!(tree_of(&s, &ctx, 0, 1, 1.0, 0.0, None).is_err());
     }
 }

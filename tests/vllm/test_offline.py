@@ -27,11 +27,11 @@ def plain(model_dir: str) -> Iterator[LLM]:
     shutdown(llm)
 
 
-@pytest.fixture(scope="module")
-def spec(model_dir: str, drafter_path: Path) -> Iterator[LLM]:
+def speculating(model_dir: str, drafter: Path) -> Iterator[LLM]:
+    """An engine with the tasc-rs proposer on ``drafter`` (the environment restored after)."""
     before = os.environ.get(CONFIG_ENV)
     # stale_steps=4: responses cut by max_tokens are learned 4 steps after their last one
-    config = speculative_config(drafter_path, k=K, stale_steps=4)
+    config = speculative_config(drafter, k=K, stale_steps=4)
     llm = LLM(model=model_dir, speculative_config=config, disable_log_stats=False, **ENGINE_ARGS)
     yield llm
     shutdown(llm)
@@ -39,6 +39,11 @@ def spec(model_dir: str, drafter_path: Path) -> Iterator[LLM]:
         os.environ.pop(CONFIG_ENV, None)
     else:
         os.environ[CONFIG_ENV] = before
+
+
+@pytest.fixture(scope="module")
+def spec(model_dir: str, drafter_path: Path) -> Iterator[LLM]:
+    yield from speculating(model_dir, drafter_path)
 
 
 def accepted(llm: LLM) -> tuple[int, int]:
@@ -149,15 +154,7 @@ def multi(
     slurp = build_drafter(tokenizer, demo_corpus(), min_count=2, progress=False)
     path = tmp_path_factory.mktemp("multi") / "tasks.tasc"
     MultiTaskDrafter({"slurp": slurp, "sql": sql}).save(path)
-    before = os.environ.get(CONFIG_ENV)
-    config = speculative_config(path, k=K, stale_steps=4)
-    llm = LLM(model=model_dir, speculative_config=config, disable_log_stats=False, **ENGINE_ARGS)
-    yield llm
-    shutdown(llm)
-    if before is None:
-        os.environ.pop(CONFIG_ENV, None)
-    else:
-        os.environ[CONFIG_ENV] = before
+    yield from speculating(model_dir, path)
 
 
 def test_one_file_drafts_for_several_tasks(plain: LLM, multi: LLM, tokenizer: Any) -> None:
