@@ -79,7 +79,9 @@ $CHECK installed "$VPY"
 mkdir -p "$WORK/suite"
 cp -r "$ROOT/tests" "$WORK/suite/tests"
 cp "$ROOT/CHANGELOG.md" "$WORK/suite/"
-rm -rf "$WORK/suite/tests/vllm" "$WORK/suite/tests/wheel" "$WORK/suite/tests/test_bench_helpers.py"
+# (not the vLLM or wheel suites, the bench helpers, or the source layout's import check)
+rm -rf "$WORK/suite/tests/vllm" "$WORK/suite/tests/wheel" "$WORK/suite/tests/test_bench_helpers.py" \
+    "$WORK/suite/tests/test_structure.py"
 "$PY" - "$ROOT/pyproject.toml" "$WORK/suite/pytest.ini" <<'PYEOF'
 import sys, tomllib
 opts = tomllib.load(open(sys.argv[1], "rb"))["tool"]["pytest"]["ini_options"]
