@@ -20,7 +20,14 @@
 //! store's corpus is, so an answer's start is found after the template's answer header): the
 //! positions matching the longest suffix (up to [`MAX_DEPTH`] tokens) vote for the token after
 //! them, each with its neighbour's score, and the winner's share of every neighbour's score is
-//! its probability. The chain takes it where it is at least as likely as the mixture's best.
+//! its probability, moved toward how often the served model followed votes of that probability
+//! ([`NeighbourStats`]). The chain (a token tree's node, a batch row) takes it where it is at
+//! least as likely as the mixture's best. A request seen before (a neighbour of score
+//! [`SAME`]) drafts from those neighbours alone.
+//!
+//! Serving, every finished (prompt, response) pair joins [`OnlinePairs`] (bounded by the
+//! drafter's online capacity, oldest out first), ranked beside the training pairs: the model's
+//! own answers to similar requests.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
@@ -138,7 +145,13 @@ impl NeighbourIndex {
             ..Self::default()
         };
         for (request, answer) in pairs {
-            if request.is_empty() || answer.is_empty() || index.req_at.len() > u32::MAX as usize {
+            // offsets are u32: pairs past 4G tokens are left out (never wrapped)
+            let full = |flat: &Vec<u32>, more: &[u32]| flat.len() + more.len() > u32::MAX as usize;
+            if request.is_empty()
+                || answer.is_empty()
+                || full(&index.requests, request)
+                || full(&index.answers, answer)
+            {
                 continue;
             }
             index.requests.extend_from_slice(request);
