@@ -75,10 +75,12 @@ impl PyDraftSession {
             .copy_index()
             .is_some()
             .then(|| PromptAnchors::new(&prompt));
+        // detached: the search reads the learned pairs behind their lock, never waited for
+        // with the GIL
         let nearest = store
             .neighbour_index()
             .filter(|_| learned.1 > 0)
-            .map(|n| learned.2.nearest(n, &prompt, learned.1));
+            .map(|n| py.detach(|| learned.2.nearest(n, &prompt, learned.1)));
         let config = store.config();
         Self {
             copy,
