@@ -424,6 +424,20 @@ mod tests {
             .collect()
     }
 
+    /// The copy pointer of `tokens` (whose anchors are `anchors`), with training shares.
+    fn pointer<'a>(
+        index: &'a CopyIndex,
+        anchors: &'a PromptAnchors,
+        tokens: &'a [u32],
+    ) -> CopySource<'a> {
+        CopySource {
+            index,
+            anchors,
+            tokens,
+            stats: None,
+        }
+    }
+
     fn index() -> CopyIndex {
         let p = pairs();
         CopyIndex::build(p.iter().map(|(r, a)| (r.as_slice(), a.as_slice())))
@@ -447,12 +461,7 @@ mod tests {
         let idx = index();
         let prompt = [7, 1, 2, 8, 8, 1, 2, 77, 78, 79, 3, 4];
         let anchors = PromptAnchors::new(&prompt);
-        let src = CopySource {
-            index: &idx,
-            anchors: &anchors,
-            tokens: &prompt,
-            stats: None,
-        };
+        let src = pointer(&idx, &anchors, &prompt);
         // the last occurrence of the anchor: the request's
         let (value, p) = src.value(&prompt, 0, 8).unwrap();
         assert_eq!(value, &[77, 78, 79]);
@@ -462,12 +471,7 @@ mod tests {
         // a request without the anchor: nothing
         let other = [5, 6, 7];
         let anchors = PromptAnchors::new(&other);
-        let src = CopySource {
-            index: &idx,
-            anchors: &anchors,
-            tokens: &other,
-            stats: None,
-        };
+        let src = pointer(&idx, &anchors, &other);
         assert!(src.value(&other, 0, 8).is_none());
     }
 
@@ -478,23 +482,13 @@ mod tests {
         let mut prompt = vec![1, 2, 77, 78, 3];
         prompt.extend(std::iter::repeat_n(9, 40));
         let anchors = PromptAnchors::new(&prompt);
-        let src = CopySource {
-            index: &idx,
-            anchors: &anchors,
-            tokens: &prompt,
-            stats: None,
-        };
+        let src = pointer(&idx, &anchors, &prompt);
         assert!(src.value(&prompt, 0, 8).is_none());
         // only the last token of the anchor in the request: the one-token anchor points there
         let mut prompt = vec![9; 40];
         prompt.extend([5, 2, 66, 67, 3, 9]);
         let anchors = PromptAnchors::new(&prompt);
-        let src = CopySource {
-            index: &idx,
-            anchors: &anchors,
-            tokens: &prompt,
-            stats: None,
-        };
+        let src = pointer(&idx, &anchors, &prompt);
         assert_eq!(src.value(&prompt, 0, 8).unwrap().0, &[66, 67]);
     }
 
