@@ -20,8 +20,10 @@
 use thiserror::Error;
 
 use crate::copy::CopyStats;
+use crate::format::FormatError;
 use crate::neighbours::{NeighbourStats, OnlinePairs};
 use crate::online::OnlineIndex;
+use crate::persist::Reader;
 
 pub const MAGIC: &[u8; 8] = b"TASCLRN\0";
 pub const VERSION: u32 = 1;
@@ -41,6 +43,13 @@ pub enum SnapshotError {
     Checksum,
     #[error("learned-state file is corrupted: {0}")]
     Corrupt(String),
+}
+
+impl From<FormatError> for SnapshotError {
+    /// A truncated or malformed part, as the shared reader reports it.
+    fn from(e: FormatError) -> Self {
+        Self::Corrupt(e.to_string())
+    }
 }
 
 /// A drafter's learned state, read out of it or out of a file.
@@ -158,10 +167,10 @@ impl Snapshot {
             });
         }
         let mut s = Self::default();
-        for _ in 0..r.count(4)? {
-            s.responses.push(r.ids(limit)?);
+        for _ in 0..r.count(4, "responses")? {
+            s.responses.push(r.ids(limit, "response")?);
         }
-        for _ in 0..r.count(16)? {
+        for _ in 0..r.count(16, "copy outcomes")? {
             let (k, t, h) = (r.u64()?, r.u32()?, r.u32()?);
             let ok = |x: u32| x == u32::MAX || x < limit;
             if !ok((k >> 32) as u32) || !ok(k as u32) || h > t {
@@ -180,70 +189,14 @@ impl Snapshot {
             }
             s.buckets.push((t, h));
         }
-        for _ in 0..r.count(8)? {
-            let request = r.ids(limit)?;
-            s.pairs.push((request, r.ids(limit)?));
+        for _ in 0..r.count(8, "pairs")? {
+            let request = r.ids(limit, "pair")?;
+            s.pairs.push((request, r.ids(limit, "pair")?));
         }
         if r.pos != body.len() {
             return Err(SnapshotError::Corrupt("trailing bytes".into()));
         }
         Ok(s)
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| SnapshotError::Corrupt("truncated".into()))?;
-        let s = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u32(&mut self) -> Result<u32, SnapshotError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, SnapshotError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-
-    /// A u64 count of items of at least `size` bytes each, checked against the bytes left.
-    fn count(&mut self, size: usize) -> Result<usize, SnapshotError> {
-        let n = self.u64()?;
-        let left = (self.bytes.len() - self.pos) / size;
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= left)
-            .ok_or_else(|| SnapshotError::Corrupt(format!("a count of {n}")))
-    }
-
-    /// A length-prefixed run of ids, each below `limit`.
-    fn ids(&mut self, limit: u32) -> Result<Vec<u32>, SnapshotError> {
-        let n = self.u32()? as usize;
-        let b = self.take(
-            n.checked_mul(4)
-                .ok_or(SnapshotError::Corrupt("length".into()))?,
-        )?;
-        let ids: Vec<u32> = b
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if ids.iter().any(|&t| t >= limit) {
-            return Err(SnapshotError::Corrupt("an id past the vocabulary".into()));
-        }
-        Ok(ids)
     }
 }
 

@@ -338,11 +338,8 @@ fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
     };
     // a one-token anchor's first half is u32::MAX
     let anchor_ok = |a: u64| ((a >> 32) as u32 == u32::MAX || ok((a >> 32) as u32)) && ok(a as u32);
-    let n = usize::try_from(r.u64()?).map_err(|_| corrupt("copy anchors".into()))?;
-    // each anchor takes 20 bytes: a count the file cannot hold is refused before allocating
-    if n > r.bytes.len() / 20 {
-        return Err(corrupt(format!("{n} copy anchors")));
-    }
+    // each anchor takes 20 bytes
+    let n = r.count(20, "copy anchors")?;
     let mut anchors = Vec::with_capacity(n);
     for _ in 0..n {
         let key = r.u64()?;
@@ -370,24 +367,12 @@ fn read_copy(r: &mut Reader<'_>, limit: u32) -> Result<CopyIndex, Error> {
 
 /// The pairs section (version 3), every id checked against the vocabulary.
 fn read_pairs(r: &mut Reader<'_>, limit: u32) -> Result<NeighbourIndex, Error> {
-    let n = usize::try_from(r.u64()?).map_err(|_| corrupt("pairs".into()))?;
-    // each pair takes 8 bytes at least: a count the file cannot hold is refused
-    if n > r.bytes.len() / 8 {
-        return Err(corrupt(format!("{n} pairs")));
-    }
+    // each pair takes 8 bytes at least
+    let n = r.count(8, "pairs")?;
     let mut pairs = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut side = || -> Result<Vec<u32>, Error> {
-            let len = r.u32()? as usize;
-            let ids = r.u32s(len)?;
-            if ids.iter().any(|&t| t >= limit) {
-                return Err(corrupt("pair id out of range".into()));
-            }
-            Ok(ids)
-        };
-        let request = side()?;
-        let answer = side()?;
-        pairs.push((request, answer));
+        let request = r.ids(limit, "pair")?;
+        pairs.push((request, r.ids(limit, "pair")?));
     }
     Ok(NeighbourIndex::build(
         pairs.iter().map(|(r, a)| (r.as_slice(), a.as_slice())),
@@ -490,9 +475,11 @@ fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
     Ok(())
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+/// Little-endian reading of a file's bytes, every read checked against the bytes left (also
+/// what [`crate::learned`] snapshots are read with).
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl Reader<'_> {
@@ -516,12 +503,12 @@ impl Reader<'_> {
         }
     }
 
-    fn u32(&mut self) -> Result<u32, FormatError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, FormatError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, FormatError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, FormatError> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
@@ -553,6 +540,27 @@ impl Reader<'_> {
         Ok(b.chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
+    }
+
+    /// A u64 count of `what`, items of at least `size` bytes each: one the bytes left cannot
+    /// hold is refused before anything is allocated for it.
+    pub(crate) fn count(&mut self, size: usize, what: &str) -> Result<usize, FormatError> {
+        let n = self.u64()?;
+        let left = self.bytes.len().saturating_sub(self.pos) / size.max(1);
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= left)
+            .ok_or_else(|| FormatError::Corrupt(format!("{n} {what}")))
+    }
+
+    /// A u32 length, then that many ids of a `what`, each below `limit`.
+    pub(crate) fn ids(&mut self, limit: u32, what: &str) -> Result<Vec<u32>, FormatError> {
+        let len = self.u32()? as usize;
+        let ids = self.u32s(len)?;
+        if ids.iter().any(|&t| t >= limit) {
+            return Err(FormatError::Corrupt(format!("{what} id out of range")));
+        }
+        Ok(ids)
     }
 }
 
