@@ -619,8 +619,11 @@ class TascProposer:
             groups.setdefault(task, []).append(i)
         out: list[list[int]] = [[] for _ in sampled]
         for task, rows in groups.items():
+            lens = num[rows]
+            # only the group's valid columns are copied, not the engine's whole buffer
+            width = max(int(lens.max()), 1)
             drafts = self._batches[task].propose(
-                [sampled[i] for i in rows], num[rows], buf[rows], self.k, self.max_model_len
+                [sampled[i] for i in rows], lens, buf[rows, :width], self.k, self.max_model_len
             )
             for i, draft in zip(rows, drafts, strict=True):
                 out[i] = draft
