@@ -23,7 +23,7 @@ use crate::copy::CopyStats;
 use crate::format::FormatError;
 use crate::neighbours::{NeighbourStats, OnlinePairs};
 use crate::online::OnlineIndex;
-use crate::persist::Reader;
+use crate::reader::Reader;
 
 pub const MAGIC: &[u8; 8] = b"TASCLRN\0";
 pub const VERSION: u32 = 1;

@@ -46,6 +46,7 @@ pub mod neighbours;
 pub mod online;
 pub mod packed;
 pub mod persist;
+mod reader;
 pub mod respell;
 pub mod router;
 pub mod serving;

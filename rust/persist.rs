@@ -28,6 +28,7 @@ use crate::copy::{Anchor, CopyIndex, MAX_WINDOW};
 use crate::error::Error;
 use crate::neighbours::NeighbourIndex;
 use crate::packed::Packed;
+use crate::reader::Reader;
 use crate::store::{Level, NgramStore};
 
 const MAGIC: &[u8; 8] = b"TASCNGR\0";
@@ -379,6 +380,22 @@ fn read_pairs(r: &mut Reader<'_>, limit: u32) -> Result<NeighbourIndex, Error> {
     ))
 }
 
+/// A packed array that must hold exactly `n` elements.
+fn read_packed(r: &mut Reader<'_>, n: usize) -> Result<Packed, Error> {
+    let width = r.take(1)?[0];
+    let len = r.u64()?;
+    if len != n as u64 || !matches!(width, 1 | 2 | 4) {
+        return Err(corrupt(format!(
+            "packed array: width {width}, length {len}, expected {n}"
+        )));
+    }
+    let bytes = r.take(
+        n.checked_mul(usize::from(width))
+            .ok_or_else(|| r.truncated(usize::MAX))?,
+    )?;
+    Packed::from_le_bytes(width, bytes).ok_or_else(|| corrupt("packed array width".into()))
+}
+
 fn corrupt(msg: String) -> Error {
     FormatError::Corrupt(msg).into()
 }
@@ -404,8 +421,8 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
     for depth in 0..=n_max {
         let n = usize::try_from(r.u64()?).map_err(|_| corrupt("level size".into()))?;
         let mut level = Level {
-            tokens: r.packed(n)?,
-            counts: r.packed(n)?,
+            tokens: read_packed(r, n)?,
+            counts: read_packed(r, n)?,
             ..Level::default()
         };
         if depth < n_max {
@@ -413,8 +430,8 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
                 .checked_add(1)
                 .ok_or_else(|| corrupt("level size".into()))?;
             level.child_start = r.u32s(starts)?;
-            level.totals = r.packed(n)?;
-            level.best = r.packed(n)?;
+            level.totals = read_packed(r, n)?;
+            level.best = read_packed(r, n)?;
         }
         levels.push(level);
     }
@@ -473,95 +490,6 @@ fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Little-endian reading of a file's bytes, every read checked against the bytes left (also
-/// what [`crate::learned`] snapshots are read with).
-pub(crate) struct Reader<'a> {
-    pub(crate) bytes: &'a [u8],
-    pub(crate) pos: usize,
-}
-
-impl Reader<'_> {
-    fn truncated(&self, needed: usize) -> FormatError {
-        FormatError::Truncated {
-            offset: self.pos,
-            needed,
-            available: self.bytes.len().saturating_sub(self.pos),
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8], FormatError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-        match end {
-            Some(end) => {
-                let s = &self.bytes[self.pos..end];
-                self.pos = end;
-                Ok(s)
-            }
-            None => Err(self.truncated(n)),
-        }
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, FormatError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    pub(crate) fn u64(&mut self) -> Result<u64, FormatError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-
-    fn f64(&mut self) -> Result<f64, FormatError> {
-        Ok(f64::from_bits(self.u64()?))
-    }
-
-    /// A packed array that must hold exactly `n` elements.
-    fn packed(&mut self, n: usize) -> Result<Packed, Error> {
-        let width = self.take(1)?[0];
-        let len = self.u64()?;
-        if len != n as u64 || !matches!(width, 1 | 2 | 4) {
-            return Err(corrupt(format!(
-                "packed array: width {width}, length {len}, expected {n}"
-            )));
-        }
-        let bytes = self.take(
-            n.checked_mul(usize::from(width))
-                .ok_or_else(|| self.truncated(usize::MAX))?,
-        )?;
-        Packed::from_le_bytes(width, bytes).ok_or_else(|| corrupt("packed array width".into()))
-    }
-
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, FormatError> {
-        let len = n.checked_mul(4).ok_or_else(|| self.truncated(usize::MAX))?;
-        let b = self.take(len)?;
-        Ok(b.chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-
-    /// A u64 count of `what`, items of at least `size` bytes each: one the bytes left cannot
-    /// hold is refused before anything is allocated for it.
-    pub(crate) fn count(&mut self, size: usize, what: &str) -> Result<usize, FormatError> {
-        let n = self.u64()?;
-        let left = self.bytes.len().saturating_sub(self.pos) / size.max(1);
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= left)
-            .ok_or_else(|| FormatError::Corrupt(format!("{n} {what}")))
-    }
-
-    /// A u32 length, then that many ids of a `what`, each below `limit`.
-    pub(crate) fn ids(&mut self, limit: u32, what: &str) -> Result<Vec<u32>, FormatError> {
-        let len = self.u32()? as usize;
-        let ids = self.u32s(len)?;
-        if ids.iter().any(|&t| t >= limit) {
-            return Err(FormatError::Corrupt(format!("{what} id out of range")));
-        }
-        Ok(ids)
-    }
 }
 
 #[cfg(test)]
