@@ -17,7 +17,7 @@ const NONE: u32 = u32::MAX;
 /// Nodes with at most this many entries in a list find one by walking it.
 const SMALL: u32 = 4;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Node {
     total: u32,
     best_token: u32,
@@ -109,6 +109,18 @@ impl Lists {
 
 impl List {
     const EMPTY: Self = Self { head: NONE, len: 0 };
+}
+
+/// Spare capacity to reserve in each part of a [`ContextIndex`] (see
+/// [`ContextIndex::room_for`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    tokens: usize,
+    nodes: usize,
+    edges: usize,
+    followers: usize,
+    edges_long: usize,
+    followers_long: usize,
 }
 
 /// Incremental n-gram index over one request's tokens.
@@ -306,6 +318,115 @@ impl ContextIndex {
         Some((depth, ContextFollowers { index: self, node }))
     }
 
+    /// Whether `tokens` more tokens can be indexed without any of the index's vectors or maps
+    /// reallocating (a reallocation copies, or rehashes, everything indexed so far).
+    /// Conservative: each token counted at its most (a new node and entry at every level).
+    pub fn fits(&self, tokens: usize) -> bool {
+        let levels = self.n_max;
+        let spare = |len: usize, cap: usize| cap - len;
+        let long = |lists: &Lists, per_token: usize| {
+            spare(lists.long.len(), lists.long.capacity())
+                >= tokens * per_token * (SMALL as usize + 1)
+        };
+        spare(self.tokens.len(), self.tokens.capacity()) >= tokens
+            && spare(self.nodes.len(), self.nodes.capacity()) >= tokens * (levels - 1)
+            && spare(self.edges.entries.len(), self.edges.entries.capacity())
+                >= tokens * (levels - 1)
+            && spare(
+                self.followers.entries.len(),
+                self.followers.entries.capacity(),
+            ) >= tokens * levels
+            && long(&self.edges, levels - 1)
+            && long(&self.followers, levels)
+    }
+
+    /// Reserves room for `tokens` more tokens: each vector and map grows by what it held per
+    /// indexed token so far (a quarter more, for safety), and at least by what [`fits`]
+    /// asks of `at_least` tokens.
+    ///
+    /// [`fits`]: Self::fits
+    pub fn reserve_tokens(&mut self, tokens: usize, at_least: usize) {
+        let room = self.room_for(tokens, at_least);
+        self.tokens.reserve(room.tokens);
+        self.nodes.reserve(room.nodes);
+        self.edges.entries.reserve(room.edges);
+        self.followers.entries.reserve(room.followers);
+        self.edges.long.reserve(room.edges_long);
+        self.followers.long.reserve(room.followers_long);
+    }
+
+    /// What [`reserve_tokens`](Self::reserve_tokens) adds to each part.
+    pub fn room_for(&self, tokens: usize, at_least: usize) -> Room {
+        let held = self.tokens.len().max(1);
+        let levels = self.n_max;
+        let like = |len: usize, worst: usize| {
+            let scaled = len.saturating_mul(tokens) / held;
+            scaled
+                .saturating_add(scaled / 4)
+                .max(at_least.saturating_mul(worst))
+        };
+        let small = SMALL as usize + 1;
+        Room {
+            tokens: tokens.max(at_least),
+            nodes: like(self.nodes.len(), levels - 1),
+            edges: like(self.edges.entries.len(), levels - 1),
+            followers: like(self.followers.entries.len(), levels),
+            edges_long: like(self.edges.long.len(), (levels - 1) * small),
+            followers_long: like(self.followers.long.len(), levels * small),
+        }
+    }
+
+    /// An empty index whose parts are allocated for `room` (from [`room_for`] on an index of
+    /// the same kind of text): building it up to that size reallocates nothing, so a large
+    /// index is built without the copies, page remaps and frees of growing vectors.
+    ///
+    /// [`room_for`]: Self::room_for
+    pub fn with_room(n_max: usize, room: Room) -> Self {
+        let mut index = Self::new(n_max, &[]);
+        index.tokens.reserve_exact(room.tokens);
+        index.nodes.reserve_exact(room.nodes);
+        index.edges.entries.reserve_exact(room.edges);
+        index.followers.entries.reserve_exact(room.followers);
+        index.edges.long.reserve(room.edges_long);
+        index.followers.long.reserve(room.followers_long);
+        index
+    }
+
+    /// A copy of the index with room for `tokens` more (see [`reserve_tokens`]), each part
+    /// copied once into its final allocation: growing an index that readers share without
+    /// holding them up (copy it under a read lock, swap the copy in).
+    ///
+    /// [`reserve_tokens`]: Self::reserve_tokens
+    pub fn clone_with_room(&self, tokens: usize, at_least: usize) -> Self {
+        fn copied<T: Copy>(v: &[T], extra: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(v.len().saturating_add(extra));
+            out.extend_from_slice(v);
+            out
+        }
+        fn copied_map(m: &FxHashMap<u64, u32>, extra: usize) -> FxHashMap<u64, u32> {
+            let mut out = FxHashMap::default();
+            out.reserve(m.len().saturating_add(extra));
+            out.extend(m.iter().map(|(&k, &v)| (k, v)));
+            out
+        }
+        let room = self.room_for(tokens, at_least);
+        Self {
+            n_max: self.n_max,
+            tokens: copied(&self.tokens, room.tokens),
+            seq_start: self.seq_start,
+            nodes: copied(&self.nodes, room.nodes),
+            edges: Lists {
+                entries: copied(&self.edges.entries, room.edges),
+                long: copied_map(&self.edges.long, room.edges_long),
+            },
+            followers: Lists {
+                entries: copied(&self.followers.entries, room.followers),
+                long: copied_map(&self.followers.long, room.followers_long),
+            },
+            aliases: self.aliases.clone(),
+        }
+    }
+
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
@@ -376,6 +497,44 @@ mod tests {
         f.for_each(|t, c| v.push((t, c)));
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn a_copy_with_room_indexes_on_without_reallocating() {
+        let mut rng = xorshift(5);
+        let tokens: Vec<u32> = (0..5000).map(|_| rng(300) as u32).collect();
+        let index = ContextIndex::new(6, &tokens[..3000]);
+        let mut room = index.clone_with_room(2000, 256);
+        assert_eq!(room.tokens(), index.tokens());
+        assert!(room.fits(256));
+        let caps = |i: &ContextIndex| {
+            (
+                i.tokens.capacity(),
+                i.nodes.capacity(),
+                i.edges.entries.capacity(),
+                i.followers.entries.capacity(),
+                i.edges.long.capacity(),
+                i.followers.long.capacity(),
+            )
+        };
+        let before = caps(&room);
+        for chunk in tokens[3000..].chunks(256) {
+            assert!(room.fits(chunk.len()), "room ran out");
+            room.extend(chunk);
+        }
+        assert_eq!(caps(&room), before, "a part reallocated");
+        let whole = ContextIndex::new(6, &tokens);
+        for h in tokens.windows(5).step_by(97) {
+            assert_eq!(
+                dist(room.longest_match(h).unwrap()),
+                dist(whole.longest_match(h).unwrap())
+            );
+        }
+        // an empty index has no room, and reserving gives it some
+        let mut empty = ContextIndex::new(4, &[]);
+        assert!(!empty.fits(1));
+        empty.reserve_tokens(100, 16);
+        assert!(empty.fits(16));
     }
 
     #[test]

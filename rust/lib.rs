@@ -41,6 +41,7 @@ pub mod error;
 pub mod followers;
 pub mod format;
 pub mod learned;
+pub mod learner;
 pub mod level;
 pub mod neighbours;
 pub mod online;

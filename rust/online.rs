@@ -8,11 +8,15 @@
 //!
 //! Memory is bounded by `capacity` tokens: when a new response does not fit, the oldest
 //! responses are dropped until a quarter of the capacity is free, and the index is rebuilt from
-//! the rest (amortised O(1) per learned token).
+//! the rest (amortised O(1) per learned token). How a shared index learns without stalling its
+//! readers (rebuilds outside the lock, chunked writes, growth by copy) is [`crate::learner`]'s.
 
 use std::collections::VecDeque;
 
-use crate::context::ContextIndex;
+use crate::context::{ContextIndex, Room};
+
+/// Tokens a learner indexes per hold of the write lock (60-300 us at a million tokens).
+pub const LEARN_CHUNK: usize = 64;
 
 /// The n-gram index of the most recent responses, at most `capacity` tokens.
 #[derive(Debug, Clone)]
@@ -27,15 +31,57 @@ pub struct OnlineIndex {
     learned_tokens: u64,
     /// Bumped by every change, so an eviction planned outside the lock knows it is still valid.
     generation: u64,
+    /// Tokens of a response being learned chunk by chunk ([`extend_response`]), indexed after
+    /// every response in `lengths`.
+    ///
+    /// [`extend_response`]: Self::extend_response
+    partial: usize,
 }
 
-/// An eviction prepared from a snapshot of an [`OnlineIndex`]: the responses to keep, rebuilt
-/// into a fresh index without holding any lock (see [`OnlineIndex::plan_eviction`]).
+/// What an eviction keeps, copied out of an [`OnlineIndex`] (see
+/// [`OnlineIndex::eviction_source`]): rebuilding it needs no lock on the index.
+#[derive(Debug)]
+pub struct EvictionSource {
+    generation: u64,
+    n_max: usize,
+    /// The rebuilt index's allocation, sized like the current index for the whole capacity.
+    room: Room,
+    lengths: VecDeque<usize>,
+    tokens: Vec<u32>,
+}
+
+impl EvictionSource {
+    /// Indexes the kept responses afresh (the expensive part of an eviction: about a
+    /// microsecond per kept token), with room to grow back to `capacity` tokens.
+    pub fn rebuild(self) -> Eviction {
+        let mut index = ContextIndex::with_room(self.n_max, self.room);
+        let mut at = 0;
+        for &n in &self.lengths {
+            index.start_sequence();
+            index.extend(&self.tokens[at..at + n]);
+            at += n;
+        }
+        Eviction {
+            generation: self.generation,
+            lengths: self.lengths,
+            index,
+            partial: 0,
+        }
+    }
+
+    /// Tokens the rebuild indexes.
+    pub fn tokens(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+/// An eviction rebuilt from an [`EvictionSource`], ready to [`install`](OnlineIndex::install).
 #[derive(Debug)]
 pub struct Eviction {
     generation: u64,
     lengths: VecDeque<usize>,
     index: ContextIndex,
+    partial: usize,
 }
 
 impl OnlineIndex {
@@ -48,7 +94,76 @@ impl OnlineIndex {
             learned: 0,
             learned_tokens: 0,
             generation: 0,
+            partial: 0,
         }
+    }
+
+    /// The change counter, for [`extend_response`](Self::extend_response).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Indexes the next `chunk` of a response learned piece by piece (so that a writer holds
+    /// the lock for one chunk at a time); `first` starts the response. Returns the generation
+    /// to pass with the next chunk, or `None` (nothing indexed) if the index changed since
+    /// `generation` (forgotten, restored, re-capped): the rest of that response is dropped.
+    pub fn extend_response(&mut self, generation: u64, chunk: &[u32], first: bool) -> Option<u64> {
+        if generation != self.generation || self.capacity == 0 {
+            return None;
+        }
+        if first {
+            self.close_partial();
+            self.index.start_sequence();
+        }
+        self.index.extend(chunk);
+        self.partial += chunk.len();
+        self.generation += 1;
+        Some(self.generation)
+    }
+
+    /// Ends a response learned by [`extend_response`](Self::extend_response).
+    pub fn end_response(&mut self, generation: u64) {
+        if generation == self.generation {
+            self.close_partial();
+        }
+    }
+
+    /// Counts a partly indexed response as learned (what was indexed of it stays).
+    fn close_partial(&mut self) {
+        if self.partial > 0 {
+            self.lengths.push_back(self.partial);
+            self.learned += 1;
+            self.learned_tokens += self.partial as u64;
+            self.partial = 0;
+            self.generation += 1;
+        }
+    }
+
+    /// Whether `tokens` more tokens can be indexed without reallocating anything (see
+    /// [`ContextIndex::fits`]).
+    pub fn fits(&self, tokens: usize) -> bool {
+        self.index.fits(tokens)
+    }
+
+    /// A copy of this index with room to grow to its capacity (or to double, before it is
+    /// full), and at least for `chunk` more tokens: built under a read lock and
+    /// [`install`](Self::install)ed, growth never reallocates under the write lock.
+    pub fn grown(&self, chunk: usize) -> Eviction {
+        let held = self.index.len();
+        let room = self.capacity.saturating_sub(held).min(held.max(4096));
+        Eviction {
+            generation: self.generation,
+            lengths: self.lengths.clone(),
+            index: self.index.clone_with_room(room, chunk),
+            partial: self.partial,
+        }
+    }
+
+    /// Replaces the whole index with `fresh` (a restore built outside the lock); returns the
+    /// replaced one, to be dropped after the lock is released.
+    pub fn replace(&mut self, mut fresh: OnlineIndex) -> OnlineIndex {
+        fresh.generation = self.generation.max(fresh.generation) + 1;
+        std::mem::replace(self, fresh)
     }
 
     /// Whether learning a response of `len` tokens would first evict older ones.
@@ -62,16 +177,30 @@ impl OnlineIndex {
         (self.capacity - self.capacity / 4).saturating_sub(len.min(self.capacity))
     }
 
-    /// The eviction that learning a response of `len` tokens needs, rebuilt from a copy of the
-    /// kept responses: the expensive part of [`learn`](Self::learn), done here so that a caller
-    /// can run it under a read lock (or none) and [`install`](Self::install) it briefly.
-    pub fn plan_eviction(&self, len: usize) -> Eviction {
-        let (lengths, index) = self.rebuilt_to(self.eviction_target(len));
-        Eviction {
-            generation: self.generation,
-            lengths,
-            index,
+    /// Tokens an eviction for a response of `len` tokens would rebuild.
+    pub fn kept_by_eviction(&self, len: usize) -> usize {
+        let target = self.eviction_target(len);
+        let mut kept = self.index.len();
+        for &n in &self.lengths {
+            if kept <= target {
+                break;
+            }
+            kept -= n;
         }
+        kept
+    }
+
+    /// A copy of what the eviction that learning a response of `len` tokens needs keeps: the
+    /// caller rebuilds it ([`EvictionSource::rebuild`]) holding no lock and
+    /// [`install`](Self::install)s it briefly. Copying is a memcpy of the kept tokens, so a
+    /// read lock is held for well under a millisecond even at a million tokens.
+    pub fn eviction_source(&self, len: usize) -> EvictionSource {
+        self.source_to(self.eviction_target(len))
+    }
+
+    /// The eviction that learning a response of `len` tokens needs, rebuilt now.
+    pub fn plan_eviction(&self, len: usize) -> Eviction {
+        self.eviction_source(len).rebuild()
     }
 
     /// Swaps in a planned eviction; false (nothing changed) if the index changed since the
@@ -84,6 +213,7 @@ impl OnlineIndex {
         }
         std::mem::swap(&mut self.index, &mut eviction.index);
         std::mem::swap(&mut self.lengths, &mut eviction.lengths);
+        std::mem::swap(&mut self.partial, &mut eviction.partial);
         self.generation += 1;
         true
     }
@@ -95,6 +225,7 @@ impl OnlineIndex {
             return 0;
         }
         let response = &response[response.len().saturating_sub(self.capacity)..];
+        self.close_partial();
         if self.needs_eviction(response.len()) {
             self.evict_to(self.eviction_target(response.len()));
         }
@@ -109,11 +240,13 @@ impl OnlineIndex {
 
     /// Drops the oldest responses until at most `target` tokens remain, then rebuilds.
     fn evict_to(&mut self, target: usize) {
-        (self.lengths, self.index) = self.rebuilt_to(target);
+        self.close_partial();
+        let Eviction { lengths, index, .. } = self.source_to(target).rebuild();
+        (self.lengths, self.index) = (lengths, index);
     }
 
-    /// The lengths and a fresh index of the newest responses that fit in `target` tokens.
-    fn rebuilt_to(&self, target: usize) -> (VecDeque<usize>, ContextIndex) {
+    /// The newest responses that fit in `target` tokens, copied.
+    fn source_to(&self, target: usize) -> EvictionSource {
         let mut lengths = self.lengths.clone();
         let mut kept = self.index.len();
         while kept > target {
@@ -122,16 +255,14 @@ impl OnlineIndex {
                 None => break,
             }
         }
-        let tokens = self.index.tokens();
-        let tail = &tokens[tokens.len() - kept..];
-        let mut index = ContextIndex::new(self.index.n_max(), &[]);
-        let mut at = 0;
-        for &n in &lengths {
-            index.start_sequence();
-            index.extend(&tail[at..at + n]);
-            at += n;
+        let tokens = &self.index.tokens()[..self.index.len() - self.partial];
+        EvictionSource {
+            generation: self.generation,
+            n_max: self.index.n_max(),
+            room: self.index.room_for(self.capacity.max(kept), LEARN_CHUNK),
+            lengths,
+            tokens: tokens[tokens.len() - kept..].to_vec(),
         }
-        (lengths, index)
     }
 
     /// Forgets every response; the capacity stays.
@@ -159,7 +290,7 @@ impl OnlineIndex {
         (!self.index.is_empty()).then_some(&self.index)
     }
 
-    /// Tokens currently indexed.
+    /// Tokens currently indexed (a response being learned chunk by chunk included).
     pub fn tokens(&self) -> usize {
         self.index.len()
     }

@@ -149,6 +149,8 @@ def test_online_learning_drafts_from_finished_responses(drafter: NgramDrafter) -
         "learned": 1,
         "learned_tokens": 5,
         "pairs": 0,
+        "pending": 0,
+        "dropped": 0,
     }
     after = drafter.session([5, 11]).propose(3)[0].tolist()
     assert after == [12, 13, 2] != before

@@ -453,8 +453,22 @@ class NgramDrafter:
         self._store.learn(output_ids)
 
     def forget(self) -> None:
-        """Drops every learned response."""
+        """Drops every learned response (and those still queued for the background learner)."""
         self._store.forget()
+
+    def wait_learned(self, timeout: float | None = None) -> bool:
+        """Waits until every finished response is learned; False if ``timeout`` seconds passed
+        first (``None``: no limit).
+
+        Learning is immediate, except when a response makes the online index evict at a large
+        :attr:`online_capacity` (the rebuild takes about a microsecond per kept token): then a
+        background thread learns it, so that no ``finish()`` or engine step waits, and drafts
+        use it from the moment it is in. Saving the learned state waits for it by itself.
+
+        Raises:
+            InvalidConfigError: ``timeout`` negative or not finite.
+        """
+        return self._store.wait_learned(timeout)
 
     def save_learned(self, path: str | os.PathLike[str]) -> None:
         """Writes what the drafter learned while serving (the learned responses, the copy
@@ -518,8 +532,10 @@ class NgramDrafter:
             self._autosave = None
 
     def online_stats(self) -> dict[str, int]:
-        """``capacity``, ``tokens`` and ``responses`` indexed now, ``learned`` ever, and the
-        ``pairs`` (prompt, response) kept for :attr:`neighbours`."""
+        """``capacity``, ``tokens`` and ``responses`` indexed now, ``learned`` ever, the
+        ``pairs`` (prompt, response) kept for :attr:`neighbours`, responses ``pending`` for the
+        background learner (:meth:`wait_learned`) and queued ones it ``dropped`` (more than a
+        capacity's worth queued at once)."""
         return self._store.online_stats()
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -11,7 +11,7 @@ use super::args;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
 use super::errors::input_error;
-use super::online::{learn, read, write, SharedOnline};
+use super::online::{learn, read, shared, write, SharedOnline};
 use super::serving::PyBatchProposer;
 use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
@@ -74,7 +74,7 @@ impl PyNgramStore {
         let n_max = store.n_max();
         Self {
             inner: Arc::new(store),
-            online: Arc::new(RwLock::new(OnlineIndex::new(n_max, 0))),
+            online: shared(OnlineIndex::new(n_max, 0)),
             longer_match: AtomicBool::new(false),
             aliases: RwLock::new(None),
             copy_stats: Arc::new(CopyStats::default()),
@@ -100,8 +100,10 @@ impl PyNgramStore {
         })
     }
 
-    /// What every learner holds now (each read under its own lock).
+    /// What every learner holds once the queued responses are learned (each read under its
+    /// own lock).
     fn snapshot(&self) -> Snapshot {
+        self.online.wait_learned(None);
         let online = read(&self.online);
         let pairs = self
             .near_learning
@@ -113,6 +115,7 @@ impl PyNgramStore {
 
     /// Replaces what the learners hold with `snapshot`.
     fn restore(&self, snapshot: &Snapshot) {
+        self.online.discard_pending();
         let mut online = write(&self.online);
         let mut pairs = self
             .near_learning
@@ -437,9 +440,34 @@ impl PyNgramStore {
     fn forget(&self, py: Python<'_>) {
         let online = &self.online;
         py.detach(|| {
+            online.discard_pending();
             write(online).clear();
             self.near_learning.clear();
         });
+    }
+
+    /// Waits until the responses queued for the background learner are learned (at most
+    /// `timeout` seconds; `None`: no limit). Returns false if it timed out.
+    ///
+    /// Learning is immediate except when it evicts at a large `online_capacity`: then the
+    /// rebuild runs on a background thread so that no `finish()` or engine step waits for it,
+    /// and drafts use the new response once it is in.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_learned(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = match timeout {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 => {
+                Some(std::time::Duration::from_secs_f64(t.min(1e9)))
+            }
+            Some(t) => {
+                return Err(ConfigError::Setting(format!(
+                    "timeout must be a finite number of seconds >= 0, got {t}"
+                ))
+                .into())
+            }
+        };
+        let online = &self.online;
+        Ok(py.detach(|| online.wait_learned(timeout)))
     }
 
     /// Most tokens of learned responses kept (the oldest responses go first); 0 turns online
@@ -468,16 +496,19 @@ impl PyNgramStore {
     }
 
     /// `capacity`, `tokens` and `responses` currently indexed, `learned` responses and
-    /// `learned_tokens` (ever added), and the
-    /// `pairs` of prompt and response kept for neighbours (by a drafter built from pairs).
+    /// `learned_tokens` (ever added), the `pairs` of prompt and response kept for neighbours
+    /// (by a drafter built from pairs), responses `pending` for the background learner (see
+    /// `wait_learned`) and queued responses it `dropped` (a queue longer than the capacity).
     fn online_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let online = &self.online;
-        let (capacity, tokens, responses, learned, learned_tokens, pairs) = py.detach(|| {
-            let o = read(online);
-            let pairs = self.near_learning.pairs.read().map_or(0, |p| p.len());
-            let (c, t, r) = (o.capacity(), o.tokens(), o.responses());
-            (c, t, r, o.learned(), o.learned_tokens(), pairs)
-        });
+        let (capacity, tokens, responses, learned, learned_tokens, pairs, queue) =
+            py.detach(|| {
+                let queue = online.pending();
+                let o = read(online);
+                let pairs = self.near_learning.pairs.read().map_or(0, |p| p.len());
+                let (c, t, r) = (o.capacity(), o.tokens(), o.responses());
+                (c, t, r, o.learned(), o.learned_tokens(), pairs, queue)
+            });
         let d = PyDict::new(py);
         d.set_item("capacity", capacity)?;
         d.set_item("tokens", tokens)?;
@@ -485,6 +516,8 @@ impl PyNgramStore {
         d.set_item("learned", learned)?;
         d.set_item("learned_tokens", learned_tokens)?;
         d.set_item("pairs", pairs)?;
+        d.set_item("pending", queue.0)?;
+        d.set_item("dropped", queue.1)?;
         Ok(d)
     }
 
