@@ -62,6 +62,7 @@ __all__ = [
     "ProposerSettings",
     "TascProposer",
     "resolve_settings",
+    "settings_from_options",
     "speculative_config",
 ]
 
@@ -317,6 +318,21 @@ def resolve_settings(
     )
 
 
+def settings_from_options(options: Any) -> ProposerSettings:
+    """The settings given as vLLM 0.34's ``speculative_config["speculator_options"]`` (a JSON
+    object of the :class:`ProposerSettings` fields; relative paths are read from the working
+    directory).
+
+    Raises:
+        InvalidConfigError: not a mapping, or a malformed or unknown setting.
+    """
+    if not isinstance(options, Mapping):
+        raise InvalidConfigError(
+            f"speculator_options must be a JSON object of settings, got {type(options).__name__}"
+        )
+    return _settings_from(options, None, "speculator_options")
+
+
 #: The longest config file read: a config is a few hundred bytes.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -347,7 +363,10 @@ def speculative_config(
 
     With ``drafter`` (and any :data:`DEFAULTS` setting as a keyword), the choice is stored in
     ``$TASC_VLLM_CONFIG`` of this process, which vLLM's engine processes inherit: call it before
-    building the ``LLM``. Without it, the drafter is found as the module docs describe.
+    building the ``LLM``. Without it, the drafter is found as the module docs describe. On vLLM
+    0.32-0.33 it names the ``custom_class`` route; on vLLM >= 0.34, which removed that route,
+    the registered method ``"tasc"`` (:mod:`tasc_rs.vllm_v2`) with the settings as
+    ``speculator_options``.
 
     Example:
         >>> speculative_config(k=4)["method"]
@@ -357,12 +376,21 @@ def speculative_config(
         raise InvalidConfigError(f"k must be an int in 1..{MAX_K}, got {k!r}")
     if drafter is not None and not os.fspath(drafter):
         raise InvalidConfigError("drafter must be the path of a drafter file, got ''")
+    config: dict[str, Any] | None = None
     if drafter is not None:
         config = {"drafter": str(Path(os.fspath(drafter)).expanduser().resolve()), **settings}
         _settings_from(config, None, "speculative_config")  # fail here, not in the engine
         os.environ[CONFIG_ENV] = json.dumps(config)
     elif settings:
         raise InvalidConfigError("settings need a drafter path: speculative_config(path, ...)")
+    from tasc_rs.vllm_v2 import METHOD, has_speculator_registry, register
+
+    if has_speculator_registry():  # vLLM >= 0.34: no custom_class route, a registered method
+        register()
+        out: dict[str, Any] = {"method": METHOD, "num_speculative_tokens": k}
+        if config is not None:
+            out["speculator_options"] = config
+        return out
     return {
         "method": "custom_class",
         "model": f"{TascProposer.__module__}.{TascProposer.__qualname__}",
@@ -472,7 +500,11 @@ class TascProposer:
                 f"tasc-rs makes), got {self.k}"
             )
         self.max_model_len = int(model_config.max_model_len)
-        settings, origin = resolve_settings(getattr(model_config, "model", None), self.config)
+        options = getattr(spec, "speculator_options", None)  # vLLM >= 0.34
+        if options is not None:
+            settings, origin = settings_from_options(options), "speculator_options"
+        else:
+            settings, origin = resolve_settings(getattr(model_config, "model", None), self.config)
         self.settings = settings
         try:
             multi = _starts_with(settings.drafter, MULTI_MAGIC)
