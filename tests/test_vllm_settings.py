@@ -320,6 +320,20 @@ def test_learned_state_survives_a_restart_of_the_proposer(
     again = TascProposer(vllm_config(k=3))
     assert again.drafter.online_stats()["tokens"] == p.drafter.online_stats()["tokens"]
     again.drafter.stop_autosave(save=False)
+    # another tensor-parallel rank reads the file but never writes it (rank 0 does)
+    import tasc_rs.vllm as tv
+
+    monkeypatch.setattr(tv, "_parallel_rank", lambda: 1)
+    before = state.read_bytes()
+    other = TascProposer(vllm_config(k=3))
+    assert other.drafter.online_stats()["tokens"] == p.drafter.online_stats()["tokens"]
+    other.propose([[0]], np.array([6], dtype=np.int32), buf)
+    other.drafter.learn([11, 12, 13])
+    other.drafter.stop_autosave()  # none runs: nothing saved
+    assert state.read_bytes() == before
+    state.write_bytes(b"not a learned state")
+    assert TascProposer(vllm_config(k=3)).drafter.online_stats()["tokens"] == 0  # logged
+    monkeypatch.setattr(tv, "_parallel_rank", lambda: 0)
     # relative to the config file's folder; a directory is refused
     monkeypatch.setenv(CONFIG_ENV, json.dumps({**config, "learned_state": str(tmp_path)}))
     with pytest.raises(InvalidConfigError, match="not a regular file"):

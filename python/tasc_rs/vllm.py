@@ -122,8 +122,10 @@ class ProposerSettings:
             (``NgramDrafter.autosave``): loaded at start (a damaged file, or one of another
             drafter, is logged once and ignored), saved atomically every
             ``save_every_tokens`` learned tokens or ``save_every_seconds`` seconds and at
-            exit. ``None`` (default): nothing kept. With several ranks or engines on one file,
-            each saves its own state over it (the last save wins; see README).
+            exit. ``None`` (default): nothing kept. Tensor- and pipeline-parallel ranks learn
+            alike (they draft on the same tokens): rank 0 saves, the others only load.
+            Data-parallel engines (or servers) each learn from their own requests: give each
+            its own file (on one file, the last save wins).
         save_every_tokens: Tokens learned between saves of ``learned_state``.
         save_every_seconds: Longest time between saves of ``learned_state`` (when something
             was learned).
@@ -526,11 +528,15 @@ class TascProposer:
             d.neighbours = settings.neighbours
             if settings.learned_state is not None and settings.online_capacity > 0:
                 state = settings.learned_state
-                d.autosave(
-                    state if task is None else state.with_name(f"{state.name}.{task}"),
-                    every_tokens=settings.save_every_tokens,
-                    every_seconds=settings.save_every_seconds,
-                )
+                state = state if task is None else state.with_name(f"{state.name}.{task}")
+                if _parallel_rank() == 0:
+                    d.autosave(
+                        state,
+                        every_tokens=settings.save_every_tokens,
+                        every_seconds=settings.save_every_seconds,
+                    )
+                else:  # the ranks learn alike: rank 0 keeps the file, the others read it
+                    _load_learned(d, state)
         if settings.token_aliases or settings.respelling:
             if tokenizer is None:
                 _logger().warning(
@@ -672,6 +678,32 @@ class TascProposer:
         if self.multi is not None:
             out["tasks"] = {task: b.stats() for task, b in self._batches.items()}
         return out
+
+
+def _parallel_rank() -> int:
+    """This worker's rank among its engine's tensor- and pipeline-parallel ranks (0 outside a
+    distributed vLLM worker). Every rank runs a proposer on the same token buffers, so their
+    drafters learn alike (tests/vllm/test_tensor_parallel.py); rank 0 alone saves."""
+    try:
+        from vllm.distributed import parallel_state as ps
+
+        if not ps.model_parallel_is_initialized():
+            return 0
+        tp = int(ps.get_tensor_model_parallel_rank())
+        pp = int(ps.get_pp_group().rank_in_group)
+        return tp + pp
+    except Exception:  # no vLLM here, or one without these functions: a single process
+        return 0
+
+
+def _load_learned(drafter: NgramDrafter, path: Path) -> None:
+    """Loads a learned state if there is one; a damaged or foreign one is logged and ignored."""
+    if not path.exists():
+        return
+    try:
+        drafter.load_learned(path)
+    except TascError as e:
+        _logger().warning("tasc_rs: ignoring the learned state in %s: %s", path, e)
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:
