@@ -241,14 +241,14 @@ fn engine_steps(c: &mut Criterion, seqs: &[Vec<u32>]) {
         ..DrafterConfig::default()
     };
     let store = NgramStore::build(&corpus, &config).unwrap();
-    let stream: Vec<i32> = task_like(300_000, 5)
+    let stream: Vec<i32> = task_like(800_000, 5)
         .concat()
         .into_iter()
         .map(|t| t as i32)
         .collect();
     let mut group = c.benchmark_group("engine step");
     group.sample_size(20);
-    for (rows, context) in [(16usize, 512usize), (64, 512), (64, 2048)] {
+    for (rows, context) in [(16usize, 512usize), (64, 512), (64, 2048), (256, 2048)] {
         let buffers: Vec<&[i32]> = (0..rows)
             .map(|r| &stream[r * 3_000..r * 3_000 + context + STEPS])
             .collect();
