@@ -31,8 +31,12 @@ K = 6
 def vllm034() -> Iterator[Any]:
     """vLLM 0.34's speculator modules (the stub), removed again afterwards."""
     real = importlib.util.find_spec("vllm")
-    if real is not None and real.loader is not None:  # (tests/vllm is a namespace package)
+    # tests/vllm reads as a namespace package `vllm` here (tests/ is on the path): not a vLLM
+    if real is not None and real.origin not in (None, "namespace"):
         pytest.skip("a real vllm is installed here; the stub would shadow it")
+    shadowed = {n: m for n, m in sys.modules.items() if n == "vllm" or n.startswith("vllm.")}
+    for name in shadowed:
+        del sys.modules[name]
     sys.path.insert(0, str(STUB))
     try:
         yield SimpleNamespace(
@@ -44,6 +48,7 @@ def vllm034() -> Iterator[Any]:
         sys.path.remove(str(STUB))
         for name in [n for n in sys.modules if n == "vllm" or n.startswith("vllm.")]:
             del sys.modules[name]
+        sys.modules.update(shadowed)
         for name in ("tasc_rs.vllm_v2.config", "tasc_rs.vllm_v2.speculator"):
             sys.modules.pop(name, None)
 
