@@ -346,7 +346,11 @@ impl ContextIndex {
     ///
     /// [`fits`]: Self::fits
     pub fn reserve_tokens(&mut self, tokens: usize, at_least: usize) {
-        let room = self.room_for(tokens, at_least);
+        self.reserve_room(self.room_for(tokens, at_least));
+    }
+
+    /// Reserves `room` more in each part.
+    fn reserve_room(&mut self, room: Room) {
         self.tokens.reserve(room.tokens);
         self.nodes.reserve(room.nodes);
         self.edges.entries.reserve(room.edges);
@@ -383,12 +387,7 @@ impl ContextIndex {
     /// [`room_for`]: Self::room_for
     pub fn with_room(n_max: usize, room: Room) -> Self {
         let mut index = Self::new(n_max, &[]);
-        index.tokens.reserve_exact(room.tokens);
-        index.nodes.reserve_exact(room.nodes);
-        index.edges.entries.reserve_exact(room.edges);
-        index.followers.entries.reserve_exact(room.followers);
-        index.edges.long.reserve(room.edges_long);
-        index.followers.long.reserve(room.followers_long);
+        index.reserve_room(room);
         index
     }
 

@@ -177,8 +177,9 @@ impl Online {
         if expected == 0 {
             return 0;
         }
-        if queue.pending.is_empty() && !queue.learner_running() && work <= SYNC_WORK_MAX {
-            // the queue's lock is held: no learner starts until this response is in
+        if queue.is_idle() && work <= SYNC_WORK_MAX {
+            // nothing queued and the learner (if one lingers) not writing: the queue's lock is
+            // held, so no learner writes until this response is in
             return self.learn_now(response);
         }
         queue.pending_tokens += expected;
@@ -460,6 +461,25 @@ mod tests {
             );
         }
         assert_eq!(o.pending(), (0, 0));
+    }
+
+    #[test]
+    fn small_responses_are_learned_at_once_while_the_learner_lingers() {
+        let o = online(4 * SYNC_WORK_MAX);
+        for r in 0..30 {
+            o.learn(&response(r, 300));
+        }
+        assert!(o.wait_learned(Some(Duration::from_secs(60))));
+        assert!(
+            o.queue().learner_running(),
+            "the learner waits for more work a while"
+        );
+        let before = o.read().learned();
+        // needs no eviction, no growth: indexed before learn returns
+        let small = response(99, 5);
+        assert!(!o.read().needs_eviction(small.len()) && o.read().fits(small.len()));
+        assert_eq!(o.learn(&small), 5);
+        assert_eq!(o.read().learned(), before + 1);
     }
 
     #[test]
