@@ -230,7 +230,11 @@ impl Online {
                 queue.pending_tokens -= response.len();
                 queue.busy = true;
                 drop(queue);
-                self.learn_now(&response);
+                // a panic would leave the queue waited for forever: the response is dropped
+                let learned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.learn_now(&response);
+                }));
+                drop(learned);
                 queue = self.queue();
                 queue.busy = false;
                 continue;

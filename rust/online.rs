@@ -180,7 +180,7 @@ impl OnlineIndex {
     /// Tokens an eviction for a response of `len` tokens would rebuild.
     pub fn kept_by_eviction(&self, len: usize) -> usize {
         let target = self.eviction_target(len);
-        let mut kept = self.index.len();
+        let mut kept = self.index.len() - self.partial;
         for &n in &self.lengths {
             if kept <= target {
                 break;
@@ -248,7 +248,8 @@ impl OnlineIndex {
     /// The newest responses that fit in `target` tokens, copied.
     fn source_to(&self, target: usize) -> EvictionSource {
         let mut lengths = self.lengths.clone();
-        let mut kept = self.index.len();
+        // a response left partly indexed (its learning was cut short) is not kept
+        let mut kept = self.index.len() - self.partial;
         while kept > target {
             match lengths.pop_front() {
                 Some(n) => kept -= n,
@@ -362,6 +363,37 @@ mod tests {
         o.clear();
         assert!(o.index().is_none());
         assert_eq!(o.capacity(), 2);
+    }
+
+    #[test]
+    fn a_response_cut_short_is_dropped_by_the_next_eviction() {
+        let mut o = OnlineIndex::new(3, 20);
+        o.learn(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let g = o.generation();
+        let g = o.extend_response(g, &[9, 10, 11], true).unwrap();
+        o.set_capacity(20); // the index changed: the rest of that response is refused
+        assert_eq!(o.extend_response(g, &[12], false), None);
+        assert_eq!(o.tokens(), 11);
+        // an eviction keeps whole responses only (here: all of them)
+        let mut plan = o.plan_eviction(2);
+        assert!(o.install(&mut plan));
+        assert_eq!(o.tokens(), 8);
+        assert_eq!(o.learn(&[30; 15]), 15);
+        assert!(o.tokens() <= 20);
+        assert_eq!(
+            o.each_response().map(<[u32]>::len).sum::<usize>(),
+            o.tokens()
+        );
+        // a response started and not ended is closed by the next one
+        let g = o.generation();
+        o.extend_response(g, &[40, 41], true).unwrap();
+        let learned = o.learned();
+        o.learn(&[50]);
+        assert_eq!(o.learned(), learned + 2);
+        assert_eq!(
+            o.each_response().map(<[u32]>::len).sum::<usize>(),
+            o.tokens()
+        );
     }
 
     #[test]
