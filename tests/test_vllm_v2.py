@@ -278,5 +278,8 @@ def test_dummy_and_profile_runs_draft_nothing(vllm034: Any, tmp_path: Path) -> N
             batch, None, None, None, None, ones, ones, None, None, None, None, **flags
         )
         assert out.shape == (2, K) and not out.any()
+    drafter = runner.speculator.proposer.drafter
+    drafter.learn([5, 6, 7, 8])  # as the warm-up requests would
+    assert drafter.online_stats()["learned"] == 1
     runner.speculator.reset_state()  # after warm-up: nothing learned survives
-    assert runner.speculator.proposer.drafter.online_stats()["learned"] == 0
+    assert drafter.online_stats()["learned"] == 0

@@ -670,6 +670,14 @@ class TascProposer:
     def load_model(self, *args: Any, **kwargs: Any) -> None:
         """No model to load (vLLM's CPU runner calls this unconditionally)."""
 
+    def forget(self) -> None:
+        """Forgets every request and everything learned online (vLLM 0.34 asks for this after
+        its warm-up requests)."""
+        for d in self.drafters.values():
+            d.forget()
+        for batch in self._batches.values():
+            batch.reset()
+
     def stats(self) -> dict[str, Any]:
         """The batch proposer's counters (see ``BatchProposer.stats``) and ``failures``; with
         a multi-task file, each task's under ``tasks`` (``""``: requests like no task) and the

@@ -60,10 +60,7 @@ class TascSpeculator(BaseSpeculator):
 
     def reset_state(self) -> None:
         """Forgets what the warm-up requests taught (vLLM calls this after warming up)."""
-        for d in self.proposer.drafters.values():
-            d.forget()
-        for batch in self.proposer._batches.values():
-            batch.reset()
+        self.proposer.forget()
         self.known[:] = 0
         self.lengths[:] = 0
 
