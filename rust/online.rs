@@ -286,6 +286,11 @@ impl OnlineIndex {
         self.capacity
     }
 
+    /// Contexts of up to `n_max - 1` tokens are indexed.
+    pub fn n_max(&self) -> usize {
+        self.index.n_max()
+    }
+
     /// The index, or `None` while nothing is learned.
     pub fn index(&self) -> Option<&ContextIndex> {
         (!self.index.is_empty()).then_some(&self.index)

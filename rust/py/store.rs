@@ -113,21 +113,37 @@ impl PyNgramStore {
         Snapshot::take(&online, &self.copy_stats, &self.near_learning.stats, &pairs)
     }
 
-    /// Replaces what the learners hold with `snapshot`.
+    /// Replaces what the learners hold with `snapshot`. The online index is rebuilt outside
+    /// its lock (seconds at a million tokens) and swapped in: drafting goes on meanwhile.
     fn restore(&self, snapshot: &Snapshot) {
         self.online.discard_pending();
-        let mut online = write(&self.online);
+        let (n_max, capacity) = {
+            let online = read(&self.online);
+            (online.n_max(), online.capacity())
+        };
+        let mut fresh = OnlineIndex::new(n_max, capacity);
         let mut pairs = self
             .near_learning
             .pairs
             .write()
             .unwrap_or_else(|e| e.into_inner());
         snapshot.restore(
-            &mut online,
+            &mut fresh,
             &self.copy_stats,
             &self.near_learning.stats,
             &mut pairs,
         );
+        drop(pairs);
+        let replaced = {
+            let mut online = write(&self.online);
+            let now = online.capacity(); // changed meanwhile: the latest setting holds
+            let replaced = online.replace(fresh);
+            if now != capacity {
+                online.set_capacity(now);
+            }
+            replaced
+        };
+        drop(replaced); // freed after the lock is released
     }
 
     fn session_mixing(&self) -> Mixing {
