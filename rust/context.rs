@@ -340,26 +340,11 @@ impl ContextIndex {
             && long(&self.followers, levels)
     }
 
-    /// Reserves room for `tokens` more tokens: each vector and map grows by what it held per
-    /// indexed token so far (a quarter more, for safety), and at least by what [`fits`]
-    /// asks of `at_least` tokens.
+    /// Room for `tokens` more tokens: each vector and map grows by what it held per indexed
+    /// token so far (a quarter more, for safety), and at least by what [`fits`] asks of
+    /// `at_least` tokens.
     ///
     /// [`fits`]: Self::fits
-    pub fn reserve_tokens(&mut self, tokens: usize, at_least: usize) {
-        self.reserve_room(self.room_for(tokens, at_least));
-    }
-
-    /// Reserves `room` more in each part.
-    fn reserve_room(&mut self, room: Room) {
-        self.tokens.reserve(room.tokens);
-        self.nodes.reserve(room.nodes);
-        self.edges.entries.reserve(room.edges);
-        self.followers.entries.reserve(room.followers);
-        self.edges.long.reserve(room.edges_long);
-        self.followers.long.reserve(room.followers_long);
-    }
-
-    /// What [`reserve_tokens`](Self::reserve_tokens) adds to each part.
     pub fn room_for(&self, tokens: usize, at_least: usize) -> Room {
         let held = self.tokens.len().max(1);
         let levels = self.n_max;
@@ -387,15 +372,20 @@ impl ContextIndex {
     /// [`room_for`]: Self::room_for
     pub fn with_room(n_max: usize, room: Room) -> Self {
         let mut index = Self::new(n_max, &[]);
-        index.reserve_room(room);
+        index.tokens.reserve(room.tokens);
+        index.nodes.reserve(room.nodes);
+        index.edges.entries.reserve(room.edges);
+        index.followers.entries.reserve(room.followers);
+        index.edges.long.reserve(room.edges_long);
+        index.followers.long.reserve(room.followers_long);
         index
     }
 
-    /// A copy of the index with room for `tokens` more (see [`reserve_tokens`]), each part
+    /// A copy of the index with room for `tokens` more (see [`room_for`]), each part
     /// copied once into its final allocation: growing an index that readers share without
     /// holding them up (copy it under a read lock, swap the copy in).
     ///
-    /// [`reserve_tokens`]: Self::reserve_tokens
+    /// [`room_for`]: Self::room_for
     pub fn clone_with_room(&self, tokens: usize, at_least: usize) -> Self {
         fn copied<T: Copy>(v: &[T], extra: usize) -> Vec<T> {
             let mut out = Vec::with_capacity(v.len().saturating_add(extra));
@@ -530,10 +520,9 @@ mod tests {
             );
         }
         // an empty index has no room, and reserving gives it some
-        let mut empty = ContextIndex::new(4, &[]);
+        let empty = ContextIndex::new(4, &[]);
         assert!(!empty.fits(1));
-        empty.reserve_tokens(100, 16);
-        assert!(empty.fits(16));
+        assert!(ContextIndex::with_room(4, empty.room_for(100, 16)).fits(16));
     }
 
     #[test]

@@ -68,11 +68,6 @@ impl EvictionSource {
             partial: 0,
         }
     }
-
-    /// Tokens the rebuild indexes.
-    pub fn tokens(&self) -> usize {
-        self.tokens.len()
-    }
 }
 
 /// An eviction rebuilt from an [`EvictionSource`], ready to [`install`](OnlineIndex::install).

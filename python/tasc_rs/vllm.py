@@ -699,7 +699,7 @@ def _parallel_rank() -> int:
             return 0
         tp = int(ps.get_tensor_model_parallel_rank())
         pp = int(ps.get_pp_group().rank_in_group)
-        return tp + pp
+        return pp * int(ps.get_tensor_model_parallel_world_size()) + tp
     except Exception:  # no vLLM here, or one without these functions: a single process
         return 0
 

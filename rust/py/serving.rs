@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList};
 
 use super::args;
 use super::errors::{dtype_error, input_error};
-use super::online::{learn, read, SharedOnline};
+use super::online::SharedOnline;
 use crate::config::MAX_K;
 use crate::serving::{RequestTable, Row, StepDrafts};
 use crate::store::NgramStore;
@@ -216,10 +216,10 @@ impl PyBatchProposer {
             let mut table = lock(table);
             let ended = table.observe(&views);
             for response in &ended {
-                learn(online, response);
+                online.learn(response);
             }
             let drafts = {
-                let learned = read(online);
+                let learned = online.read();
                 table.propose(store, learned.index(), &views)?
             };
             table.record_drafts(&drafts);

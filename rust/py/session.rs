@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use super::args;
 use super::convert::{draft_to_numpy, token_ids, tree_to_numpy, DraftArrays, TreeArrays};
 use super::errors::input_error;
-use super::online::{learn, read, SharedOnline};
+use super::online::SharedOnline;
 use crate::aliases::TokenAliases;
 use crate::config::{check_corpus_weight, check_k, check_min_prob, check_width};
 use crate::context::ContextIndex;
@@ -177,7 +177,7 @@ impl PyDraftSession {
         let near = this.neighbour_source();
         // Detached: waiting for the online index's lock must never hold the GIL.
         let draft = py.detach(|| {
-            let learned = read(online);
+            let learned = online.read();
             let mut draft = propose_until(
                 store,
                 learned.index(),
@@ -225,7 +225,7 @@ impl PyDraftSession {
         let (mixing, cost, copy) = (this.mixing, this.verify_cost.as_ref(), this.copy_source());
         let near = this.neighbour_source();
         let tree = py.detach(|| {
-            let learned = read(online);
+            let learned = online.read();
             propose_tree(
                 store,
                 learned.index(),
@@ -328,7 +328,7 @@ impl PyDraftSession {
                 this.near_learning
                     .finish(index, nearest, this.index.tokens(), this.prompt_len);
             }
-            learn(&this.online, response)
+            this.online.learn(response)
         }))
     }
 

@@ -11,7 +11,7 @@ use super::args;
 use super::convert::{draft_to_numpy, token_ids, DraftArrays};
 use super::corpus::PyCorpusBuilder;
 use super::errors::input_error;
-use super::online::{learn, read, shared, write, SharedOnline};
+use super::online::SharedOnline;
 use super::serving::PyBatchProposer;
 use super::session::PyDraftSession;
 use crate::aliases::TokenAliases;
@@ -21,6 +21,7 @@ use crate::copy::{CopyIndex, CopyStats};
 use crate::corpus::{to_token_ids, InputError};
 use crate::draft::{propose_with, Mixing, VerifyCost};
 use crate::learned::{Snapshot, MAGIC as LEARNED_MAGIC};
+use crate::learner::Online;
 use crate::neighbours::{NeighbourIndex, NeighbourLearning, MAX_NEIGHBOURS, NEIGHBOURS};
 use crate::online::OnlineIndex;
 use crate::respell::Respeller;
@@ -74,7 +75,7 @@ impl PyNgramStore {
         let n_max = store.n_max();
         Self {
             inner: Arc::new(store),
-            online: shared(OnlineIndex::new(n_max, 0)),
+            online: Online::shared(OnlineIndex::new(n_max, 0)),
             longer_match: AtomicBool::new(false),
             aliases: RwLock::new(None),
             copy_stats: Arc::new(CopyStats::default()),
@@ -104,7 +105,7 @@ impl PyNgramStore {
     /// own lock).
     fn snapshot(&self) -> Snapshot {
         self.online.wait_learned(None);
-        let online = read(&self.online);
+        let online = self.online.read();
         let pairs = self
             .near_learning
             .pairs
@@ -118,7 +119,7 @@ impl PyNgramStore {
     fn restore(&self, snapshot: &Snapshot) {
         self.online.discard_pending();
         let (n_max, capacity) = {
-            let online = read(&self.online);
+            let online = self.online.read();
             (online.n_max(), online.capacity())
         };
         let mut fresh = OnlineIndex::new(n_max, capacity);
@@ -135,7 +136,7 @@ impl PyNgramStore {
         );
         drop(pairs);
         let replaced = {
-            let mut online = write(&self.online);
+            let mut online = self.online.write();
             let now = online.capacity(); // changed meanwhile: the latest setting holds
             let replaced = online.replace(fresh);
             if now != capacity {
@@ -323,7 +324,7 @@ impl PyNgramStore {
         let online = &self.online;
         let draft = py.detach(|| {
             let index = ContextIndex::new(store.n_max(), &context);
-            let learned = read(online);
+            let learned = online.read();
             propose_with(
                 store,
                 learned.index(),
@@ -396,7 +397,7 @@ impl PyNgramStore {
     fn learn(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
         let tokens = token_ids(ids, "ids", self.inner.config().id_limit())?;
         let online = &self.online;
-        py.detach(|| learn(online, &tokens));
+        py.detach(|| online.learn(&tokens));
         Ok(())
     }
 
@@ -457,7 +458,7 @@ impl PyNgramStore {
         let online = &self.online;
         py.detach(|| {
             online.discard_pending();
-            write(online).clear();
+            online.write().clear();
             self.near_learning.clear();
         });
     }
@@ -491,7 +492,7 @@ impl PyNgramStore {
     #[getter]
     fn online_capacity(&self, py: Python<'_>) -> usize {
         let online = &self.online;
-        py.detach(|| read(online).capacity())
+        py.detach(|| online.read().capacity())
     }
 
     #[setter]
@@ -505,7 +506,7 @@ impl PyNgramStore {
         })?;
         let online = &self.online;
         py.detach(|| {
-            write(online).set_capacity(capacity);
+            online.write().set_capacity(capacity);
             self.near_learning.set_capacity(capacity);
         });
         Ok(())
@@ -520,7 +521,7 @@ impl PyNgramStore {
         let (capacity, tokens, responses, learned, learned_tokens, pairs, queue) =
             py.detach(|| {
                 let queue = online.pending();
-                let o = read(online);
+                let o = online.read();
                 let pairs = self.near_learning.pairs.read().map_or(0, |p| p.len());
                 let (c, t, r) = (o.capacity(), o.tokens(), o.responses());
                 (c, t, r, o.learned(), o.learned_tokens(), pairs, queue)
