@@ -5,7 +5,7 @@
 use thiserror::Error;
 
 /// The version of the drafter file format this build writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this build reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -28,4 +28,6 @@ pub enum FormatError {
     Checksum { stored: u32, computed: u32 },
     #[error("drafter file is corrupted: {0}")]
     Corrupt(String),
+    #[error("drafter file cannot be read in place (memory-mapped): {0}")]
+    NotMappable(String),
 }

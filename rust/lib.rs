@@ -51,6 +51,7 @@ mod reader;
 pub mod respell;
 pub mod router;
 pub mod serving;
+pub mod slab;
 pub mod store;
 pub mod tree;
 

@@ -3,17 +3,20 @@
 //! Token ids of common vocabularies fit 16 bits and most n-gram counts fit 8 or 16, so packing
 //! roughly halves the store. Each array has one width, so the `match` on it is perfectly predicted.
 
-/// A read-only `u32` array with a per-array element width.
+use crate::slab::{Mapping, Slab};
+
+/// A read-only `u32` array with a per-array element width, on the heap or read in place from a
+/// mapped file ([`Slab`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packed {
-    U8(Vec<u8>),
-    U16(Vec<u16>),
-    U32(Vec<u32>),
+    U8(Slab<u8>),
+    U16(Slab<u16>),
+    U32(Slab<u32>),
 }
 
 impl Default for Packed {
     fn default() -> Self {
-        Packed::U8(Vec::new())
+        Packed::U8(Slab::default())
     }
 }
 
@@ -21,11 +24,13 @@ impl Packed {
     /// Packs `values` at the narrowest width that holds their maximum.
     pub fn new(values: &[u32]) -> Self {
         match values.iter().copied().max().unwrap_or(0) {
-            m if m <= u32::from(u8::MAX) => Packed::U8(values.iter().map(|&v| v as u8).collect()),
-            m if m <= u32::from(u16::MAX) => {
-                Packed::U16(values.iter().map(|&v| v as u16).collect())
+            m if m <= u32::from(u8::MAX) => {
+                Packed::U8(values.iter().map(|&v| v as u8).collect::<Vec<_>>().into())
             }
-            _ => Packed::U32(values.to_vec()),
+            m if m <= u32::from(u16::MAX) => {
+                Packed::U16(values.iter().map(|&v| v as u16).collect::<Vec<_>>().into())
+            }
+            _ => Packed::U32(values.to_vec().into()),
         }
     }
 
@@ -99,39 +104,99 @@ impl Packed {
         }
     }
 
-    /// Little-endian serialisation: width byte, u64 length, elements.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.push(self.width() as u8);
-        out.extend_from_slice(&(self.len() as u64).to_le_bytes());
+    /// Whether the elements are read in place from a mapped file.
+    pub fn is_mapped(&self) -> bool {
         match self {
-            Packed::U8(v) => out.extend_from_slice(v),
-            Packed::U16(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Packed::U32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Packed::U8(v) => v.is_mapped(),
+            Packed::U16(v) => v.is_mapped(),
+            Packed::U32(v) => v.is_mapped(),
+        }
+    }
+
+    /// Little-endian serialisation: width byte, u64 length, then (when `align` is given) zero
+    /// bytes up to the next multiple of `align` of the bytes written so far, then the elements. Aligned arrays can be read in place from a mapped file.
+    pub fn write_to(&self, out: &mut impl Sink, align: Option<usize>) {
+        out.put(&[self.width() as u8]);
+        out.put(&(self.len() as u64).to_le_bytes());
+        if let Some(align) = align {
+            out.pad(align);
+        }
+        match self {
+            Packed::U8(v) => out.put(v),
+            Packed::U16(v) => v.iter().for_each(|x| out.put(&x.to_le_bytes())),
+            Packed::U32(v) => v.iter().for_each(|x| out.put(&x.to_le_bytes())),
         }
     }
 
     /// Decodes `len` elements of `width` bytes from `bytes` (exactly `len * width` long).
     pub fn from_le_bytes(width: u8, bytes: &[u8]) -> Option<Self> {
         Some(match width {
-            1 => Packed::U8(bytes.to_vec()),
+            1 => Packed::U8(bytes.to_vec().into()),
             2 => Packed::U16(
                 bytes
                     .chunks_exact(2)
                     .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
             4 => Packed::U32(
                 bytes
                     .chunks_exact(4)
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
             _ => return None,
         })
+    }
+
+    /// `len` elements of `width` bytes read in place at byte `offset` of `map`; `None` for a
+    /// width other than 1, 2 or 4 or a range that is misaligned or outside the mapping.
+    pub fn mapped(width: u8, map: &Mapping, offset: usize, len: usize) -> Option<Self> {
+        Some(match width {
+            1 => Packed::U8(Slab::mapped(map, offset, len)?),
+            2 => Packed::U16(Slab::mapped(map, offset, len)?),
+            4 => Packed::U32(Slab::mapped(map, offset, len)?),
+            _ => return None,
+        })
+    }
+}
+
+/// Where serialised bytes go: a buffer, or a checksum that never holds them all.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+    /// Bytes put so far.
+    fn written(&self) -> usize;
+    /// Zero bytes up to the next multiple of `align` of [`Sink::written`].
+    fn pad(&mut self, align: usize) {
+        let n = self.written().next_multiple_of(align) - self.written();
+        self.put(&[0u8; 64][..n]);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn written(&self) -> usize {
+        self.len()
+    }
+}
+
+/// The CRC32 of everything put, and its length.
+#[derive(Default)]
+pub struct Crc {
+    pub hasher: crc32fast::Hasher,
+    pub len: usize,
+}
+
+impl Sink for Crc {
+    fn put(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len();
+    }
+    fn written(&self) -> usize {
+        self.len
     }
 }
 
@@ -151,8 +216,15 @@ mod tests {
             assert_eq!(p.width(), width);
             assert_eq!((0..p.len()).map(|i| p.get(i)).collect::<Vec<_>>(), values);
             let mut bytes = Vec::new();
-            p.write_to(&mut bytes);
+            p.write_to(&mut bytes, None);
             assert_eq!(Packed::from_le_bytes(bytes[0], &bytes[9..]).unwrap(), p);
+            let mut aligned = vec![7u8];
+            p.write_to(&mut aligned, Some(8));
+            assert_eq!(aligned.len(), 16 + p.bytes(), "1 + 9 bytes padded to 16");
+            assert_eq!(
+                Packed::from_le_bytes(aligned[1], &aligned[16..]).unwrap(),
+                p
+            );
         }
     }
 

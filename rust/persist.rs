@@ -1,24 +1,29 @@
-//! The drafter file format (version 3; version 1 files, which end before the copy section, and
-//! version 2 files, which end before the pairs section, still load), little-endian:
+//! The drafter file format (version 4; version 1 files, which end before the copy section,
+//! version 2 files, which end before the pairs section, and version 3 files, whose arrays are
+//! not aligned and which hold no runner-up counts, still load), little-endian:
 //!
 //! ```text
 //! magic    8 bytes  "TASCNGR\0"
-//! version  u32      1
+//! version  u32      4
 //! n_max u32, min_count u32, vocab_size u32 (0 = unbounded), corpus_weight f64, min_prob f64,
 //! corpus_tokens u64, sequences u64
 //! for depth 0..=n_max: node count u64, tokens, counts (packed arrays),
-//!                      and for depth < n_max: child_start [u32; nodes + 1], totals, best (packed)
+//!                      and for depth < n_max: padding, child_start [u32; nodes + 1], totals,
+//!                      best, runner_up (packed; runner_up from version 4)
 //! copy section (version 2): anchors u64, then per anchor: context key u64, anchor u64,
 //!                      share f32; enders u64, then that many u32; window u64
 //!                      (see [`crate::copy`])
 //! pairs section (version 3): pairs u64, then per pair: request length u32, its ids,
 //!                      answer length u32, its ids (see [`crate::neighbours`]; the index of
 //!                      request tokens is rebuilt when loading)
-//! packed array = width u8 (1, 2 or 4), length u64, elements of that width
+//! packed array = width u8 (1, 2 or 4), length u64, padding (version 4), elements of that width
+//! padding  (version 4) zero bytes up to the next multiple of 8 bytes from the file's start, so
+//!          that a memory-mapped file's arrays are read in place ([`NgramStore::load_mapped`])
 //! crc32    u32      of every byte before it
 //! ```
-//! Loading checks the checksum first, then every structural invariant the lookups rely on, so
-//! even a file with a forged checksum cannot make a later lookup panic.
+//! Loading checks the checksum first, then every structural invariant the lookups rely on (and
+//! that every stored runner-up count is the one the children give), so even a file with a forged
+//! checksum cannot make a later lookup panic.
 
 use std::io::Write;
 use std::path::Path;
@@ -27,9 +32,11 @@ use crate::config::{DrafterConfig, MAX_N};
 use crate::copy::{Anchor, CopyIndex, MAX_WINDOW};
 use crate::error::Error;
 use crate::neighbours::NeighbourIndex;
-use crate::packed::Packed;
+use crate::packed::{Crc, Packed, Sink};
 use crate::reader::Reader;
+use crate::slab::{Mapping, Slab};
 use crate::store::{Level, NgramStore};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"TASCNGR\0";
 pub use crate::format::{FormatError, FORMAT_VERSION, OLDEST_VERSION};
@@ -84,104 +91,97 @@ fn remove_stale_temps(dir: &Path, name: &str) {
 }
 
 impl NgramStore {
-    /// Serialises the store and its configuration.
+    /// Serialises the store and its configuration (the current [`FORMAT_VERSION`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes() + 128);
-        out.extend_from_slice(MAGIC);
+        self.to_bytes_as(FORMAT_VERSION)
+    }
+
+    /// Serialises the store as file format `version` (3 or 4) writes it.
+    pub(crate) fn to_bytes_as(&self, version: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes() + 4 * self.levels.len() * 8 + 128);
+        self.encode(&mut out, version);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// A checksum of the store's content that does not change with the file format: the CRC
+    /// of its version 3 encoding (what a version 3 file's own checksum is), computed without
+    /// holding the encoding.
+    pub fn content_crc(&self) -> u32 {
+        let mut crc = Crc::default();
+        self.encode(&mut crc, 3);
+        crc.hasher.finalize()
+    }
+
+    /// Everything a file of format `version` holds before its checksum. Version 4 starts every
+    /// array at a multiple of 8 bytes from the file's start and stores the runner-up counts, so
+    /// that a mapped file is read in place; version 3 packs arrays back to back.
+    fn encode(&self, out: &mut impl Sink, version: u32) {
+        let aligned = (version >= 4).then_some(ALIGN);
+        out.put(MAGIC);
         let c = &self.config;
         for v in [
-            FORMAT_VERSION,
+            version,
             c.n_max as u32,
             c.min_count,
             c.vocab_size.unwrap_or(0),
         ] {
-            out.extend_from_slice(&v.to_le_bytes());
+            out.put(&v.to_le_bytes());
         }
-        out.extend_from_slice(&c.corpus_weight.to_le_bytes());
-        out.extend_from_slice(&c.min_prob.to_le_bytes());
-        out.extend_from_slice(&self.corpus_tokens.to_le_bytes());
-        out.extend_from_slice(&self.sequences.to_le_bytes());
+        out.put(&c.corpus_weight.to_le_bytes());
+        out.put(&c.min_prob.to_le_bytes());
+        out.put(&self.corpus_tokens.to_le_bytes());
+        out.put(&self.sequences.to_le_bytes());
         for (depth, level) in self.levels.iter().enumerate() {
-            out.extend_from_slice(&(level.len() as u64).to_le_bytes());
-            level.tokens.write_to(&mut out);
-            level.counts.write_to(&mut out);
+            out.put(&(level.len() as u64).to_le_bytes());
+            level.tokens.write_to(out, aligned);
+            level.counts.write_to(out, aligned);
             if depth < c.n_max {
-                for v in &level.child_start {
-                    out.extend_from_slice(&v.to_le_bytes());
+                if let Some(align) = aligned {
+                    out.pad(align);
                 }
-                level.totals.write_to(&mut out);
-                level.best.write_to(&mut out);
+                for v in level.child_start.iter() {
+                    out.put(&v.to_le_bytes());
+                }
+                level.totals.write_to(out, aligned);
+                level.best.write_to(out, aligned);
+                if aligned.is_some() {
+                    level.runner_up.write_to(out, aligned);
+                }
             }
         }
         let (anchors, enders, window) =
             self.copy.as_ref().map_or((Vec::new(), Vec::new(), 0), |c| {
                 (c.anchors(), c.enders(), c.window())
             });
-        out.extend_from_slice(&(anchors.len() as u64).to_le_bytes());
+        out.put(&(anchors.len() as u64).to_le_bytes());
         for (key, anchor) in anchors {
-            out.extend_from_slice(&key.to_le_bytes());
-            out.extend_from_slice(&anchor.tokens.to_le_bytes());
-            out.extend_from_slice(&anchor.share.to_le_bytes());
+            out.put(&key.to_le_bytes());
+            out.put(&anchor.tokens.to_le_bytes());
+            out.put(&anchor.share.to_le_bytes());
         }
-        out.extend_from_slice(&(enders.len() as u64).to_le_bytes());
+        out.put(&(enders.len() as u64).to_le_bytes());
         for t in enders {
-            out.extend_from_slice(&t.to_le_bytes());
+            out.put(&t.to_le_bytes());
         }
-        out.extend_from_slice(&(window as u64).to_le_bytes());
+        out.put(&(window as u64).to_le_bytes());
         let pairs = self.neighbours.as_deref().map_or(0, NeighbourIndex::len);
-        out.extend_from_slice(&(pairs as u64).to_le_bytes());
+        out.put(&(pairs as u64).to_le_bytes());
         for (request, answer) in self.neighbours.iter().flat_map(|n| n.pairs()) {
             for ids in [request, answer] {
-                out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+                out.put(&(ids.len() as u32).to_le_bytes());
                 for t in ids {
-                    out.extend_from_slice(&t.to_le_bytes());
+                    out.put(&t.to_le_bytes());
                 }
             }
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
     }
 
-    /// Parses and validates bytes written by [`NgramStore::to_bytes`].
+    /// Parses and validates bytes written by [`NgramStore::to_bytes`] (any version from
+    /// [`OLDEST_VERSION`]); the store holds copies of its arrays.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(FormatError::BadMagic.into());
-        }
-        let mut r = Reader {
-            bytes,
-            pos: MAGIC.len(),
-        };
-        let version = r.u32()?;
-        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
-            return Err(FormatError::UnsupportedVersion { found: version }.into());
-        }
-        if bytes.len() < 12 {
-            return Err(r.truncated(4).into());
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(FormatError::Checksum { stored, computed }.into());
-        }
-        let mut r = Reader {
-            bytes: body,
-            pos: r.pos,
-        };
-        let mut store = read_store(&mut r)?;
-        if version >= 2 {
-            let copy = read_copy(&mut r, store.config.id_limit())?;
-            store = store.with_copy(copy);
-        }
-        if version >= 3 {
-            let pairs = read_pairs(&mut r, store.config.id_limit())?;
-            store = store.with_neighbours(pairs);
-        }
-        if r.pos != body.len() {
-            return Err(corrupt(format!("{} trailing bytes", body.len() - r.pos)));
-        }
-        Ok(store)
+        parse(bytes, None)
     }
 
     /// Writes the store to `path` atomically: a temporary file in the same directory is written,
@@ -198,6 +198,92 @@ impl NgramStore {
     pub fn load(path: &Path) -> Result<Self, Error> {
         Self::from_bytes(&read_file(path, MAGIC)?)
     }
+
+    /// Reads a store written by [`NgramStore::save`] in place: the file is memory-mapped
+    /// read-only and the trie's arrays are read from its pages, which the operating system
+    /// shares between every process that maps the same file (one copy for N ranks or
+    /// replicas). Checked as [`NgramStore::load`] checks (the checksum and every invariant,
+    /// which reads the whole file once). Version 4 files only (earlier ones have no aligned
+    /// arrays: load and save them again to convert). The copy pointer's and the similar
+    /// requests' indexes are built in each process's memory as with `load`.
+    ///
+    /// The file must not be changed in place while a store maps it: `save` replaces a file by
+    /// renaming a new one over it, which leaves mapped stores on the old file, but a tool that
+    /// truncates and rewrites the same file changes the store's pages, and reading a page past
+    /// a truncated end kills the process (SIGBUS).
+    pub fn load_mapped(path: &Path) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = open_regular(path)?;
+        if cfg!(target_endian = "big") {
+            return Err(FormatError::NotMappable("this machine is big-endian".into()).into());
+        }
+        // SAFETY: the mapping is read-only; the file changing in place is the caller's contract
+        // (documented above and in `crate::slab`), and every array read from it is bounds-checked
+        // against the mapping's length.
+        let map: Mapping = Arc::new(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?);
+        parse(&map, Some(&map))
+    }
+
+    /// Whether the trie is read in place from a mapped file ([`NgramStore::load_mapped`]).
+    pub fn is_mapped(&self) -> bool {
+        self.levels.first().is_some_and(Level::is_mapped)
+    }
+}
+
+/// Where every array of a version 4 file starts: a multiple of this many bytes from the
+/// file's start.
+const ALIGN: usize = 8;
+
+/// Parses a drafter file's `bytes`; with `map` (the mapping `bytes` is), a version 4 file's
+/// arrays are read in place from it, and other versions are refused.
+fn parse(bytes: &[u8], map: Option<&Mapping>) -> Result<NgramStore, Error> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(FormatError::BadMagic.into());
+    }
+    let mut r = Reader {
+        bytes,
+        pos: MAGIC.len(),
+    };
+    let version = r.u32()?;
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(FormatError::UnsupportedVersion { found: version }.into());
+    }
+    if map.is_some() && version < 4 {
+        return Err(FormatError::NotMappable(format!(
+            "a version {version} file has no aligned arrays (load it and save it again to \
+             write version {FORMAT_VERSION})"
+        ))
+        .into());
+    }
+    if bytes.len() < 12 {
+        return Err(r.truncated(4).into());
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(FormatError::Checksum { stored, computed }.into());
+    }
+    let mut r = Reader {
+        bytes: body,
+        pos: r.pos,
+    };
+    let mut store = read_store(&mut r, version, map)?;
+    if version >= 2 {
+        let copy = read_copy(&mut r, store.config.id_limit())?;
+        store = store.with_copy(copy);
+    }
+    if version >= 3 {
+        let pairs = read_pairs(&mut r, store.config.id_limit())?;
+        store = store.with_neighbours(pairs);
+    }
+    if r.pos != body.len() {
+        return Err(corrupt(format!("{} trailing bytes", body.len() - r.pos)));
+    }
+    Ok(store)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
@@ -261,12 +347,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     result.map_err(io)
 }
 
-/// The bytes of the regular file at `path`, read whole, unless its first bytes are not `magic`:
-/// then those first bytes alone (what the caller's parser refuses), so that a large file of
-/// another format costs a few bytes, not its size. A device, FIFO or directory is refused at
-/// once, without blocking; a file too large for memory is an error, not an abort.
-pub fn read_file(path: &Path, magic: &[u8]) -> Result<Vec<u8>, Error> {
-    use std::io::Read;
+/// `path` opened for reading if it is a regular file: a device, FIFO or directory is refused at
+/// once, without blocking.
+fn open_regular(path: &Path) -> Result<std::fs::File, Error> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -288,11 +371,24 @@ pub fn read_file(path: &Path, magic: &[u8]) -> Result<Vec<u8>, Error> {
         options.custom_flags(0o4000); // O_NONBLOCK: a FIFO swapped in cannot block the open
     }
     let file = options.open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
+    if !file.metadata().map_err(io)?.is_file() {
         return Err(not_regular());
     }
-    let len = meta.len();
+    Ok(file)
+}
+
+/// The bytes of the regular file at `path`, read whole, unless its first bytes are not `magic`:
+/// then those first bytes alone (what the caller's parser refuses), so that a large file of
+/// another format costs a few bytes, not its size. A device, FIFO or directory is refused at
+/// once, without blocking; a file too large for memory is an error, not an abort.
+pub fn read_file(path: &Path, magic: &[u8]) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = open_regular(path)?;
+    let len = file.metadata().map_err(io)?.len();
     // The magic first: a large file of another format costs 8 bytes, not its size.
     let mut file = file.take(len);
     let mut head = vec![0u8; magic.len()];
@@ -380,8 +476,15 @@ fn read_pairs(r: &mut Reader<'_>, limit: u32) -> Result<NeighbourIndex, Error> {
     ))
 }
 
-/// A packed array that must hold exactly `n` elements.
-fn read_packed(r: &mut Reader<'_>, n: usize) -> Result<Packed, Error> {
+/// A packed array that must hold exactly `n` elements; from version 4 (`aligned`) its elements
+/// start at a multiple of [`ALIGN`] bytes after zero padding, and with `map` they are read in
+/// place.
+fn read_packed(
+    r: &mut Reader<'_>,
+    n: usize,
+    aligned: bool,
+    map: Option<&Mapping>,
+) -> Result<Packed, Error> {
     let width = r.take(1)?[0];
     let len = r.u64()?;
     if len != n as u64 || !matches!(width, 1 | 2 | 4) {
@@ -389,18 +492,60 @@ fn read_packed(r: &mut Reader<'_>, n: usize) -> Result<Packed, Error> {
             "packed array: width {width}, length {len}, expected {n}"
         )));
     }
+    if aligned {
+        skip_padding(r)?;
+    }
+    let at = r.pos;
     let bytes = r.take(
         n.checked_mul(usize::from(width))
             .ok_or_else(|| r.truncated(usize::MAX))?,
     )?;
-    Packed::from_le_bytes(width, bytes).ok_or_else(|| corrupt("packed array width".into()))
+    match map {
+        Some(map) => Packed::mapped(width, map, at, n),
+        None => Packed::from_le_bytes(width, bytes),
+    }
+    .ok_or_else(|| corrupt("packed array width or alignment".into()))
+}
+
+/// `n` u32 values after zero padding to [`ALIGN`] (version 4) or straight away.
+fn read_u32s(
+    r: &mut Reader<'_>,
+    n: usize,
+    aligned: bool,
+    map: Option<&Mapping>,
+) -> Result<Slab<u32>, Error> {
+    if aligned {
+        skip_padding(r)?;
+    }
+    match map {
+        Some(map) => {
+            let at = r.pos;
+            r.take(n.checked_mul(4).ok_or_else(|| r.truncated(usize::MAX))?)?;
+            Slab::mapped(map, at, n).ok_or_else(|| corrupt("u32 array alignment".into()))
+        }
+        None => Ok(r.u32s(n)?.into()),
+    }
+}
+
+/// The zero bytes that bring the reader to the next multiple of [`ALIGN`].
+fn skip_padding(r: &mut Reader<'_>) -> Result<(), Error> {
+    let n = r.pos.next_multiple_of(ALIGN) - r.pos;
+    if r.take(n)?.iter().any(|&b| b != 0) {
+        return Err(corrupt("non-zero padding".into()));
+    }
+    Ok(())
 }
 
 fn corrupt(msg: String) -> Error {
     FormatError::Corrupt(msg).into()
 }
 
-fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
+fn read_store(
+    r: &mut Reader<'_>,
+    version: u32,
+    map: Option<&Mapping>,
+) -> Result<NgramStore, Error> {
+    let aligned = version >= 4;
     let n_max = r.u32()? as usize;
     if !(1..=MAX_N).contains(&n_max) {
         return Err(corrupt(format!("n_max {n_max}")));
@@ -421,22 +566,27 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
     for depth in 0..=n_max {
         let n = usize::try_from(r.u64()?).map_err(|_| corrupt("level size".into()))?;
         let mut level = Level {
-            tokens: read_packed(r, n)?,
-            counts: read_packed(r, n)?,
+            tokens: read_packed(r, n, aligned, map)?,
+            counts: read_packed(r, n, aligned, map)?,
             ..Level::default()
         };
         if depth < n_max {
             let starts = n
                 .checked_add(1)
                 .ok_or_else(|| corrupt("level size".into()))?;
-            level.child_start = r.u32s(starts)?;
-            level.totals = read_packed(r, n)?;
-            level.best = read_packed(r, n)?;
+            level.child_start = read_u32s(r, starts, aligned, map)?;
+            level.totals = read_packed(r, n, aligned, map)?;
+            level.best = read_packed(r, n, aligned, map)?;
+            if aligned {
+                level.runner_up = read_packed(r, n, aligned, map)?;
+            }
         }
         levels.push(level);
     }
-    validate_levels(&levels, config.id_limit()).map_err(corrupt)?;
-    crate::store::fill_runner_up(&mut levels);
+    validate_levels(&levels, config.id_limit(), aligned).map_err(corrupt)?;
+    if !aligned {
+        crate::store::fill_runner_up(&mut levels);
+    }
     Ok(NgramStore {
         config,
         levels,
@@ -447,8 +597,9 @@ fn read_store(r: &mut Reader<'_>) -> Result<NgramStore, Error> {
     })
 }
 
-/// Checks the invariants `NgramStore` lookups index with, without trusting the file.
-fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
+/// Checks the invariants `NgramStore` lookups index with, without trusting the file, and
+/// (`runner_up`: stored in the file) that every runner-up count is the one its children give.
+fn validate_levels(levels: &[Level], limit: u32, runner_up: bool) -> Result<(), String> {
     if levels[0].len() != 1 {
         return Err("the root level must hold one node".into());
     }
@@ -470,11 +621,16 @@ fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
         }
         for i in 0..level.len() {
             let (s, e) = (cs[i] as usize, cs[i + 1] as usize);
-            let (mut prev, mut sorted, mut total) = (None, true, 0u64);
+            let (mut prev, mut sorted, mut total, mut second) = (None, true, 0u64, 0);
+            let best_at = s + level.best.get(i) as usize;
             next.tokens.for_each_in(s, e, |j, t| {
                 sorted &= t < limit && prev.is_none_or(|p| p < t);
                 prev = Some(t);
-                total += u64::from(next.counts.get(j));
+                let count = next.counts.get(j);
+                total += u64::from(count);
+                if j != best_at {
+                    second = second.max(count);
+                }
             });
             if !sorted {
                 return Err(format!(
@@ -486,6 +642,9 @@ fn validate_levels(levels: &[Level], limit: u32) -> Result<(), String> {
             let best_ok = if s == e { best == 0 } else { best < e - s };
             if total != u64::from(level.totals.get(i)) || !best_ok {
                 return Err(format!("depth {depth}: totals or best child inconsistent"));
+            }
+            if runner_up && level.runner_up.get(i) != second {
+                return Err(format!("depth {depth}: runner-up count inconsistent"));
             }
         }
     }
@@ -576,8 +735,137 @@ mod tests {
     }
 
     #[test]
+    fn version_3_files_load_and_keep_the_content_checksum() {
+        let s = with_pairs();
+        let v3 = s.to_bytes_as(3);
+        assert_eq!(NgramStore::from_bytes(&v3).unwrap(), s);
+        assert_eq!(
+            s.content_crc(),
+            crc32fast::hash(&v3[..v3.len() - 4]),
+            "the content checksum is a version 3 file's own (learned state stays tied to it)"
+        );
+        let v4 = NgramStore::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(v4.content_crc(), s.content_crc());
+        assert_ne!(v3, s.to_bytes());
+    }
+
+    #[test]
+    fn mapped_stores_read_every_array_in_place_and_equal_loaded_ones() {
+        let s = with_pairs();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.tasc");
+        s.save(&path).unwrap();
+        let mapped = NgramStore::load_mapped(&path).unwrap();
+        assert_eq!(mapped, s);
+        assert!(mapped.is_mapped() && !s.is_mapped());
+        for (depth, level) in mapped.levels.iter().enumerate() {
+            let mut arrays = vec![&level.tokens, &level.counts];
+            if depth < mapped.n_max() {
+                arrays.extend([&level.totals, &level.best, &level.runner_up]);
+                assert!(level.child_start.is_mapped(), "depth {depth} child_start");
+            }
+            assert!(arrays.iter().all(|a| a.is_mapped()), "depth {depth}");
+        }
+        let clone = mapped.clone();
+        assert!(clone.is_mapped());
+        assert_eq!(clone.to_bytes(), s.to_bytes());
+    }
+
+    #[test]
+    fn saving_over_a_mapped_file_leaves_the_mapped_store_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.tasc");
+        let first = sample();
+        first.save(&path).unwrap();
+        let mapped = NgramStore::load_mapped(&path).unwrap();
+        let second = with_pairs();
+        let other = NgramStore::build(
+            &Corpus::from_sequences(&[vec![7, 8, 9, 7, 8, 9]], Some(10)).unwrap(),
+            &first.config,
+        )
+        .unwrap();
+        for replacement in [&second, &other] {
+            replacement.save(&path).unwrap();
+            assert_eq!(mapped, first, "a save renames a new file over the old one");
+            assert_eq!(&NgramStore::load_mapped(&path).unwrap(), replacement);
+        }
+    }
+
+    #[test]
+    fn only_version_4_regular_files_are_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.tasc");
+        std::fs::write(&path, sample().to_bytes_as(3)).unwrap();
+        let err = NgramStore::load_mapped(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::Format(FormatError::NotMappable(m)) if m.contains("version 3")),
+            "{err}"
+        );
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            NgramStore::load_mapped(&path),
+            Err(Error::Format(FormatError::BadMagic))
+        ));
+        let err = NgramStore::load_mapped(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        if Path::new("/dev/zero").exists() {
+            let err = NgramStore::load_mapped(Path::new("/dev/zero"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_forged_runner_up_count_is_refused() {
+        let s = sample();
+        let root = &s.levels[0];
+        assert!(
+            root.runner_up.get(0) > 0,
+            "the sample's root has a runner-up"
+        );
+        let mut bytes = s.to_bytes();
+        bytes.truncate(bytes.len() - 4);
+        // the root's runner-up: the root level's last array (after the 56-byte header, the node
+        // count, tokens, counts, child starts, totals and best), one element of one byte
+        let mut r = Reader {
+            bytes: &bytes,
+            pos: 56 + 8,
+        };
+        let skip_packed = |r: &mut Reader<'_>| {
+            let width = r.take(1).unwrap()[0] as usize;
+            let len = r.u64().unwrap() as usize;
+            skip_padding(r).unwrap();
+            let at = r.pos;
+            r.take(width * len).unwrap();
+            at
+        };
+        skip_packed(&mut r);
+        skip_packed(&mut r);
+        skip_padding(&mut r).unwrap();
+        r.take(8).unwrap(); // two child starts
+        skip_packed(&mut r);
+        skip_packed(&mut r);
+        let at = skip_packed(&mut r);
+        assert_eq!(u32::from(bytes[at]), root.runner_up.get(0));
+        bytes[at] += 1;
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            NgramStore::from_bytes(&bytes),
+            Err(Error::Format(FormatError::Corrupt(m))) if m.contains("runner-up")
+        ));
+    }
+
+    #[test]
     fn every_truncation_and_bit_flip_is_an_error() {
-        let bytes = sample().to_bytes();
+        for bytes in [sample().to_bytes(), sample().to_bytes_as(3)] {
+            every_truncation_and_bit_flip_of(&bytes);
+        }
+    }
+
+    fn every_truncation_and_bit_flip_of(bytes: &[u8]) {
+        let bytes = bytes.to_vec();
         for n in 0..bytes.len() {
             assert!(
                 NgramStore::from_bytes(&bytes[..n]).is_err(),
@@ -605,7 +893,7 @@ mod tests {
 
     /// `store` (without pairs) as version 1 wrote it: no copy section.
     fn version_1(store: &NgramStore) -> Vec<u8> {
-        let mut bytes = store.to_bytes();
+        let mut bytes = store.to_bytes_as(3);
         // checksum, two empty copy section counts, window, empty pairs count
         bytes.truncate(bytes.len() - 4 - 32);
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
@@ -673,7 +961,7 @@ mod tests {
 
     /// `store` (without pairs) as version 2 wrote it: no pairs section.
     fn version_2(store: &NgramStore) -> Vec<u8> {
-        let mut bytes = store.to_bytes();
+        let mut bytes = store.to_bytes_as(3);
         bytes.truncate(bytes.len() - 4 - 8);
         bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32fast::hash(&bytes);
@@ -724,7 +1012,7 @@ mod tests {
     #[test]
     fn forged_checksum_cannot_smuggle_bad_structure() {
         let s = sample();
-        let mut bytes = s.to_bytes();
+        let mut bytes = s.to_bytes_as(3);
         bytes.truncate(bytes.len() - 4);
         // corrupt the first child token at depth 1 to exceed the vocabulary, then re-sign
         // header 56, root level 56 (count, 3 one-byte packed arrays, 2 child starts), depth-1 node
@@ -766,6 +1054,7 @@ mod tests {
             .with_neighbours(near)
             .to_bytes();
         let body_len = good.len() - 4;
+        let dir = tempfile::tempdir().unwrap();
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -795,7 +1084,16 @@ mod tests {
             }
             let crc = crc32fast::hash(&bytes);
             bytes.extend_from_slice(&crc.to_le_bytes());
-            let outcome = std::panic::catch_unwind(|| match NgramStore::from_bytes(&bytes) {
+            // every fourth file is read in place from a mapping, the rest from bytes
+            let load = |bytes: &[u8]| {
+                if round % 4 != 0 {
+                    return NgramStore::from_bytes(bytes);
+                }
+                let path = dir.path().join(format!("{round}.tasc"));
+                std::fs::write(&path, bytes).unwrap();
+                NgramStore::load_mapped(&path)
+            };
+            let outcome = std::panic::catch_unwind(|| match load(&bytes) {
                 Err(Error::Format(_)) => false,
                 Err(e) => panic!("unexpected error kind: {e}"),
                 Ok(store) => {

@@ -373,7 +373,7 @@ def test_unigram_only_drafter_and_corpus_fallback() -> None:
 
 def test_repr_and_version(drafter: NgramDrafter) -> None:
     assert "NgramDrafter(n_max=4" in repr(drafter)
-    assert tasc_rs.__version__ and tasc_rs.FORMAT_VERSION == 3
+    assert tasc_rs.__version__ and tasc_rs.FORMAT_VERSION == 4
 
 
 def test_the_tuned_preset_is_the_default_and_the_paper_one_reproducible(tmp_path) -> None:

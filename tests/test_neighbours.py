@@ -85,7 +85,7 @@ def test_saved_loaded_and_pickled_with_the_pairs(tmp_path: Path) -> None:
     d.neighbours = 3
     path = tmp_path / "pairs.tasc"
     d.save(path)
-    assert int.from_bytes(path.read_bytes()[8:12], "little") == 3
+    assert int.from_bytes(path.read_bytes()[8:12], "little") == 4
     back = NgramDrafter.load(path)
     assert back.stats()["pairs"] == 12 and back.neighbours == 8  # the preset's: not saved
     assert after_50(back, KIND_11) == 61

@@ -62,7 +62,7 @@ def test_saved_loaded_and_pickled_with_the_drafter(tmp_path: Path) -> None:
     d = paired()
     path = tmp_path / "pairs.tasc"
     d.save(path)
-    assert int.from_bytes(path.read_bytes()[8:12], "little") == FORMAT_VERSION == 3
+    assert int.from_bytes(path.read_bytes()[8:12], "little") == FORMAT_VERSION == 4
     back = NgramDrafter.load(path)
     assert back.stats()["copy_anchors"] == d.stats()["copy_anchors"]
     want = d.session(PROMPT).propose(4, min_prob=0.0)[0].tolist()

@@ -105,6 +105,7 @@ def test_model_directory_then_class_config(tmp_path: Path, drafter_file: Path) -
         ({"drafter": "x", "threads": 0}, "threads"),
         ({"drafter": "x", "threads": 2.0}, "threads has the wrong type"),
         ({"drafter": "x", "measure_step_cost": 1}, "measure_step_cost has the wrong type"),
+        ({"drafter": "x", "mmap": "yes"}, "mmap has the wrong type"),
     ],
 )
 def test_bad_configs_are_refused(
@@ -224,6 +225,24 @@ def test_start_up_errors_are_clear(
     monkeypatch.setenv(DRAFTER_ENV, str(drafter_file))
     with pytest.raises(InvalidConfigError, match="vocabulary of 100 tokens"):
         TascProposer(vllm_config(vocab=50))
+
+
+def test_a_mapped_drafter_serves_and_multi_task_files_are_not_mapped(
+    monkeypatch: pytest.MonkeyPatch, drafter_file: Path, tmp_path: Path
+) -> None:
+    from tasc_rs import MultiTaskDrafter
+
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(drafter_file), "mmap": True}))
+    p = TascProposer(vllm_config(k=3))
+    assert p.drafter.stats()["mapped"]
+    buf = np.zeros((1, 64), dtype=np.int32)
+    buf[0, :2] = [1, 2]
+    assert p.propose([[2]], np.array([2], dtype=np.int32), buf) == [[3, 4, 0]]
+    multi = tmp_path / "tasks.tasc"
+    MultiTaskDrafter({"a": NgramDrafter.load(drafter_file)}).save(multi)
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"drafter": str(multi), "mmap": True}))
+    with pytest.raises(InvalidConfigError, match="single-task drafter files"):
+        TascProposer(vllm_config())
 
 
 def test_drafts_end_with_the_eos(monkeypatch: pytest.MonkeyPatch, drafter_file: Path) -> None:

@@ -41,6 +41,13 @@ def str_arg(name: str, value: Any) -> str:
     return value
 
 
+def bool_arg(name: str, value: Any) -> bool:
+    """``value`` as a bool (never an int or a string)."""
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
 def pairs_arg(name: str, value: Any) -> list[tuple[int, int]]:
     """``value`` as a list of ``(int, int)`` pairs (ranges are the native module's to check)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tasc_rs._args import iterable_arg, pairs_arg, str_arg
+from tasc_rs._args import bool_arg, iterable_arg, pairs_arg, str_arg
 from tasc_rs._core import BatchProposer, CorpusBuilder, DraftSession, NgramStore
 from tasc_rs.aliases import Respelling
 from tasc_rs.errors import ArgumentTypeError, DtypeError, InvalidConfigError, InvalidInputError
@@ -226,7 +226,7 @@ class NgramDrafter:
         copy a value of their request (after which two request tokens, at which point of the
         answer) and drafts the live request's value there (``rust/copy.rs``), and the pairs
         themselves, whose answers draft for similar requests (:attr:`neighbours`,
-        ``rust/neighbours.rs``). Saved with the drafter (file format 3). Settings as in
+        ``rust/neighbours.rs``). Saved with the drafter (file format 3 and later). Settings as in
         :meth:`from_corpus`.
 
         Each request should be tokenized as the prompt holds it (for a chat model, the user
@@ -550,18 +550,28 @@ class NgramDrafter:
         preset: str = DEFAULT_PRESET,
         mixing: str | None = None,
         online_capacity: int | None = None,
+        mmap: bool = False,
     ) -> NgramDrafter:
         """Reads a drafter written by :meth:`save`.
 
         The counts and the n-gram settings come from the file; the settings not saved with it
         (``mixing``, ``online_capacity``) come from ``preset`` unless given.
 
+        With ``mmap=True`` the file is memory-mapped read-only and the n-gram trie is read in
+        place: every process that maps the same file shares one copy of it (tensor-parallel
+        ranks, replicas on one machine), where ``load`` gives each process its own. Drafts are
+        the same either way. The file must then not be rewritten in place while it is in use
+        (``save`` replaces files by renaming, which is safe; ``cp new.tasc old.tasc`` is not:
+        a truncated mapped file kills the process with SIGBUS). Files of format version 3 or
+        older (written by earlier releases) cannot be mapped: load and save them once.
+
         Raises:
-            DrafterFileError: the file is truncated, corrupted, foreign or of another version.
+            DrafterFileError: the file is truncated, corrupted, foreign, of another version, or
+                (with ``mmap``) older than version 4.
             TascIOError: the file cannot be read.
         """
         runtime = preset_settings(preset, mixing=mixing, online_capacity=online_capacity)
-        return cls(NgramStore.load(path))._with_runtime(runtime)
+        return cls(NgramStore.load(path, bool_arg("mmap", mmap)))._with_runtime(runtime)
 
     def to_bytes(self) -> bytes:
         """The saved-file representation as bytes."""
@@ -583,7 +593,9 @@ class NgramDrafter:
     def stats(self) -> dict[str, Any]:
         """Counts and memory: ``ngrams`` (distinct kept n-grams per order 1..n_max),
         ``contexts`` (contexts with a kept next token per length 0..n_max-1),
-        ``corpus_tokens``, ``sequences`` and ``bytes`` (heap bytes of the store)."""
+        ``corpus_tokens``, ``sequences``, ``bytes`` (bytes of the store) and ``mapped``
+        (whether those bytes are a memory-mapped file's pages, shared between processes, rather
+        than this process's heap: :meth:`load` with ``mmap=True``)."""
         return self._store.stats()
 
     @property

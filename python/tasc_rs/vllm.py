@@ -139,6 +139,12 @@ class ProposerSettings:
             only: the batch cut keeps chains short there, and the model's own threads, still
             spinning after the forward pass, would compete with a pool). They run only while
             the engine waits for the drafts.
+        mmap: Whether the drafter file is memory-mapped and its n-gram trie read in place
+            (``NgramDrafter.load(mmap=True)``): tensor-parallel ranks and engines on one
+            machine then share one copy of it instead of holding one each. The file must not be
+            rewritten in place while served (replace it by renaming, as ``save`` does); files
+            of format version 3 or older and multi-task files cannot be mapped (an error at
+            start).
     """
 
     drafter: Path
@@ -159,6 +165,7 @@ class ProposerSettings:
     save_every_seconds: float = 60.0
     measure_step_cost: bool | None = None
     threads: int | None = None
+    mmap: bool = False
 
 
 #: Fixed cost of a vLLM CPU engine step in verified positions, fitted on SmolLM2-135M, float32,
@@ -217,6 +224,7 @@ def _settings_from(config: Mapping[str, Any], base: Path | None, where: str) -> 
         "measure_step_cost": (bool, True),
         "token_aliases": (bool, False),
         "respelling": (bool, False),
+        "mmap": (bool, False),
         "neighbours": (int, False),
         "save_every_tokens": (int, False),
         "save_every_seconds": ((int, float), False),
@@ -510,10 +518,18 @@ class TascProposer:
         self.settings = settings
         try:
             multi = _starts_with(settings.drafter, MULTI_MAGIC)
+            if multi and settings.mmap:
+                raise InvalidConfigError(
+                    "mmap applies to single-task drafter files; a multi-task file is read whole"
+                )
             self.multi: MultiTaskDrafter | None = (
                 MultiTaskDrafter.load(settings.drafter) if multi else None
             )
-            drafter = NgramDrafter.load(settings.drafter) if self.multi is None else None
+            drafter = (
+                NgramDrafter.load(settings.drafter, mmap=settings.mmap)
+                if self.multi is None
+                else None
+            )
         except TascError as e:
             raise type(e)(f"tasc_rs.vllm: cannot load the drafter ({origin}): {e}") from None
         tokenizer = _tokenizer(model_config)

@@ -85,7 +85,7 @@ fn finish_parent(level: &mut Level, child_start: Vec<u32>, child_counts: &[u32])
     }
     level.totals = Packed::new(&totals);
     level.best = Packed::new(&best);
-    level.child_start = child_start;
+    level.child_start = child_start.into();
 }
 
 #[cfg(test)]

@@ -93,12 +93,9 @@ impl PyNgramStore {
     }
 
     fn fingerprint(&self) -> u32 {
-        // the file's own checksum (the last 4 bytes): a CRC over bytes that end with their CRC
-        // is the same constant for every file
-        *self.fingerprint.get_or_init(|| {
-            let bytes = self.inner.to_bytes();
-            crc32fast::hash(&bytes[..bytes.len().saturating_sub(4)])
-        })
+        // the content's checksum, the same whatever file format holds the drafter (learned
+        // state saved with a version 3 file still loads once the drafter is saved as version 4)
+        *self.fingerprint.get_or_init(|| self.inner.content_crc())
     }
 
     /// What every learner holds once the queued responses are learned (each read under its
@@ -350,10 +347,22 @@ impl PyNgramStore {
     }
 
     /// Reads a store written by `save`; a truncated, corrupted or foreign file raises
-    /// `DrafterFileError`.
+    /// `DrafterFileError`. With `mmap`, the file is memory-mapped and the trie read in place
+    /// (one copy shared by every process that maps it; version 4 files only).
     #[staticmethod]
-    fn load(py: Python<'_>, #[pyo3(from_py_with = args::path)] path: PathBuf) -> PyResult<Self> {
-        let store = py.detach(|| NgramStore::load(&path))?;
+    #[pyo3(signature = (path, mmap = false))]
+    fn load(
+        py: Python<'_>,
+        #[pyo3(from_py_with = args::path)] path: PathBuf,
+        mmap: bool,
+    ) -> PyResult<Self> {
+        let store = py.detach(|| {
+            if mmap {
+                NgramStore::load_mapped(&path)
+            } else {
+                NgramStore::load(&path)
+            }
+        })?;
         Ok(Self::wrap(store))
     }
 
@@ -373,9 +382,9 @@ impl PyNgramStore {
         Ok(Self::wrap(store))
     }
 
-    /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used, and
-    /// the copy pointer's `copy_anchors` and the training `pairs` kept for neighbours (0 for a
-    /// store built from answers only).
+    /// Sizes: `ngrams` and `contexts` per order, corpus tokens and sequences, bytes used (in
+    /// the mapped file's pages when `mapped`), and the copy pointer's `copy_anchors` and the
+    /// training `pairs` kept for neighbours (0 for a store built from answers only).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
         let d = PyDict::new(py);
@@ -388,6 +397,7 @@ impl PyNgramStore {
         d.set_item("corpus_tokens", s.corpus_tokens)?;
         d.set_item("sequences", s.sequences)?;
         d.set_item("bytes", s.bytes)?;
+        d.set_item("mapped", self.inner.is_mapped())?;
         Ok(d)
     }
 
