@@ -1,10 +1,11 @@
 """tasc-rs with vLLM tensor parallelism (``tensor_parallel_size=2``, one CPU core per rank).
 
-Every tensor-parallel rank runs its own model runner, and with it its own tasc-rs proposer on its
-own copy of the drafter; the scheduler takes the drafts of the engine's output rank (rank 0) and
-every rank verifies them. The ranks see the same token buffers every step, so their proposers
-draft the same and learn the same: this test checks both (greedy output identical to vLLM
-without speculation; the two ranks' learned states byte-identical after a run).
+Every tensor-parallel rank runs its own model runner, and with it its own tasc-rs proposer (here
+on the drafter file mapped: one copy of its trie in memory for both ranks); the scheduler takes
+the drafts of the engine's output rank (rank 0) and every rank verifies them. The ranks see the
+same token buffers every step, so their proposers draft the same and learn the same: this test
+checks both (greedy output identical to vLLM without speculation; the two ranks' learned states
+byte-identical after a run).
 
 SmolLM2-135M has 9 attention heads, which 2 ranks cannot split, so these engines serve a small
 random Llama (4 heads, SmolLM2's tokenizer). On a one-NUMA-node machine vLLM's CPU backend
@@ -76,13 +77,14 @@ def _engine(model: str, **kwargs: Any) -> LLM:
     return LLM(model=model, **args)
 
 
-def _learned_state(worker: Any) -> bytes:
-    """Runs in each rank: what its proposer's drafter learned (``NgramDrafter.learned_state``)."""
+def _learned_state(worker: Any) -> tuple[bool, bytes]:
+    """Runs in each rank: whether its proposer's drafter is mapped, and what it learned
+    (``NgramDrafter.learned_state``)."""
     runner = worker.model_runner
     proposer = getattr(runner, "drafter", None) or getattr(runner, "proposer", None)
     drafter = proposer.drafter
     drafter.wait_learned()
-    return bytes(drafter.learned_state())
+    return bool(drafter.stats()["mapped"]), bytes(drafter.learned_state())
 
 
 def test_two_ranks_draft_alike_and_keep_greedy_output(
@@ -101,7 +103,8 @@ def test_two_ranks_draft_alike_and_keep_greedy_output(
     finally:
         shutdown(plain)
     before = os.environ.get(CONFIG_ENV)
-    config = speculative_config(drafter_path, k=K, stale_steps=2)
+    # both ranks map the one drafter file (one copy of its trie in memory)
+    config = speculative_config(drafter_path, k=K, stale_steps=2, mmap=True)
     spec = _engine(tiny_llama, speculative_config=config, disable_log_stats=False)
     try:
         outs = spec.generate([{"prompt_token_ids": p} for p in prompts], params)
@@ -110,8 +113,10 @@ def test_two_ranks_draft_alike_and_keep_greedy_output(
         assert values.get("vllm:spec_decode_num_draft_tokens", 0) > 0, "no drafts reached vLLM"
         # the function is sent to the ranks by value (this test module is not importable there)
         cloudpickle.register_pickle_by_value(__import__(__name__))
-        states = spec.collective_rpc(_learned_state)
-        assert len(states) == 2
+        ranks = spec.collective_rpc(_learned_state)
+        assert len(ranks) == 2
+        assert all(mapped for mapped, _ in ranks), "a rank read the drafter whole"
+        states = [state for _, state in ranks]
         assert states[0] == states[1], "the ranks' proposers learned different things"
         assert len(states[0]) > 64  # something was learned (more than the empty snapshot)
     finally:
