@@ -4,12 +4,19 @@
 //! Contexts live in a trie keyed by their tokens read backwards (last token first), so appending a
 //! token costs `n_max` hash updates whatever the context length, and looking up the longest
 //! matching suffix is a single walk from the root.
+//!
+//! Each follower entry also links to the context it makes (the node of the context followed by
+//! that token, at most `n_max - 1` tokens long), set when the token after it is indexed. A
+//! drafting step whose history is one token longer than the step before then finds its match
+//! by one follower lookup from the previous match ([`ContextIndex::longest_match_next`]) instead
+//! of a walk of up to `n_max - 1` edges: in a large index each edge is a cache miss.
 
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use crate::aliases::TokenAliases;
+use crate::config::MAX_N;
 use crate::followers::Followers;
 
 /// Marks "no token" / "end of list".
@@ -30,12 +37,29 @@ struct Node {
     children: List,
 }
 
-/// One entry of a node's list: a token and its value (a count or a child node).
+/// One entry of a node's list: a token and its value (a count or a child node), and a link
+/// (`()` for edges).
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct Entry<L> {
     token: u32,
     value: u32,
     next: u32,
+    /// For a follower: the node of its node's context followed by `token` (the oldest token
+    /// dropped at `n_max - 1` tokens), `NONE` until that context is indexed.
+    link: L,
+}
+
+/// A new entry's link: none.
+trait Blank: Copy {
+    const BLANK: Self;
+}
+
+impl Blank for () {
+    const BLANK: Self = ();
+}
+
+impl Blank for u32 {
+    const BLANK: Self = NONE;
 }
 
 /// A node's list in a [`Lists`]: its first entry and its length.
@@ -49,13 +73,13 @@ struct List {
 /// a longer one (the root's, the first level's) is also indexed by (node, token). Most nodes
 /// past the first levels have one or two entries, and the walk reads what a probe would.
 #[derive(Debug, Clone, Default)]
-struct Lists {
-    entries: Vec<Entry>,
+struct Lists<L> {
+    entries: Vec<Entry<L>>,
     /// (node, token) -> index in `entries`, for lists longer than [`SMALL`] only.
     long: FxHashMap<u64, u32>,
 }
 
-impl Lists {
+impl<L: Blank> Lists<L> {
     /// The entry of `token` in `node`'s `list`, `NONE` if there is none.
     fn find(&self, node: u32, list: List, token: u32) -> u32 {
         if list.len > SMALL {
@@ -79,6 +103,7 @@ impl Lists {
             token,
             value,
             next: list.head,
+            link: L::BLANK,
         });
         list.head = at;
         list.len += 1;
@@ -132,11 +157,25 @@ pub struct ContextIndex {
     seq_start: usize,
     nodes: Vec<Node>,
     /// Trie edges: (node, token read backwards) -> child node.
-    edges: Lists,
-    /// Next-token counts: (node, next token) -> count.
-    followers: Lists,
+    edges: Lists<()>,
+    /// Next-token counts: (node, next token) -> count, each linked to the context it makes.
+    followers: Lists<u32>,
     /// Read where a walk finds no context by a token (see [`TokenAliases`]).
     aliases: Option<Arc<TokenAliases>>,
+    /// The follower entries the last indexed token was recorded in, by context length, and
+    /// how many (0: none the next token may link, as after a side sequence).
+    last_slots: [u32; MAX_N],
+    last_depths: usize,
+}
+
+/// Where a lookup matched in a [`ContextIndex`]: the matched context's node and length, and
+/// whether its path read exact tokens only (no alias), which the next step's lookup
+/// ([`ContextIndex::longest_match_next`]) needs to follow a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextMatch {
+    pub depth: usize,
+    node: u32,
+    exact: bool,
 }
 
 /// The next-token distribution of one context in the index.
@@ -147,16 +186,19 @@ pub struct ContextFollowers<'a> {
 }
 
 impl ContextIndex {
-    /// An index over `tokens` with contexts of up to `n_max - 1` tokens.
+    /// An index over `tokens` with contexts of up to `n_max - 1` tokens (`n_max` in
+    /// `1..=MAX_N`, clamped).
     pub fn new(n_max: usize, tokens: &[u32]) -> Self {
         let mut index = Self {
-            n_max: n_max.max(1),
+            n_max: n_max.clamp(1, MAX_N),
             tokens: Vec::with_capacity(tokens.len() + 64),
             seq_start: 0,
             nodes: vec![Node::empty()],
             edges: Lists::default(),
             followers: Lists::default(),
             aliases: None,
+            last_slots: [NONE; MAX_N],
+            last_depths: 0,
         };
         index.extend(tokens);
         index
@@ -188,10 +230,15 @@ impl ContextIndex {
     /// context: lookups find what they continue, drafting histories never include them.
     pub fn index_side(&mut self, tokens: &[u32]) {
         let (len, start) = (self.tokens.len(), self.seq_start);
+        let last = (self.last_slots, self.last_depths);
         self.seq_start = len;
         self.extend(tokens);
         self.tokens.truncate(len);
         self.seq_start = start;
+        // the next token follows the main sequence, not the side one just indexed: it links
+        // the main sequence's last entries (so that a missing link always means a missing
+        // context, which `tail_match` relies on)
+        (self.last_slots, self.last_depths) = last;
     }
 
     /// Appends tokens, indexing each under all of its preceding contexts.
@@ -208,13 +255,42 @@ impl ContextIndex {
 
     fn push(&mut self, token: u32) {
         let i = self.tokens.len();
+        let depths = self.n_max.min(i - self.seq_start + 1);
+        // the previous token's follower entries, of contexts 0..last_depths long, link to the
+        // contexts this token's walk passes: a context and that token, one longer (or, at
+        // the longest, the same length without its oldest token)
+        let linked = if i > self.seq_start {
+            self.last_depths
+        } else {
+            0
+        };
         let mut node = 0u32;
-        self.record(node, token);
-        for m in 1..self.n_max.min(i - self.seq_start + 1) {
+        let mut slots = [NONE; MAX_N];
+        slots[0] = self.record(node, token);
+        for (m, slot) in slots.iter_mut().enumerate().take(depths).skip(1) {
             let prev = self.tokens[i - m];
-            node = self.child_or_insert(node, prev);
-            self.record(node, token);
+            node = if m <= linked {
+                // the context `m` tokens long before this token is the previous token's context
+                // one shorter followed by it: that entry's link, or new when it has none
+                let entry = self.last_slots[m - 1] as usize;
+                match self.followers.entries[entry].link {
+                    NONE => {
+                        let child = self.insert_child(node, prev);
+                        self.followers.entries[entry].link = child;
+                        child
+                    }
+                    linked_node => linked_node,
+                }
+            } else {
+                self.child_or_insert(node, prev)
+            };
+            *slot = self.record(node, token);
         }
+        if depths == self.n_max && linked == self.n_max {
+            self.followers.entries[self.last_slots[self.n_max - 1] as usize].link = node;
+        }
+        self.last_slots = slots;
+        self.last_depths = depths;
         self.tokens.push(token);
     }
 
@@ -232,6 +308,12 @@ impl ContextIndex {
         if found != NONE {
             return found;
         }
+        self.insert_child(node, token)
+    }
+
+    /// A new child of `node` by `token`, which it does not have.
+    fn insert_child(&mut self, node: u32, token: u32) -> u32 {
+        debug_assert_eq!(self.child(node, token), NONE, "a link was missing");
         let child = self.nodes.len() as u32;
         self.nodes.push(Node::empty());
         let list = &mut self.nodes[node as usize].children;
@@ -245,17 +327,17 @@ impl ContextIndex {
             .find(node, self.nodes[node as usize].followers, token)
     }
 
-    fn record(&mut self, node: u32, token: u32) {
-        let count = match self.slot(node, token) {
+    /// Counts `token` after `node`'s context; returns its follower entry.
+    fn record(&mut self, node: u32, token: u32) -> u32 {
+        let (slot, count) = match self.slot(node, token) {
             NONE => {
                 let list = &mut self.nodes[node as usize].followers;
-                self.followers.push(node, list, token, 1);
-                1
+                (self.followers.push(node, list, token, 1), 1)
             }
             slot => {
                 let f = &mut self.followers.entries[slot as usize];
                 f.value += 1;
-                f.value
+                (slot, f.value)
             }
         };
         let n = &mut self.nodes[node as usize];
@@ -269,6 +351,7 @@ impl ContextIndex {
         } else {
             n.second_count = n.second_count.max(count);
         }
+        slot
     }
 
     /// The distribution of the longest suffix of `history` (at most n_max - 1 tokens) that has
@@ -292,21 +375,119 @@ impl ContextIndex {
         history: &[u32],
         max_depth: usize,
     ) -> Option<(usize, ContextFollowers<'_>)> {
+        self.walk(history, max_depth).map(|m| {
+            (
+                m.depth,
+                ContextFollowers {
+                    index: self,
+                    node: m.node,
+                },
+            )
+        })
+    }
+
+    /// [`longest_match_depth`](Self::longest_match_depth) for a `history` one token longer
+    /// than the one `prev` matched (`None`: any history), with where it matched, for the next
+    /// call. Where `prev`'s path read exact tokens and its context has been followed by the new
+    /// token in a context indexed since, the match is that context (one follower lookup):
+    /// no suffix can match deeper (a context followed by something contains a shorter one
+    /// followed by its last token), and a walk that prefers exact tokens reaches it.
+    /// Otherwise the history is walked as [`longest_match_within`](Self::longest_match_within)
+    /// does, no deeper than one token more than `prev`.
+    pub fn longest_match_next(
+        &self,
+        history: &[u32],
+        prev: Option<ContextMatch>,
+    ) -> Option<(ContextMatch, ContextFollowers<'_>)> {
+        if let (Some(p), Some(&token)) = (prev, history.last()) {
+            if p.exact {
+                let slot = self.slot(p.node, token);
+                if slot != NONE {
+                    let node = self.followers.entries[slot as usize].link;
+                    if node != NONE {
+                        let m = ContextMatch {
+                            depth: (p.depth + 1).min(self.n_max - 1),
+                            node,
+                            exact: true,
+                        };
+                        return Some((m, ContextFollowers { index: self, node }));
+                    }
+                }
+            }
+        }
+        let max_depth = prev.map_or(usize::MAX, |p| p.depth + 1);
+        self.walk(history, max_depth).map(|m| {
+            (
+                m,
+                ContextFollowers {
+                    index: self,
+                    node: m.node,
+                },
+            )
+        })
+    }
+
+    /// [`longest_match_depth`](Self::longest_match_depth) for a `history` that ends with
+    /// every token of this index (a draft's first step), with where it matched. The contexts
+    /// the last token ends, up to `n_max - 1` tokens, are the links of the entries the last
+    /// indexed token was counted in (each a context followed by it; no link: no such
+    /// context): the walk starts below the deepest of them instead of at the root, which on a
+    /// large index saves a cache miss per level. Any other `history` is walked.
+    pub fn tail_match(&self, history: &[u32]) -> Option<(ContextMatch, ContextFollowers<'_>)> {
+        let own = history.len() <= self.tokens.len() && self.tokens.ends_with(history);
+        let top = self.last_depths.min(self.n_max - 1).min(history.len());
+        let (mut node, mut depth) = (0u32, 0usize);
+        if own && self.nodes[0].total > 0 {
+            for &slot in &self.last_slots[..top] {
+                let link = self.followers.entries[slot as usize].link;
+                if link == NONE {
+                    break;
+                }
+                (node, depth) = (link, depth + 1);
+            }
+        }
+        self.walk_from(history, usize::MAX, node, depth).map(|m| {
+            (
+                m,
+                ContextFollowers {
+                    index: self,
+                    node: m.node,
+                },
+            )
+        })
+    }
+
+    /// The deepest node a walk of `history` (read backwards, at most `max_depth` tokens, or
+    /// the whole order with aliases) reaches.
+    fn walk(&self, history: &[u32], max_depth: usize) -> Option<ContextMatch> {
+        self.walk_from(history, max_depth, 0, 0)
+    }
+
+    /// [`walk`](Self::walk) from `node`, the context of `history`'s last `depth` tokens
+    /// reached by exact tokens (what a walk from the root that prefers exact tokens reaches).
+    fn walk_from(
+        &self,
+        history: &[u32],
+        max_depth: usize,
+        node: u32,
+        depth: usize,
+    ) -> Option<ContextMatch> {
         if self.nodes[0].total == 0 {
             return None;
         }
-        let (mut node, mut depth) = (0u32, 0usize);
+        let (mut node, mut depth, mut exact) = (node, depth, true);
         // With aliases a walk can take another path than the previous step's, so the bound
         // one step gives the next does not hold: walk the whole order.
         let limit = match self.aliases {
             Some(_) => self.n_max - 1,
             None => (self.n_max - 1).min(max_depth),
         };
-        for &token in history.iter().rev().take(limit) {
+        for &token in history.iter().rev().take(limit).skip(depth) {
             let mut child = self.child(node, token);
             if child == NONE {
                 if let Some(alias) = self.aliases.as_ref().and_then(|a| a.partner(token)) {
                     child = self.child(node, alias);
+                    exact &= child == NONE;
                 }
             }
             if child == NONE {
@@ -315,7 +496,7 @@ impl ContextIndex {
             node = child;
             depth += 1;
         }
-        Some((depth, ContextFollowers { index: self, node }))
+        Some(ContextMatch { depth, node, exact })
     }
 
     /// Whether `tokens` more tokens can be indexed without any of the index's vectors or maps
@@ -324,9 +505,8 @@ impl ContextIndex {
     pub fn fits(&self, tokens: usize) -> bool {
         let levels = self.n_max;
         let spare = |len: usize, cap: usize| cap - len;
-        let long = |lists: &Lists, per_token: usize| {
-            spare(lists.long.len(), lists.long.capacity())
-                >= tokens * per_token * (SMALL as usize + 1)
+        let long = |map: &FxHashMap<u64, u32>, per_token: usize| {
+            spare(map.len(), map.capacity()) >= tokens * per_token * (SMALL as usize + 1)
         };
         spare(self.tokens.len(), self.tokens.capacity()) >= tokens
             && spare(self.nodes.len(), self.nodes.capacity()) >= tokens * (levels - 1)
@@ -336,8 +516,8 @@ impl ContextIndex {
                 self.followers.entries.len(),
                 self.followers.entries.capacity(),
             ) >= tokens * levels
-            && long(&self.edges, levels - 1)
-            && long(&self.followers, levels)
+            && long(&self.edges.long, levels - 1)
+            && long(&self.followers.long, levels)
     }
 
     /// Room for `tokens` more tokens: each vector and map grows by what it held per indexed
@@ -413,6 +593,8 @@ impl ContextIndex {
                 long: copied_map(&self.followers.long, room.followers_long),
             },
             aliases: self.aliases.clone(),
+            last_slots: self.last_slots,
+            last_depths: self.last_depths,
         }
     }
 
@@ -605,6 +787,125 @@ mod tests {
             assert_eq!(dist(full.1), dist(within.1));
             prev = Some(within.0);
         }
+    }
+
+    /// Every way a context index is built (several sequences, side sequences, aliases, small
+    /// and large alphabets and orders), and drafting-like histories (each one token longer than
+    /// the last, sometimes restarted): following links finds what a walk finds.
+    #[test]
+    fn a_linked_lookup_equals_a_walk() {
+        let mut next = xorshift(777);
+        let mut links_followed = 0;
+        for round in 0..60 {
+            let n_max = 1 + round % MAX_N;
+            let alphabet = [3, 5, 12, 40][round % 4];
+            let tokens = |n: usize, next: &mut dyn FnMut(u64) -> u64| -> Vec<u32> {
+                (0..n).map(|_| next(alphabet) as u32).collect()
+            };
+            let mut index = ContextIndex::new(n_max, &tokens(200, &mut next));
+            if round % 3 == 0 {
+                let pairs: Vec<(u32, u32)> = (0..alphabet as u32 / 2)
+                    .map(|t| (2 * t, 2 * t + 1))
+                    .collect();
+                let aliases = TokenAliases::from_pairs(&pairs, alphabet as u32).unwrap();
+                index.set_aliases(Some(Arc::new(aliases)));
+            }
+            for part in 0..4 {
+                match part % 3 {
+                    0 => index.start_sequence(),
+                    1 => index.index_side(&tokens(30, &mut next)),
+                    _ => {}
+                }
+                index.extend(&tokens(150, &mut next));
+                // histories: the index's own text (links set), then drafted-like tokens
+                let mut history: Vec<u32> =
+                    index.tokens()[index.len().saturating_sub(9)..].to_vec();
+                let mut prev: Option<ContextMatch> = None;
+                for step in 0..200 {
+                    if step % 37 == 0 {
+                        prev = None;
+                    }
+                    let from = history.len().saturating_sub(n_max.saturating_sub(1));
+                    let suffix = &history[from..];
+                    let walked = index.longest_match_depth(suffix).unwrap();
+                    let (m, f) = if step == 0 {
+                        index.tail_match(suffix).unwrap()
+                    } else {
+                        index.longest_match_next(suffix, prev).unwrap()
+                    };
+                    assert_eq!(
+                        (m.depth, dist(f)),
+                        (walked.0, dist(walked.1)),
+                        "round {round}"
+                    );
+                    if let (Some(p), Some(&t)) = (prev, suffix.last()) {
+                        let slot = index.slot(p.node, t);
+                        if p.exact && slot != NONE {
+                            links_followed +=
+                                usize::from(index.followers.entries[slot as usize].link != NONE);
+                        }
+                    }
+                    prev = Some(m);
+                    // mostly what the context says next (where links exist), else anything
+                    let t = if step % 4 != 0 && f.total() > 0 {
+                        f.best().0
+                    } else {
+                        next(alphabet) as u32
+                    };
+                    history.push(t);
+                }
+            }
+        }
+        assert!(links_followed > 5_000, "{links_followed}");
+    }
+
+    /// The match of an index's own tail, after every kind of append: from its links where the
+    /// history is the index's tail, a walk otherwise; both equal to a walk.
+    #[test]
+    fn a_tail_match_equals_a_walk() {
+        let mut next = xorshift(4242);
+        let mut from_links = 0;
+        for round in 0..40 {
+            let n_max = 1 + round % MAX_N;
+            let alphabet = [2, 3, 6, 30][round % 4];
+            let mut index = ContextIndex::new(n_max, &[]);
+            if round % 2 == 0 {
+                let pairs: Vec<(u32, u32)> = (0..alphabet as u32 / 2)
+                    .map(|t| (2 * t, 2 * t + 1))
+                    .collect();
+                let aliases = TokenAliases::from_pairs(&pairs, alphabet as u32).unwrap();
+                index.set_aliases(Some(Arc::new(aliases)));
+            }
+            for step in 0..400 {
+                match step % 50 {
+                    7 => index.start_sequence(),
+                    19 => {
+                        let side: Vec<u32> = (0..5).map(|_| next(alphabet) as u32).collect();
+                        index.index_side(&side);
+                    }
+                    _ => {}
+                }
+                index.extend(&[next(alphabet) as u32]);
+                let tokens = index.tokens();
+                for keep in [n_max.saturating_sub(1), 2, 0] {
+                    let suffix = &tokens[tokens.len().saturating_sub(keep)..];
+                    let walked = index.longest_match_depth(suffix).unwrap();
+                    let (m, f) = index.tail_match(suffix).unwrap();
+                    assert_eq!(
+                        (m.depth, dist(f)),
+                        (walked.0, dist(walked.1)),
+                        "{round}/{step}"
+                    );
+                    from_links += usize::from(m.depth > 0);
+                }
+                // a history that is not the index's tail is walked
+                let other = [next(alphabet) as u32, next(alphabet) as u32];
+                let walked = index.longest_match_depth(&other).unwrap();
+                let (m, f) = index.tail_match(&other).unwrap();
+                assert_eq!((m.depth, dist(f)), (walked.0, dist(walked.1)));
+            }
+        }
+        assert!(from_links > 10_000, "{from_links}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! maximises the expected number of tokens per unit of verification cost.
 
 use crate::config::{check_corpus_weight, check_k, check_min_prob, ConfigError, MAX_K};
-use crate::context::{ContextFollowers, ContextIndex};
+use crate::context::{ContextFollowers, ContextIndex, ContextMatch};
 use crate::copy::CopySource;
 use crate::error::Error;
 use crate::followers::Followers;
@@ -168,9 +168,9 @@ impl<'a> TaskFollowers<'a> {
         let corp = known.or_else(|| store.longest_match_after(history, at.store));
         at.store = corp.as_ref().map(|&(m, _)| m);
         let corp = corp.map(|(m, f)| (m.depth, f));
-        let learned =
-            online.and_then(|o| o.longest_match_within(history, Cursor::deeper(at.online)));
-        at.online = learned.as_ref().map(|&(d, _)| d);
+        let learned = online.and_then(|o| o.longest_match_next(history, at.online.take()));
+        at.online = learned.as_ref().map(|&(m, _)| m);
+        let learned = learned.map(|(m, f)| (m.depth, f));
         match (corp, learned) {
             (None, None) => None,
             (Some((dc, c)), None) => Some((dc, Self::Corpus(c))),
@@ -258,14 +258,19 @@ impl Followers for TaskFollowers<'_> {
 
 /// What a drafting step matched on each side (the store, the learned responses, the context),
 /// so that the next step, whose history is one token longer, looks no deeper than one token
-/// more (see [`NgramStore::longest_match_after`]). The default bounds nothing.
+/// more (see [`NgramStore::longest_match_after`]), and on the context indexes mostly follows
+/// one link instead of walking ([`ContextIndex::longest_match_next`]). The default bounds
+/// nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
     store: Option<StoreMatch>,
     /// The store's match for the very next lookup's history, when already known.
     store_now: Option<StoreMatch>,
-    online: Option<usize>,
-    local: Option<usize>,
+    online: Option<ContextMatch>,
+    local: Option<ContextMatch>,
+    /// Whether the next lookup's history ends with every token of the request's context (a
+    /// draft's first step: [`ContextIndex::tail_match`]).
+    local_tail: bool,
 }
 
 impl Cursor {
@@ -276,11 +281,6 @@ impl Cursor {
             store_now: at,
             ..Self::default()
         }
-    }
-
-    /// The deepest match possible one token after a match of depth `d`.
-    fn deeper(d: Option<usize>) -> usize {
-        d.map_or(usize::MAX, |d| d + 1)
     }
 }
 
@@ -305,9 +305,13 @@ pub fn mixed_step<'a>(
         None
     };
     let local = if corpus_weight < 1.0 {
-        let found = ctx.longest_match_within(suffix, Cursor::deeper(at.local));
-        at.local = found.as_ref().map(|&(d, _)| d);
-        found
+        let found = if std::mem::take(&mut at.local_tail) {
+            ctx.tail_match(suffix)
+        } else {
+            ctx.longest_match_next(suffix, at.local.take())
+        };
+        at.local = found.as_ref().map(|&(m, _)| m);
+        found.map(|(m, f)| (m.depth, f))
     } else {
         None
     };
@@ -525,7 +529,10 @@ pub fn propose_until(
         probs: Vec::with_capacity(k),
     };
     let mut path = 1.0;
-    let mut at = Cursor::anchored(anchor);
+    let mut at = Cursor {
+        local_tail: true,
+        ..Cursor::anchored(anchor)
+    };
     // answer tokens before the draft: what the copy pointer's context is read from
     let answered = copy.map_or(0, |c| ctx.len().saturating_sub(c.anchors.len()));
     let mut push = |draft: &mut Draft, history: &mut Vec<u32>, token: u32, p: f64| {
