@@ -163,7 +163,7 @@ pub struct ContextIndex {
     /// Read where a walk finds no context by a token (see [`TokenAliases`]).
     aliases: Option<Arc<TokenAliases>>,
     /// The follower entries the last indexed token was recorded in, by context length, and
-    /// how many (0: none the next token may link, as after a side sequence).
+    /// how many (0: none yet).
     last_slots: [u32; MAX_N],
     last_depths: usize,
 }
@@ -789,6 +789,15 @@ mod tests {
         }
     }
 
+    /// Aliases that pair tokens 2t and 2t + 1 of an `alphabet`.
+    fn pair_up(index: &mut ContextIndex, alphabet: u64) {
+        let pairs: Vec<(u32, u32)> = (0..alphabet as u32 / 2)
+            .map(|t| (2 * t, 2 * t + 1))
+            .collect();
+        let aliases = TokenAliases::from_pairs(&pairs, alphabet as u32).unwrap();
+        index.set_aliases(Some(Arc::new(aliases)));
+    }
+
     /// Every way a context index is built (several sequences, side sequences, aliases, small
     /// and large alphabets and orders), and drafting-like histories (each one token longer than
     /// the last, sometimes restarted): following links finds what a walk finds.
@@ -804,11 +813,7 @@ mod tests {
             };
             let mut index = ContextIndex::new(n_max, &tokens(200, &mut next));
             if round % 3 == 0 {
-                let pairs: Vec<(u32, u32)> = (0..alphabet as u32 / 2)
-                    .map(|t| (2 * t, 2 * t + 1))
-                    .collect();
-                let aliases = TokenAliases::from_pairs(&pairs, alphabet as u32).unwrap();
-                index.set_aliases(Some(Arc::new(aliases)));
+                pair_up(&mut index, alphabet);
             }
             for part in 0..4 {
                 match part % 3 {
@@ -870,11 +875,7 @@ mod tests {
             let alphabet = [2, 3, 6, 30][round % 4];
             let mut index = ContextIndex::new(n_max, &[]);
             if round % 2 == 0 {
-                let pairs: Vec<(u32, u32)> = (0..alphabet as u32 / 2)
-                    .map(|t| (2 * t, 2 * t + 1))
-                    .collect();
-                let aliases = TokenAliases::from_pairs(&pairs, alphabet as u32).unwrap();
-                index.set_aliases(Some(Arc::new(aliases)));
+                pair_up(&mut index, alphabet);
             }
             for step in 0..400 {
                 match step % 50 {

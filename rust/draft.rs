@@ -274,11 +274,13 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// A cursor for a first lookup whose store match is already known (`at`, from
-    /// [`NgramStore::match_after`]).
+    /// A cursor for a draft's first lookup, whose history ends with the request's tokens (read
+    /// from where they end in its context index), and whose store match is already known (`at`,
+    /// from [`NgramStore::match_after`]; `None`: searched).
     pub fn anchored(at: Option<StoreMatch>) -> Self {
         Self {
             store_now: at,
+            local_tail: true,
             ..Self::default()
         }
     }
@@ -529,10 +531,7 @@ pub fn propose_until(
         probs: Vec::with_capacity(k),
     };
     let mut path = 1.0;
-    let mut at = Cursor {
-        local_tail: true,
-        ..Cursor::anchored(anchor)
-    };
+    let mut at = Cursor::anchored(anchor);
     // answer tokens before the draft: what the copy pointer's context is read from
     let answered = copy.map_or(0, |c| ctx.len().saturating_sub(c.anchors.len()));
     let mut push = |draft: &mut Draft, history: &mut Vec<u32>, token: u32, p: f64| {

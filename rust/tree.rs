@@ -181,7 +181,7 @@ pub fn propose_tree(
         history[start..].reverse();
         let suffix = &history[history.len().saturating_sub(order)..];
         let mut at = match usize::try_from(parent) {
-            Err(_) => Cursor::default(),
+            Err(_) => Cursor::anchored(None),
             Ok(i) => match usize::try_from(tree.parents[i]) {
                 Err(_) => root_at,
                 Ok(j) => cursors.get(j).copied().flatten().unwrap_or_default(),
