@@ -114,7 +114,8 @@ impl Packed {
     }
 
     /// Little-endian serialisation: width byte, u64 length, then (when `align` is given) zero
-    /// bytes up to the next multiple of `align` of the bytes written so far, then the elements. Aligned arrays can be read in place from a mapped file.
+    /// bytes up to the next multiple of `align` of the bytes written so far, then the elements.
+    /// Aligned arrays can be read in place from a mapped file.
     pub fn write_to(&self, out: &mut impl Sink, align: Option<usize>) {
         out.put(&[self.width() as u8]);
         out.put(&(self.len() as u64).to_le_bytes());

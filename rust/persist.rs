@@ -98,7 +98,9 @@ impl NgramStore {
 
     /// Serialises the store as file format `version` (3 or 4) writes it.
     pub(crate) fn to_bytes_as(&self, version: u32) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes() + 4 * self.levels.len() * 8 + 128);
+        // at most six arrays a level, each with a 9-byte header and under ALIGN bytes of padding
+        let framing = self.levels.len() * 6 * (9 + ALIGN);
+        let mut out = Vec::with_capacity(self.bytes() + framing + 128);
         self.encode(&mut out, version);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
