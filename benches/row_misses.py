@@ -11,7 +11,7 @@ of the two runs, divided by rows and steps, is what one row costs a step: instru
 first-level data read misses (D1mr, 32 KB) and last-level misses (DLmr/DLmw, a 32 MB 16-way
 last level: what reaches memory). Compare two builds by running it on each.
 
-    python benches/row_misses.py [--rows 256] [--context 2048] [--steps 10]
+    python benches/row_misses.py [--cells 256x2048 256x512 ...] [--steps 10] [--write]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _results import DATA, machine, write_section
 
 #: callgrind's events, in the order it prints them.
 EVENTS = ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]
@@ -35,8 +36,6 @@ STEP = "tasc_rs::py::serving::PyBatchProposer::propose::{{closure}}"
 
 
 def prepare(work: Path, rows: int, context: int, steps: int) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _results import DATA
     from transformers import AutoTokenizer
 
     from tasc_rs.embedded import embedded_model_dir
@@ -82,24 +81,13 @@ def totals(out: Path) -> dict[str, int]:
     return dict(zip(EVENTS, values, strict=True))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=256)
-    ap.add_argument("--context", type=int, default=2048)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--drive", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--drive-steps", type=int, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.drive is not None:
-        drive(args.drive, args.context, args.drive_steps)
-        return
-    if shutil.which("valgrind") is None:
-        sys.exit("row_misses.py needs valgrind (apt-get install valgrind)")
+def measure(rows: int, context: int, steps: int) -> dict[str, float]:
+    """Per row and step: each event's count in a run of ``2 + steps`` steps less a run of 2."""
     work = Path(tempfile.mkdtemp(prefix="tasc-misses-"))
-    prepare(work, args.rows, args.context, args.steps)
+    prepare(work, rows, context, steps)
     runs = {}
-    for steps in (2, 2 + args.steps):
-        out = work / f"callgrind.{steps}.out"
+    for n in (2, 2 + steps):
+        out = work / f"callgrind.{n}.out"
         subprocess.run(
             [
                 "valgrind",
@@ -113,21 +101,76 @@ def main() -> None:
                 "--drive",
                 str(work),
                 "--drive-steps",
-                str(steps),
+                str(n),
                 "--context",
-                str(args.context),
+                str(context),
             ],
             check=True,
             capture_output=True,
         )
-        runs[steps] = totals(out)
+        runs[n] = totals(out)
     shutil.rmtree(work, ignore_errors=True)
-    per = args.rows * args.steps
-    a, b = runs[2], runs[2 + args.steps]
-    print(
-        f"{args.rows} rows x {args.context} tokens, {args.steps} steps: per row and step "
-        + ", ".join(f"{e} {(b[e] - a[e]) / per:.1f}" for e in ("Ir", "D1mr", "DLmr", "DLmw"))
+    a, b = runs[2], runs[2 + steps]
+    return {e: (b[e] - a[e]) / (rows * steps) for e in EVENTS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--cells",
+        nargs="+",
+        default=["256x2048"],
+        help="ROWSxCONTEXT cells to measure (default: 256x2048)",
     )
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--write", action="store_true", help="update benches/RESULTS.md")
+    ap.add_argument("--drive", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--drive-steps", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--context", type=int, default=2048, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.drive is not None:
+        drive(args.drive, args.context, args.drive_steps)
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("row_misses.py needs valgrind (apt-get install valgrind)")
+    cells = []
+    for cell in args.cells:
+        rows, _, context = cell.partition("x")
+        cells.append((int(rows), int(context)))
+    lines = [
+        "## Instructions and cache misses of a batch-proposer step (issue 27)",
+        "",
+        f"`python benches/row_misses.py --cells {' '.join(args.cells)} --steps {args.steps}` "
+        f"on {machine()}: valgrind's cache simulation (32 KB L1, 32 MB 16-way last level) "
+        "inside the native drafting step only, medquad rows and the bench_pool drafter (aliases "
+        "and respelling), each row gaining one token a step, drafts of up to 8 tokens; per row "
+        f"and step, the difference of runs of 2 and {2 + args.steps} steps. These counts do not "
+        "move with the machine's load.",
+        "",
+        "| rows | context | instructions | L1 read misses | last-level read misses | "
+        "last-level write misses |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rows, context in cells:
+        r = measure(rows, context, args.steps)
+        print(
+            f"{rows} rows x {context} tokens, {args.steps} steps: per row and step "
+            + ", ".join(f"{e} {r[e]:.1f}" for e in ("Ir", "D1mr", "DLmr", "DLmw"))
+        )
+        lines.append(
+            f"| {rows} | {context} | {r['Ir']:,.0f} | {r['D1mr']:.1f} | {r['DLmr']:.1f} | "
+            f"{r['DLmw']:.1f} |"
+        )
+    if args.write:
+        lines += [
+            "",
+            "Before the context index's follower links (the same script on the build of "
+            'b65cc19; benches/NOTES.md "Follower links in the context index"; the 256-row cells '
+            "over 10 steps), instructions and L1 / last-level read / last-level write misses: "
+            "256 x 2048 15,673, 218.3 / 32.8 / 11.5; 256 x 512 15,358, 200.1 / 15.1 / 10.9; "
+            "16 x 2048 14,633, 208.0 / 9.5 / 2.4; 1 x 2048 15,286, 263.1 / 4.1 / -0.1.",
+        ]
+        write_section("row_misses", "\n".join(lines))
 
 
 if __name__ == "__main__":
